@@ -1,0 +1,30 @@
+"""What the engine asks of a cost model: the time of one iteration for a batch shape.
+
+The interface is deliberately narrow so that a roofline estimate and a measured GPU profile
+slot in the same way. One rule binds every implementation: for a decode-only batch with a
+fixed number of sequences, `iteration_time` is affine in `decode_context`, so that runs of
+decode iterations can later be priced in closed form.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+
+class IterationShape(NamedTuple):
+    """The work of one engine iteration (one forward pass), as the cost model sees it."""
+
+    num_tokens: int  # new tokens fed to the model: prefill chunk tokens + one per decode
+    num_seqs: int  # sequences in the batch (prefilling or decoding)
+    prefill_chunks: tuple[tuple[int, int], ...]  # (chunk tokens, tokens already in KV) per prefill
+    num_decodes: int  # sequences feeding exactly one token after their prompt is done
+    decode_context: int  # sum over decodes of the KV tokens each attends to (including its new one)
+    num_sampled: int  # sequences that sample a token at the end (LM head rows)
+
+
+class CostModel(Protocol):
+    """Prices an iteration in seconds. `label` names it in every output (e.g. 'roofline ...')."""
+
+    label: str
+
+    def iteration_time(self, shape: IterationShape) -> float: ...

@@ -1,0 +1,65 @@
+"""Paged KV cache: a pool of fixed-size blocks handed to requests as their context grows.
+
+Without prefix caching the identity of a block never matters, only how many each request
+holds, so the pool keeps counts. A request holds ceil(tokens / block_size) blocks for the
+tokens whose KV it has computed or is about to compute in this iteration.
+"""
+
+from __future__ import annotations
+
+from .request import Request
+
+
+class BlockPool:
+    def __init__(self, num_blocks: int, block_size: int = 16) -> None:
+        if num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.free_blocks = num_blocks
+        self._held: dict[int, int] = {}  # request id -> blocks it holds
+
+    @property
+    def used_blocks(self) -> int:
+        return self.num_blocks - self.free_blocks
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def held(self, req: Request) -> int:
+        return self._held.get(req.id, 0)
+
+    def fits_ever(self, req: Request) -> bool:
+        """Whether the request could run to completion alone in an empty pool."""
+        return self.blocks_for(req.max_kv_tokens) <= self.num_blocks
+
+    def _missing(self, req: Request, num_new_tokens: int) -> int:
+        return max(0, self.blocks_for(req.computed + num_new_tokens) - self.held(req))
+
+    def can_allocate(self, req: Request, num_new_tokens: int) -> bool:
+        """Room for a request entering the running set with its first `num_new_tokens`."""
+        assert req.id not in self._held, f"request {req.id} already holds blocks"
+        return self._missing(req, num_new_tokens) <= self.free_blocks
+
+    def allocate(self, req: Request, num_new_tokens: int) -> None:
+        assert self.can_allocate(req, num_new_tokens)
+        need = self._missing(req, num_new_tokens)
+        self._held[req.id] = need
+        self.free_blocks -= need
+
+    def can_append(self, req: Request, num_new_tokens: int) -> bool:
+        """Room for a running request to compute `num_new_tokens` more tokens."""
+        assert req.id in self._held, f"request {req.id} holds no blocks"
+        return self._missing(req, num_new_tokens) <= self.free_blocks
+
+    def append(self, req: Request, num_new_tokens: int) -> None:
+        assert self.can_append(req, num_new_tokens)
+        need = self._missing(req, num_new_tokens)
+        self._held[req.id] += need
+        self.free_blocks -= need
+
+    def free(self, req: Request) -> None:
+        self.free_blocks += self._held.pop(req.id)
+        assert self.free_blocks <= self.num_blocks

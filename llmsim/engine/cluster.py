@@ -1,0 +1,70 @@
+"""N replicas behind a router, fed by the workload's arrivals: one simulated deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..policies.policy import Policy
+from ..traces.workload import Workload
+from .blocks import BlockPool
+from .clock import ARRIVAL, Clock
+from .config import EngineConfig
+from .cost import CostModel
+from .records import Records
+from .replica import Replica
+from .request import Request, State
+from .router import Router
+from .scheduler import Scheduler
+
+
+class Cluster:
+    def __init__(self, workload: Workload, policy: Policy, cost: CostModel, engine: EngineConfig,
+                 num_gpu_blocks: int, router: Router, num_replicas: int = 1,
+                 progress: Callable[[int], None] | None = None) -> None:
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
+        self.workload = workload
+        self.env = Clock()
+        self.records = Records(workload.arrival, workload.prompt_tokens, workload.output_tokens)
+        self.router = router
+        self.progress = progress
+        self.done = 0  # finished + rejected
+        self.replicas = [
+            Replica(i, self.env,
+                    Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size), policy),
+                    cost, self.records, on_finish=self._count)
+            for i in range(num_replicas)
+        ]
+        self.env.process(self._arrivals())
+
+    def run(self) -> Records:
+        self.env.run()
+        for r in self.replicas:
+            assert not r.scheduler.has_work(), "simulation ended with work left"
+            assert r.scheduler.pool.free_blocks == r.scheduler.pool.num_blocks, "KV blocks leaked"
+        return self.records
+
+    def _count(self, req: Request) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done)
+
+    def _arrivals(self):
+        w, env = self.workload, self.env
+        arrival = w.arrival.tolist()
+        prompt = w.prompt_tokens.tolist()
+        output = w.output_tokens.tolist()
+        n, i = len(arrival), 0
+        while i < n:
+            yield env.at(arrival[i], ARRIVAL)
+            t = arrival[i]
+            while i < n and arrival[i] == t:  # simultaneous arrivals in trace order, at once
+                req = Request(i, t, prompt[i], output[i])
+                replica = self.replicas[self.router(req, self.replicas)]
+                if replica.can_accept(req):
+                    replica.add(req)
+                else:  # could never fit in the KV pool: vLLM would refuse it too
+                    req.state = State.REJECTED
+                    self.records.rejected[i] = True
+                    self._count(req)
+                i += 1

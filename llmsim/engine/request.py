@@ -1,0 +1,52 @@
+"""One request's progress through a replica, in vLLM V1's terms.
+
+vLLM V1 has no prefill or decode phase: a request knows `num_tokens` (prompt + tokens
+emitted so far) and `computed` (tokens whose KV is in the cache). Each iteration feeds it
+`num_tokens - computed` tokens, or fewer when the token budget chunks its prompt; when
+`computed` reaches `num_tokens` a new token is sampled. Recompute preemption resets
+`computed` to 0, so the request re-prefills its prompt and everything emitted so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class State(Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    id: int  # row in the workload
+    arrival: float
+    prompt_tokens: int
+    output_tokens: int  # tokens it will emit before it stops (the trace's length)
+    computed: int = 0  # tokens whose KV is computed (and held in blocks)
+    emitted: int = 0  # output tokens sampled so far
+    rank: float = 0.0  # the policy's sort key, set when it enters the waiting queue
+    state: State = State.WAITING
+    last_token_at: float = 0.0
+    discarded: int = 0  # computed tokens thrown away by preemptions, to be recomputed
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prompt_tokens + self.emitted
+
+    @property
+    def remaining_tokens(self) -> int:
+        """Tokens this request still has to emit."""
+        return self.output_tokens - self.emitted
+
+    @property
+    def max_kv_tokens(self) -> int:
+        """KV slots it holds at its largest: the last emitted token is never fed back."""
+        return self.prompt_tokens + self.output_tokens - 1
+
+    def sort_key(self) -> tuple[float, float, int]:
+        """Waiting-queue order and priority-victim order: (rank, arrival, id), as vLLM's heap."""
+        return (self.rank, self.arrival, self.id)

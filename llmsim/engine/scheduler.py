@@ -1,0 +1,137 @@
+"""The per-iteration scheduler of one replica, after vLLM V1's `Scheduler.schedule()`.
+
+`schedule` picks the batch of one iteration and applies its KV allocations and
+preemptions; `complete` applies the iteration's outcome (tokens emitted, requests done).
+The order of decisions mirrors vLLM: running requests first, in running order, each
+taking its next chunk and preempting victims when the pool is dry; then, only if nothing
+was preempted, waiting requests in policy order while budget, seats and blocks last.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import NamedTuple
+
+from ..policies.policy import Policy
+from .blocks import BlockPool
+from .config import EngineConfig
+from .cost import IterationShape
+from .request import Request, State
+
+
+class Batch(NamedTuple):
+    items: list[tuple[Request, int]]  # (request, tokens fed this iteration), in batch order
+    preempted: list[Request]
+    shape: IterationShape | None  # None when nothing was scheduled
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig, pool: BlockPool, policy: Policy) -> None:
+        self.config = config
+        self.pool = pool
+        self.policy = policy
+        self.waiting: list[tuple[tuple[float, float, int], Request]] = []  # heap
+        self.running: list[Request] = []  # admission order
+
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def can_accept(self, req: Request) -> bool:
+        return self.pool.fits_ever(req)
+
+    def add(self, req: Request, now: float) -> None:
+        assert self.can_accept(req)
+        req.state = State.WAITING
+        req.rank = self.policy.rank(req, now)
+        heapq.heappush(self.waiting, (req.sort_key(), req))
+
+    def schedule(self, now: float) -> Batch:
+        budget = self.config.max_num_batched_tokens
+        items: list[tuple[Request, int]] = []
+        preempted: list[Request] = []
+
+        i = 0
+        while i < len(self.running) and budget > 0:
+            req = self.running[i]
+            n = min(req.num_tokens - req.computed, budget)
+            assert n > 0
+            while not self.pool.can_append(req, n):
+                victim = self._victim()
+                at = self.running.index(victim)
+                del self.running[at]
+                if at < i:  # already in this batch: give its tokens back
+                    k = next(j for j, (r, _) in enumerate(items) if r is victim)
+                    budget += items.pop(k)[1]
+                    i -= 1
+                self._preempt(victim, now)
+                preempted.append(victim)
+                if victim is req:
+                    break
+            if req.state is not State.RUNNING:
+                break
+            self.pool.append(req, n)
+            items.append((req, n))
+            budget -= n
+            i += 1
+
+        if not preempted:
+            while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+                req = self.waiting[0][1]
+                n = min(req.num_tokens - req.computed, budget)
+                if not self.pool.can_allocate(req, n):
+                    break
+                heapq.heappop(self.waiting)
+                self.pool.allocate(req, n)
+                req.state = State.RUNNING
+                self.running.append(req)
+                items.append((req, n))
+                budget -= n
+
+        return Batch(items, preempted, _shape(items) if items else None)
+
+    def complete(self, batch: Batch, now: float) -> tuple[list[Request], list[Request]]:
+        """Apply an iteration that ended at `now`: returns (requests that emitted a token,
+        requests that finished)."""
+        emitted: list[Request] = []
+        finished: list[Request] = []
+        for req, n in batch.items:
+            req.computed += n
+            if req.computed < req.num_tokens:
+                continue  # a prompt chunk that is not the last one
+            req.emitted += 1
+            emitted.append(req)
+            if req.emitted == req.output_tokens:
+                req.state = State.FINISHED
+                self.pool.free(req)
+                self.running.remove(req)
+                finished.append(req)
+        return emitted, finished
+
+    def _victim(self) -> Request:
+        if self.policy.victim == "last":
+            return self.running[-1]
+        return max(self.running, key=Request.sort_key)
+
+    def _preempt(self, req: Request, now: float) -> None:
+        """Recompute preemption: drop its KV; it re-prefills prompt + emitted tokens later."""
+        self.pool.free(req)
+        req.discarded += req.computed
+        req.computed = 0
+        self.add(req, now)
+
+
+def _shape(items: list[tuple[Request, int]]) -> IterationShape:
+    chunks = []
+    num_decodes = decode_context = num_sampled = num_tokens = 0
+    for req, n in items:
+        num_tokens += n
+        done = req.computed + n
+        if done == req.num_tokens:
+            num_sampled += 1
+        if n == 1 and req.emitted > 0 and done == req.num_tokens:  # feeds its last sampled token
+            num_decodes += 1
+            decode_context += done
+        else:
+            chunks.append((n, req.computed))
+    return IterationShape(num_tokens, len(items), tuple(chunks), num_decodes, decode_context,
+                          num_sampled)

@@ -1,0 +1,16 @@
+"""First come, first served: vLLM's default policy."""
+
+from __future__ import annotations
+
+from ..engine.request import Request
+from .policy import Policy
+
+
+def by_arrival(req: Request, now: float) -> float:
+    return req.arrival
+
+
+FCFS = Policy(
+    "fcfs", by_arrival, victim="last",
+    description="first come, first served; preempts the most recently admitted request",
+)

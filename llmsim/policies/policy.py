@@ -1,0 +1,31 @@
+"""What a scheduling policy is to the engine: a rank for waiting requests and a victim rule.
+
+A policy ranks a request when it enters the waiting queue (on arrival and again after a
+preemption); the queue serves the lowest (rank, arrival, id) first, as vLLM's priority
+heap does with `Request.priority`. When the KV pool runs dry, the victim rule picks whom
+to preempt: `"last"` is vLLM's FCFS rule (the most recently admitted running request),
+`"priority"` its priority rule (the running request with the largest (rank, arrival)).
+Ranks are plain functions of the request and the clock, so policies pickle and compose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ..engine.request import Request
+
+RankFn = Callable[[Request, float], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    rank: RankFn  # lower is served first
+    victim: Literal["last", "priority"] = "priority"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.victim not in ("last", "priority"):
+            raise ValueError(f"victim must be 'last' or 'priority', got {self.victim!r}")

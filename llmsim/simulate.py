@@ -1,0 +1,103 @@
+"""The one call behind `llmsim run`: a workload, a policy and a deployment in; records and a
+summary out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .calibration.gpus import get_gpu
+from .calibration.memory import kv_cache_blocks, memory_breakdown
+from .calibration.roofline import RooflineCostModel
+from .calibration.shapes import get_model
+from .engine.cluster import Cluster
+from .engine.config import EngineConfig
+from .engine.cost import CostModel
+from .engine.records import Records
+from .engine.router import make_router
+from .engine.summary import Slo, summarize
+from .policies import Policy
+from .traces.workload import Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """What is being simulated: the model on which GPU, how many replicas, routed how."""
+
+    model: str = "llama-3-8b"
+    gpu: str = "h100"
+    tp: int = 1
+    num_replicas: int = 1
+    router: str = "round-robin"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["engine"] = self.engine.to_dict()
+        return d
+
+    def cost_model(self) -> CostModel:
+        return RooflineCostModel(get_model(self.model), get_gpu(self.gpu), tp=self.tp)
+
+    def num_gpu_blocks(self) -> int:
+        e = self.engine
+        if e.num_gpu_blocks is not None:
+            return e.num_gpu_blocks
+        return kv_cache_blocks(get_model(self.model), get_gpu(self.gpu), self.tp,
+                               e.gpu_memory_utilization, e.block_size, e.max_num_batched_tokens,
+                               e.max_num_seqs)
+
+    def memory(self) -> dict:
+        e = self.engine
+        return memory_breakdown(get_model(self.model), get_gpu(self.gpu), self.tp,
+                                e.gpu_memory_utilization, e.block_size, e.max_num_batched_tokens,
+                                e.max_num_seqs)
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    policy: str
+    records: Records
+    summary: dict
+    config: dict
+
+
+def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deployment(),
+             slo: Slo = Slo(), cost: CostModel | None = None,
+             progress: Callable[[int], None] | None = None) -> RunResult:
+    """Simulate `workload` under `policy` on `deployment`; `cost` overrides the deployment's
+    cost model (a measured profile, a test's fixed costs). `progress(done)` is called as
+    requests finish or are rejected."""
+    cost = cost if cost is not None else deployment.cost_model()
+    num_blocks = deployment.num_gpu_blocks()
+    cluster = Cluster(workload, policy, cost, deployment.engine, num_blocks,
+                      make_router(deployment.router), deployment.num_replicas, progress)
+    records = cluster.run()
+    reps = [r.stats() for r in cluster.replicas]
+    iterations = sum(r["iterations"] for r in reps)
+    span = float(np.nanmax(records.finish) - records.arrival.min()) if records.completed.any() \
+        else 0.0
+    engine_stats = {
+        "iterations": iterations,
+        "mean_batch_size": sum(r["batched_seqs"] for r in reps) / iterations if iterations else 0.0,
+        "kv_utilization": (sum(r["block_seconds"] for r in reps) / (num_blocks * len(reps) * span)
+                           if span > 0 else 0.0),
+        "busy_fraction": (sum(r["busy_time_s"] for r in reps) / (len(reps) * span)
+                          if span > 0 else 0.0),
+        "num_gpu_blocks": num_blocks,
+        "replicas": reps,
+    }
+    config = {
+        "policy": {"name": policy.name, "victim": policy.victim,
+                   "description": policy.description},
+        "deployment": deployment.to_dict(),
+        "cost_model": getattr(cost, "label", type(cost).__name__),
+        "workload": {"source": workload.source, "requests": len(workload)},
+        "slo": slo.to_dict(),
+    }
+    describe = getattr(cost, "describe", None)
+    if describe is not None:
+        config["cost_model_parameters"] = describe()
+    return RunResult(policy.name, records, summarize(records, engine_stats, slo), config)

@@ -1,0 +1,201 @@
+"""Hand-computed cases that pin the engine's vLLM V1 semantics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from llmsim import simulate
+from llmsim.engine.blocks import BlockPool
+from llmsim.engine.config import EngineConfig
+from llmsim.engine.request import Request
+from llmsim.engine.scheduler import Scheduler
+from llmsim.policies import FCFS, SJF
+from tests.helpers import LinearCost, deployment, workload
+
+
+def test_single_request_ttft_and_e2e_are_sums_of_iteration_costs():
+    cost = LinearCost(base=0.5, per_token=0.01, per_context=0.001)
+    res = simulate(workload([(2.0, 100, 4)]), FCFS, deployment(), cost=cost)
+    # iteration 1: prefill of 100 tokens; then 3 decodes with contexts 101, 102, 103
+    prefill = 0.5 + 0.01 * 100
+    decodes = [0.5 + 0.01 + 0.001 * c for c in (101, 102, 103)]
+    r = res.records
+    assert r.first_token[0] == pytest.approx(2.0 + prefill, rel=1e-12)
+    assert r.finish[0] == pytest.approx(2.0 + prefill + sum(decodes), rel=1e-12)
+    assert r.first_scheduled[0] == 2.0
+    assert [s.num_tokens for s in cost.shapes] == [100, 1, 1, 1]
+    assert [s.decode_context for s in cost.shapes] == [0, 101, 102, 103]
+    assert cost.shapes[0].prefill_chunks == ((100, 0),)
+    cols = r.columns()
+    assert cols["tpot"][0] == pytest.approx(sum(decodes) / 3, rel=1e-12)
+    assert cols["normalized_latency"][0] == pytest.approx((prefill + sum(decodes)) / 4)
+    assert res.summary["itl"]["mean"] == pytest.approx(sum(decodes) / 3)
+
+
+def test_one_token_request_finishes_with_its_prefill():
+    cost = LinearCost(base=1.0)
+    res = simulate(workload([(0.0, 10, 1)]), FCFS, deployment(), cost=cost)
+    assert res.records.first_token[0] == res.records.finish[0] == 1.0
+    assert math.isnan(res.records.columns()["tpot"][0])
+
+
+def test_chunked_prefill_splits_as_the_budget_says():
+    cost = LinearCost(base=1.0)
+    res = simulate(workload([(0.0, 300, 2)]), FCFS, deployment(max_num_batched_tokens=128),
+                   cost=cost)
+    assert [s.prefill_chunks for s in cost.shapes[:3]] == [((128, 0),), ((128, 128),), ((44, 256),)]
+    assert [s.num_sampled for s in cost.shapes] == [0, 0, 1, 1]
+    assert res.records.first_token[0] == 3.0  # first token after the last chunk
+    assert res.records.finish[0] == 4.0
+
+
+def test_budget_is_shared_running_first_then_waiting():
+    # A decodes while B's prompt is chunked into what budget remains.
+    cost = LinearCost(base=1.0)
+    simulate(workload([(0.0, 10, 5), (0.5, 100, 1)]), FCFS,
+             deployment(max_num_batched_tokens=40), cost=cost)
+    # it1: A prefill 10. it2 (t=1): A decode 1 + B chunk 39. it3: A 1 + B 39.
+    # it4: A 1 + B's last 22 (100 - 78). it5: A's last decode.
+    assert [s.num_tokens for s in cost.shapes] == [10, 40, 40, 23, 1]
+    assert cost.shapes[3].prefill_chunks == ((22, 78),)
+    assert cost.shapes[3].num_decodes == 1
+
+
+def test_max_num_seqs_limits_the_running_set():
+    cost = LinearCost(base=1.0)
+    res = simulate(workload([(0.0, 5, 3)] * 3), FCFS, deployment(max_num_seqs=2), cost=cost)
+    assert [s.num_seqs for s in cost.shapes] == [2, 2, 2, 1, 1, 1]
+    assert list(res.records.first_scheduled) == [0.0, 0.0, 3.0]
+
+
+def test_fcfs_preempts_the_last_admitted_which_recomputes_and_finishes_later():
+    # block_size 4, 6 blocks = 24 KV slots. A and B each prompt 8 (2 blocks) and 9 outputs.
+    # Each grows one slot per decode; when the pool is dry, FCFS evicts B (admitted last).
+    cost = LinearCost(base=1.0)
+    res = simulate(workload([(0.0, 8, 9), (0.0, 8, 9)]), FCFS,
+                   deployment(block_size=4, num_gpu_blocks=6), cost=cost)
+    r = res.records
+    assert list(r.preemptions) == [0, 1]
+    assert list(r.emitted_tokens) == [9, 9]
+    assert r.finish[1] > r.finish[0]
+    assert r.recomputed_tokens[1] > 0
+    total_fed = sum(s.num_tokens for s in cost.shapes)
+    assert total_fed == sum(8 + 9 - 1 for _ in range(2)) + int(r.recomputed_tokens.sum())
+
+
+def test_fcfs_preemption_timeline_by_hand():
+    # block_size 2, 5 blocks (10 slots). A: prompt 4, out 4 -> needs up to 7 slots.
+    # B: prompt 2, out 4 -> up to 5 slots. Both arrive at 0, A first.
+    cost = LinearCost(base=1.0)
+    res = simulate(workload([(0.0, 4, 4), (0.0, 2, 4)]), FCFS,
+                   deployment(block_size=2, num_gpu_blocks=5), cost=cost)
+    # t0: A prefill 4 (2 blocks), B prefill 2 (1 block); free 2. tokens out at t=1: A1, B1.
+    # t1: A feeds 1 (slot 5 -> 3 blocks), B feeds 1 (slot 3 -> 2 blocks); free 0. out t=2.
+    # t2: A feeds 1 (slot 6 fits in 3 blocks); B (slot 4 fits in 2 blocks). out t=3: A3, B3.
+    # t3: A needs slot 7 -> 4th block; none free -> preempt B (last admitted, 2 blocks freed,
+    #     its 4 computed tokens discarded). A feeds 1; no waiting admission after a preemption.
+    #     At t=4 A emits its 4th token and finishes (4 blocks freed).
+    # t4: B recomputes prompt 2 + 3 emitted = 5 tokens, emits its 4th at t=5, finishes.
+    r = res.records
+    assert list(r.finish) == [4.0, 5.0]
+    assert list(r.first_token) == [1.0, 1.0]
+    assert list(r.preemptions) == [0, 1]
+    assert list(r.recomputed_tokens) == [0, 4]
+    # tokens conserved: each request's prompt + output - 1, plus what was recomputed
+    assert sum(s.num_tokens for s in cost.shapes) == (4 + 4 - 1) + (2 + 4 - 1) + 4
+    assert [s.num_tokens for s in cost.shapes] == [6, 2, 2, 1, 5]
+    assert cost.shapes[4].prefill_chunks == ((5, 0),)
+
+
+def test_priority_victim_already_in_batch_returns_its_budget():
+    # vLLM's priority rule evicts the running request with the largest (rank, arrival), even
+    # one already placed in this iteration's batch: its tokens go back to the budget.
+    pool = BlockPool(num_blocks=3, block_size=2)
+    sched = Scheduler(EngineConfig(block_size=2), pool, SJF)
+    long, short = Request(0, 0.0, 2, 4), Request(1, 0.5, 2, 2)  # SJF ranks 4 and 2
+    sched.add(long, 0.0)
+    sched.complete(sched.schedule(0.0), 1.0)  # long: 2 prompt tokens, 1 block
+    sched.add(short, 1.0)
+    batch = sched.schedule(1.0)  # long decodes (2nd block), short prefills (3rd block)
+    assert [(r.id, n) for r, n in batch.items] == [(0, 1), (1, 2)]
+    sched.complete(batch, 2.0)
+    # long feeds its 4th token (fits its 2 blocks); short feeds its 3rd and needs a block: the
+    # pool is dry, the victim is long (rank 4), already batched, so it leaves the batch.
+    batch = sched.schedule(2.0)
+    assert [(r.id, n) for r, n in batch.items] == [(1, 1)]
+    assert [r.id for r in batch.preempted] == [0]
+    assert batch.shape.num_tokens == 1
+    assert long.computed == 0 and long.discarded == 3 and sched.waiting[0][1] is long
+    assert pool.free_blocks == 1 and pool.held(short) == 2
+
+
+def test_priority_victim_can_be_the_requester_itself():
+    # Under SJF a long request that needs a block while only shorter ones run evicts itself;
+    # under FCFS the same situation evicts the last admitted.
+    pool = BlockPool(num_blocks=3, block_size=2)
+    sched = Scheduler(EngineConfig(block_size=2), pool, SJF)
+    a, b = Request(0, 0.0, 2, 4), Request(1, 0.0, 2, 2)
+    sched.add(a, 0.0)
+    sched.add(b, 0.0)
+    batch = sched.schedule(0.0)
+    assert [(r.id, n) for r, n in batch.items] == [(1, 2), (0, 2)]  # SJF order: b, then a
+    sched.complete(batch, 1.0)
+    batch = sched.schedule(1.0)  # b takes the last block; a needs one: victim max rank = a
+    assert [(r.id, n) for r, n in batch.items] == [(1, 1)]
+    assert [r.id for r in batch.preempted] == [0]
+    assert pool.free_blocks == 1
+
+
+def test_no_admission_in_an_iteration_that_preempted():
+    pool = BlockPool(num_blocks=3, block_size=2)
+    sched = Scheduler(EngineConfig(block_size=2), pool, FCFS)
+    a, b, c = Request(0, 0.0, 2, 4), Request(1, 0.0, 2, 2), Request(2, 0.0, 1, 1)
+    for r in (a, b):
+        sched.add(r, 0.0)
+    sched.complete(sched.schedule(0.0), 1.0)
+    sched.add(c, 1.0)
+    batch = sched.schedule(1.0)  # a takes the last block; b needs one -> b (last) preempted
+    assert [r.id for r in batch.preempted] == [1]
+    assert [(r.id, n) for r, n in batch.items] == [(0, 1)]  # c waits although a block is free
+    assert pool.free_blocks == 1
+
+
+def test_request_that_can_never_fit_is_rejected_and_counted():
+    cost = LinearCost(base=1.0)
+    res = simulate(workload([(0.0, 100, 10), (1.0, 4, 2)]), FCFS,
+                   deployment(block_size=4, num_gpu_blocks=10), cost=cost)
+    r = res.records
+    assert list(r.rejected) == [True, False]
+    assert np.isnan(r.finish[0]) and r.finish[1] == 3.0
+    assert res.summary["rejected"] == 1 and res.summary["completed"] == 1
+
+
+def test_arrival_at_an_iteration_end_joins_the_next_iteration():
+    cost = LinearCost(base=1.0)
+    simulate(workload([(0.0, 4, 3), (1.0, 6, 1)]), FCFS, deployment(), cost=cost)
+    assert [s.num_tokens for s in cost.shapes] == [4, 7, 1]
+
+
+def test_round_robin_and_least_tokens_routing():
+    rows = [(0.0, 100, 50), (0.1, 10, 2), (0.2, 10, 2), (0.3, 10, 2)]
+    rr = simulate(workload(rows), FCFS, deployment(num_replicas=2), cost=LinearCost())
+    assert list(rr.records.replica) == [0, 1, 0, 1]
+    lt = simulate(workload(rows), FCFS, deployment(num_replicas=2, router="least-tokens"),
+                  cost=LinearCost())
+    # replica 0 holds the 100-token request; the short ones go to replica 1
+    assert list(lt.records.replica) == [0, 1, 1, 1]
+
+
+def test_unknown_router_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown router 'nearest'.*round-robin"):
+        simulate(workload([(0.0, 1, 1)]), FCFS, deployment(router="nearest"), cost=LinearCost())
+
+
+def test_sjf_serves_short_jobs_first_under_a_queue():
+    rows = [(0.0, 10, 50)] + [(0.01, 10, n) for n in (40, 5, 20)]
+    res = simulate(workload(rows), SJF, deployment(max_num_seqs=1), cost=LinearCost())
+    order = np.argsort(res.records.first_scheduled)
+    assert list(order) == [0, 2, 3, 1]

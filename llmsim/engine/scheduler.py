@@ -31,7 +31,7 @@ class Scheduler:
         self.pool = pool
         self.policy = policy
         self.waiting: list[tuple[tuple[float, float, int], Request]] = []  # heap
-        self.running: list[Request] = []  # admission order
+        self.running: dict[int, Request] = {}  # by id, in admission order
 
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
@@ -50,15 +50,16 @@ class Scheduler:
         items: list[tuple[Request, int]] = []
         preempted: list[Request] = []
 
+        order = list(self.running.values())
         i = 0
-        while i < len(self.running) and budget > 0:
-            req = self.running[i]
+        while i < len(order) and budget > 0:
+            req = order[i]
             n = min(req.num_tokens - req.computed, budget)
             assert n > 0
             while not self.pool.can_append(req, n):
-                victim = self._victim()
-                at = self.running.index(victim)
-                del self.running[at]
+                victim = self._victim(order)
+                at = order.index(victim)
+                del order[at]
                 if at < i:  # already in this batch: give its tokens back
                     k = next(j for j, (r, _) in enumerate(items) if r is victim)
                     budget += items.pop(k)[1]
@@ -73,6 +74,8 @@ class Scheduler:
             items.append((req, n))
             budget -= n
             i += 1
+        if preempted:
+            self.running = {r.id: r for r in order}
 
         if not preempted:
             while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
@@ -83,7 +86,7 @@ class Scheduler:
                 heapq.heappop(self.waiting)
                 self.pool.allocate(req, n)
                 req.state = State.RUNNING
-                self.running.append(req)
+                self.running[req.id] = req
                 items.append((req, n))
                 budget -= n
 
@@ -103,14 +106,14 @@ class Scheduler:
             if req.emitted == req.output_tokens:
                 req.state = State.FINISHED
                 self.pool.free(req)
-                self.running.remove(req)
+                del self.running[req.id]
                 finished.append(req)
         return emitted, finished
 
-    def _victim(self) -> Request:
+    def _victim(self, order: list[Request]) -> Request:
         if self.policy.victim == "last":
-            return self.running[-1]
-        return max(self.running, key=Request.sort_key)
+            return order[-1]
+        return max(order, key=Request.sort_key)
 
     def _preempt(self, req: Request, now: float) -> None:
         """Recompute preemption: drop its KV; it re-prefills prompt + emitted tokens later."""

@@ -74,23 +74,27 @@ class Scheduler:
             items.append((req, n))
             budget -= n
             i += 1
-        if preempted:
+        if preempted:  # no admissions in an iteration that preempted, as in vLLM
             self.running = {r.id: r for r in order}
+        else:
+            self.admit(items, budget)
+        return Batch(items, preempted, batch_shape(items) if items else None)
 
-        if not preempted:
-            while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
-                req = self.waiting[0][1]
-                n = min(req.num_tokens - req.computed, budget)
-                if not self.pool.can_allocate(req, n):
-                    break
-                heapq.heappop(self.waiting)
-                self.pool.allocate(req, n)
-                req.state = State.RUNNING
-                self.running[req.id] = req
-                items.append((req, n))
-                budget -= n
-
-        return Batch(items, preempted, _shape(items) if items else None)
+    def admit(self, items: list[tuple[Request, int]], budget: int) -> int:
+        """Admit waiting requests in policy order while budget, seats and blocks last;
+        returns the budget left. The head of the queue blocks those behind it."""
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            req = self.waiting[0][1]
+            n = min(req.num_tokens - req.computed, budget)
+            if not self.pool.can_allocate(req, n):
+                break
+            heapq.heappop(self.waiting)
+            self.pool.allocate(req, n)
+            req.state = State.RUNNING
+            self.running[req.id] = req
+            items.append((req, n))
+            budget -= n
+        return budget
 
     def complete(self, batch: Batch, now: float) -> tuple[list[Request], list[Request]]:
         """Apply an iteration that ended at `now`: returns (requests that emitted a token,
@@ -123,7 +127,7 @@ class Scheduler:
         self.add(req, now)
 
 
-def _shape(items: list[tuple[Request, int]]) -> IterationShape:
+def batch_shape(items: list[tuple[Request, int]]) -> IterationShape:
     chunks = []
     num_decodes = decode_context = num_sampled = num_tokens = 0
     for req, n in items:

@@ -15,6 +15,7 @@ from .calibration.shapes import get_model
 from .engine.cluster import Cluster
 from .engine.config import EngineConfig
 from .engine.cost import CostModel
+from .engine.fast import FastCluster
 from .engine.records import Records
 from .engine.router import make_router
 from .engine.summary import Slo, summarize
@@ -56,6 +57,9 @@ class Deployment:
                                 e.max_num_seqs)
 
 
+ENGINES = {"fast": FastCluster, "reference": Cluster}
+
+
 @dataclass(frozen=True, eq=False)
 class RunResult:
     policy: str
@@ -66,13 +70,16 @@ class RunResult:
 
 def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deployment(),
              slo: Slo = Slo(), cost: CostModel | None = None,
-             progress: Callable[[int], None] | None = None) -> RunResult:
+             progress: Callable[[int], None] | None = None, engine: str = "fast") -> RunResult:
     """Simulate `workload` under `policy` on `deployment`; `cost` overrides the deployment's
     cost model (a measured profile, a test's fixed costs). `progress(done)` is called as
-    requests finish or are rejected."""
+    requests finish or are rejected. `engine` is "fast" or "reference" (one SimPy step per
+    iteration; the fast engine must match it exactly)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")
     cost = cost if cost is not None else deployment.cost_model()
     num_blocks = deployment.num_gpu_blocks()
-    cluster = Cluster(workload, policy, cost, deployment.engine, num_blocks,
+    cluster = ENGINES[engine](workload, policy, cost, deployment.engine, num_blocks,
                       make_router(deployment.router), deployment.num_replicas, progress)
     records = cluster.run()
     reps = [r.stats() for r in cluster.replicas]
@@ -95,6 +102,7 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
         "deployment": deployment.to_dict(),
         "cost_model": getattr(cost, "label", type(cost).__name__),
         "workload": {"source": workload.source, "requests": len(workload)},
+        "engine": engine,
         "slo": slo.to_dict(),
     }
     describe = getattr(cost, "describe", None)

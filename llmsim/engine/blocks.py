@@ -35,31 +35,49 @@ class BlockPool:
         """Whether the request could run to completion alone in an empty pool."""
         return self.blocks_for(req.max_kv_tokens) <= self.num_blocks
 
-    def _missing(self, req: Request, num_new_tokens: int) -> int:
+    def missing(self, req: Request, num_new_tokens: int) -> int:
+        """Blocks the request lacks to compute `num_new_tokens` more tokens."""
         return max(0, self.blocks_for(req.computed + num_new_tokens) - self.held(req))
 
     def can_allocate(self, req: Request, num_new_tokens: int) -> bool:
         """Room for a request entering the running set with its first `num_new_tokens`."""
         assert req.id not in self._held, f"request {req.id} already holds blocks"
-        return self._missing(req, num_new_tokens) <= self.free_blocks
+        return self.missing(req, num_new_tokens) <= self.free_blocks
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
         assert self.can_allocate(req, num_new_tokens)
-        need = self._missing(req, num_new_tokens)
+        need = self.missing(req, num_new_tokens)
         self._held[req.id] = need
         self.free_blocks -= need
 
     def can_append(self, req: Request, num_new_tokens: int) -> bool:
         """Room for a running request to compute `num_new_tokens` more tokens."""
         assert req.id in self._held, f"request {req.id} holds no blocks"
-        return self._missing(req, num_new_tokens) <= self.free_blocks
+        return self.missing(req, num_new_tokens) <= self.free_blocks
 
     def append(self, req: Request, num_new_tokens: int) -> None:
         assert self.can_append(req, num_new_tokens)
-        need = self._missing(req, num_new_tokens)
+        need = self.missing(req, num_new_tokens)
         self._held[req.id] += need
         self.free_blocks -= need
 
     def free(self, req: Request) -> None:
         self.free_blocks += self._held.pop(req.id)
         assert self.free_blocks <= self.num_blocks
+
+    # The fast engine keeps lockstep decoders as an aggregate: their blocks stay in use but
+    # are not attributed per request until they are settled again.
+
+    def take(self, n: int) -> None:
+        """Hand `n` blocks to aggregated requests."""
+        assert 0 <= n <= self.free_blocks
+        self.free_blocks -= n
+
+    def unsettle(self, req: Request) -> None:
+        """Stop attributing blocks to `req`; they stay in use."""
+        assert self._held.pop(req.id) == self.blocks_for(req.computed)
+
+    def settle(self, req: Request) -> None:
+        """Attribute to `req` again the blocks its computed tokens occupy."""
+        assert req.id not in self._held
+        self._held[req.id] = self.blocks_for(req.computed)

@@ -32,6 +32,7 @@ class Request:
     state: State = State.WAITING
     last_token_at: float = 0.0
     discarded: int = 0  # computed tokens thrown away by preemptions, to be recomputed
+    tick: int = 0  # fast engine: replica tick at which computed/emitted were written back
 
     @property
     def num_tokens(self) -> int:

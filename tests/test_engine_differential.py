@@ -1,0 +1,74 @@
+"""The fast engine against the reference engine: identical records on random workloads."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsim import simulate
+from llmsim.policies import FCFS, SJF
+from tests.helpers import LinearCost, deployment, workload
+
+COMPARED = ("first_scheduled", "first_token", "finish", "emitted_tokens", "preemptions",
+            "recomputed_tokens", "replica", "rejected")
+
+requests = st.lists(
+    st.tuples(st.floats(0, 30, allow_nan=False), st.integers(1, 200), st.integers(1, 80)),
+    min_size=1, max_size=40,
+).map(lambda rows: sorted(rows, key=lambda r: r[0]))
+
+# Some arrivals on a coarse grid, so that simultaneous arrivals and arrivals exactly at an
+# iteration end (integer costs) happen.
+grid_requests = st.lists(
+    st.tuples(st.integers(0, 40).map(float), st.integers(1, 60), st.integers(1, 30)),
+    min_size=1, max_size=40,
+).map(lambda rows: sorted(rows, key=lambda r: r[0]))
+
+configs = st.fixed_dictionaries({
+    "max_num_seqs": st.integers(1, 12),
+    "max_num_batched_tokens": st.integers(1, 256),
+    "block_size": st.sampled_from([1, 2, 4, 16]),
+    "num_gpu_blocks": st.integers(1, 120),
+    "num_replicas": st.integers(1, 3),
+    "router": st.sampled_from(["round-robin", "least-tokens"]),
+})
+
+costs = st.sampled_from([(1.0, 0.0, 0.0), (0.1, 0.002, 0.0003), (0.02, 0.001, 1e-5)])
+
+
+def assert_same(rows, cfg, policy, cost_args):
+    dep = deployment(**cfg)
+    ref = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), engine="reference")
+    fast = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), engine="fast")
+    a, b = ref.records.columns(), fast.records.columns()
+    for name in COMPARED:
+        np.testing.assert_allclose(b[name].astype(float), a[name].astype(float), rtol=1e-9,
+                                   atol=0, equal_nan=True, err_msg=name)
+    np.testing.assert_array_equal(ref.records.itl.counts, fast.records.itl.counts)
+    for key in ("iterations", "mean_batch_size", "kv_utilization", "busy_fraction"):
+        assert np.isclose(ref.summary[key], fast.summary[key], rtol=1e-9), key
+
+
+@settings(max_examples=400, deadline=None)
+@given(rows=requests, cfg=configs, policy=st.sampled_from([FCFS, SJF]), cost=costs)
+def test_fast_engine_matches_reference(rows, cfg, policy, cost):
+    assert_same(rows, cfg, policy, cost)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=grid_requests, cfg=configs, policy=st.sampled_from([FCFS, SJF]))
+def test_fast_engine_matches_reference_on_ties(rows, cfg, policy):
+    assert_same(rows, cfg, policy, (1.0, 0.0, 0.0))
+
+
+def test_fast_engine_matches_reference_on_a_busy_pool():
+    rng = np.random.default_rng(3)
+    n = 400
+    rows = list(zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(1, 400, n),
+                    rng.integers(1, 300, n), strict=True))
+    for policy in (FCFS, SJF):
+        for cfg in ({"num_gpu_blocks": 300, "block_size": 16},
+                    {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
+                    {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"}):
+            assert_same(rows, cfg, policy, (0.005, 2e-5, 1e-7))

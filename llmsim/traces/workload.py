@@ -35,14 +35,16 @@ class Workload:
         object.__setattr__(self, "prompt_tokens", prompt)
         object.__setattr__(self, "output_tokens", output)
         n = len(arrival)
-        for name in ("prompt_tokens", "output_tokens", "prompt_id", "prompt_text", "model", "tenant"):
+        for name in ("prompt_tokens", "output_tokens", "prompt_id", "prompt_text", "model",
+                     "tenant"):
             col = getattr(self, name)
             if col is not None and len(col) != n:
                 raise WorkloadError(f"column {name} has {len(col)} rows, arrival has {n}")
         _check_positive("prompt_tokens", prompt)
         _check_positive("output_tokens", output)
         if n and not np.all(np.isfinite(arrival)):
-            raise WorkloadError(f"arrival is not finite at row {int(np.argmin(np.isfinite(arrival)))}")
+            bad = int(np.argmin(np.isfinite(arrival)))
+            raise WorkloadError(f"arrival is not finite at row {bad}")
         if n and arrival[0] < 0:
             raise WorkloadError(f"arrival is negative at row 0: {arrival[0]}")
         if n > 1:

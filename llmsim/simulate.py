@@ -79,8 +79,10 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
         raise ValueError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")
     cost = cost if cost is not None else deployment.cost_model()
     num_blocks = deployment.num_gpu_blocks()
+    if progress is not None:
+        progress = _every_permille(progress, len(workload))
     cluster = ENGINES[engine](workload, policy, cost, deployment.engine, num_blocks,
-                      make_router(deployment.router), deployment.num_replicas, progress)
+                              make_router(deployment.router), deployment.num_replicas, progress)
     records = cluster.run()
     reps = [r.stats() for r in cluster.replicas]
     iterations = sum(r["iterations"] for r in reps)
@@ -109,3 +111,14 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
     if describe is not None:
         config["cost_model_parameters"] = describe()
     return RunResult(policy.name, records, summarize(records, engine_stats, slo), config)
+
+
+def _every_permille(progress: Callable[[int], None], total: int) -> Callable[[int], None]:
+    """Report progress about a thousand times per run, not once per request."""
+    step = max(1, total // 1000)
+
+    def report(done: int) -> None:
+        if done % step == 0 or done == total:
+            progress(done)
+
+    return report

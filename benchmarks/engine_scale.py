@@ -1,0 +1,122 @@
+"""How fast and how lean is the simulator at scale? (the "million requests" target)
+
+Workload: prompt/output lengths drawn with replacement from the Azure LLM conversation
+trace (2023), Poisson arrivals at 0.9 of the deployment's measured capacity; Llama-3-8B on
+one H100 (roofline costs), one replica; FCFS and oracle SJF. Each run is a fresh process,
+so its peak RSS is its own. The reference engine (one SimPy step per iteration) runs at
+10k requests for the ratio.
+
+    python benchmarks/engine_scale.py                 # 10k, 100k, 1M; 3 repeats each
+    python benchmarks/engine_scale.py --sizes 10000000 --repeats 1
+
+Targets: 1M requests <= 60 s and <= 2 GB RSS on one core; 10M <= 10 min; 1M <= 12x 100k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TRACE = (REPO.parent / "shared" / "data" / "azure_llm_2023"
+                 / "AzureLLMInferenceTrace_conv.csv")
+LOAD = 0.9
+
+
+def build_workload(n: int, trace: Path, seed: int):
+    from llmsim import Deployment
+    from llmsim.capacity import capacity_rps
+    from llmsim.traces import arrivals
+    from llmsim.traces.loaders import load_trace
+
+    real = load_trace(trace)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(real), n)
+    lengths = real.select(np.sort(pick))  # rows keep their arrival order; times are redrawn
+    capacity = capacity_rps(real, Deployment())
+    times = arrivals.poisson(n, LOAD * capacity, rng)
+    return lengths.with_arrivals(times, f"poisson at {LOAD} x {capacity:.2f} req/s"), capacity
+
+
+def worker(n: int, policy: str, engine: str, trace: Path, seed: int) -> None:
+    from llmsim import Deployment, get_policy, simulate
+
+    workload, capacity = build_workload(n, trace, seed)
+    t0 = time.perf_counter()
+    res = simulate(workload, get_policy(policy), Deployment(), engine=engine)
+    wall = time.perf_counter() - t0
+    s = res.summary
+    print(json.dumps({
+        "requests": n, "policy": policy, "engine": engine, "wall_s": wall,
+        "iterations": s["iterations"], "capacity_rps": capacity,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "mean_e2e_s": s["e2e"]["mean"], "completed": s["completed"],
+    }))
+
+
+def run(n, policy, engine, trace, seed):
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", str(n), policy, engine, "--trace", str(trace),
+         "--seed", str(seed)],
+        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--reference-size", type=int, default=10_000)
+    ap.add_argument("--trace", type=Path,
+                    default=Path(os.environ.get("LLMSIM_AZURE_CONV", DEFAULT_TRACE)))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worker", nargs=3, metavar=("N", "POLICY", "ENGINE"))
+    args = ap.parse_args()
+    if args.worker:
+        n, policy, engine = args.worker
+        return worker(int(n), policy, engine, args.trace, args.seed)
+
+    rows = []
+    plan = [(n, p, "fast") for n in args.sizes for p in ("fcfs", "sjf")]
+    if args.reference_size:
+        plan += [(args.reference_size, p, "reference") for p in ("fcfs", "sjf")]
+    for n, policy, engine in plan:
+        runs = [run(n, policy, engine, args.trace, args.seed) for _ in range(args.repeats)]
+        wall = statistics.median(r["wall_s"] for r in runs)
+        r0 = runs[0]
+        rows.append({**r0, "wall_s": wall, "walls": [round(r["wall_s"], 2) for r in runs],
+                     "rss_mb": max(r["rss_mb"] for r in runs)})
+        print(f"{engine:>9} {policy:>4} {n:>9,} req: {wall:8.2f} s (median of "
+              f"{len(runs)}: {rows[-1]['walls']}), {n / wall:10,.0f} req/s, "
+              f"{r0['iterations'] / wall:10,.0f} iter/s, {r0['iterations']:>10,} iterations, "
+              f"peak RSS {rows[-1]['rss_mb']:6.0f} MB, mean E2E {r0['mean_e2e_s']:.2f} s",
+              flush=True)
+
+    def wall(n, policy, engine="fast"):
+        return next((r["wall_s"] for r in rows if (r["requests"], r["policy"], r["engine"]) ==
+                     (n, policy, engine)), None)
+
+    print()
+    for policy in ("fcfs", "sjf"):
+        ref = wall(args.reference_size, policy, "reference")
+        fast = wall(args.reference_size, policy)
+        if ref and fast:
+            print(f"{policy}: fast engine is {ref / fast:.1f}x the reference at "
+                  f"{args.reference_size:,} requests")
+        a, b = wall(100_000, policy), wall(1_000_000, policy)
+        if a and b:
+            print(f"{policy}: 1M / 100k wall = {b / a:.1f}x (linear would be 10x; target <= 12x)")
+
+
+if __name__ == "__main__":
+    main()

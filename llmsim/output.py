@@ -1,0 +1,69 @@
+"""Result folders: written whole or not at all.
+
+A run's folder is built under a temporary name beside the target and renamed into place
+at the end, so an interrupted or failed run leaves no half-written results behind.
+
+    OUT/config.json      resolved configuration (deployment, policies, workload, cost model)
+    OUT/summary.json     run-level figures, one entry per policy
+    OUT/<policy>/requests.parquet   per-request records
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .simulate import RunResult
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def check_target(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} already exists; pass --force to replace it")
+
+
+def write_results(out: Path, results: list[RunResult], config: dict, force: bool = False) -> None:
+    check_target(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _dump(tmp / "config.json", config)
+        _dump(tmp / "summary.json", {r.policy: r.summary for r in results})
+        for r in results:
+            (tmp / r.policy).mkdir()
+            pq.write_table(pa.table(r.records.columns()), tmp / r.policy / "requests.parquet")
+        if out.exists():  # --force: replace only once the new results are complete
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _dump(path: Path, obj) -> None:
+    path.write_text(json.dumps(_finite(obj), indent=2) + "\n")
+
+
+def _finite(obj):
+    """JSON has no NaN: write null for figures that do not exist (e.g. TPOT of 1-token runs)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj

@@ -22,7 +22,7 @@ from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .output import OutputExistsError, check_target, write_results
 from .policies import UnknownPolicyError, get_policy
-from .simulate import Deployment, simulate
+from .simulate import ENGINES, Deployment, simulate
 from .traces import arrivals
 from .traces.default import default_workload
 from .traces.loaders import load_trace
@@ -66,6 +66,9 @@ SloTpot = Annotated[float | None, typer.Option(help="TPOT objective in ms, for g
 SloE2e = Annotated[float | None, typer.Option(help="E2E objective in ms, for goodput.")]
 Out = Annotated[Path | None, typer.Option(help="Output folder (default llmsim-out/<cmd>-<time>).")]
 Force = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="'fast' (default) or 'reference' (one SimPy step per iteration; same "
+                     "results, much slower: for checking).")]
 
 
 @app.command()
@@ -78,7 +81,7 @@ def run(
     max_num_batched_tokens: MaxTokens = 8192, block_size: BlockSize = 16,
     gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
-    out: Out = None, force: Force = False,
+    out: Out = None, force: Force = False, engine: EngineOpt = "fast",
 ) -> None:
     """Simulate one policy on a workload and write its results."""
     _main("run", [policy], **{k: v for k, v in locals().items() if k != "policy"})
@@ -94,7 +97,7 @@ def compare(
     max_num_batched_tokens: MaxTokens = 8192, block_size: BlockSize = 16,
     gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
-    out: Out = None, force: Force = False,
+    out: Out = None, force: Force = False, engine: EngineOpt = "fast",
 ) -> None:
     """Simulate several policies on the same workload and deployment, side by side."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -118,7 +121,7 @@ def _main(command: str, policy_names: list[str], **opts) -> None:
 def _execute(command, policy_names, *, trace, requests, load, rate, arrival_process, burstiness,
              seed, model, gpu, tp, replicas, router, max_num_seqs, max_num_batched_tokens,
              block_size, gpu_memory_utilization, num_gpu_blocks, slo_ttft_ms, slo_tpot_ms,
-             slo_e2e_ms, out, force) -> None:
+             slo_e2e_ms, out, force, engine) -> None:
     # Validate everything before any simulation runs.
     if not policy_names:
         raise ValueError("no policy given")
@@ -131,6 +134,8 @@ def _execute(command, policy_names, *, trace, requests, load, rate, arrival_proc
         raise ValueError(f"--load must be > 0, got {load}")
     if rate is not None and not rate > 0:
         raise ValueError(f"--rate must be > 0, got {rate}")
+    if engine not in ENGINES:
+        raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if arrival_process not in ("trace", "poisson", "gamma"):
         raise ValueError(f"--arrival-process must be trace, poisson or gamma, "
                          f"got {arrival_process!r}")
@@ -160,10 +165,12 @@ def _execute(command, policy_names, *, trace, requests, load, rate, arrival_proc
             def report(done, task=task):
                 progress.update(task, completed=done)
 
-            results.append(simulate(workload, p, deployment, slo, cost, progress=report))
+            results.append(simulate(workload, p, deployment, slo, cost, progress=report,
+                                    engine=engine))
     config = {
         "llmsim_version": __version__,
         "command": " ".join(["llmsim", *sys.argv[1:]]),
+        "engine": engine,
         "deployment": deployment.to_dict(),
         "cost_model": cost.label,
         "cost_model_parameters": cost.describe(),

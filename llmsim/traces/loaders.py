@@ -1,114 +1,129 @@
-"""Trace loaders: files in, `Workload` out, with errors that name the file, line and field.
+"""`load_trace`: any supported trace file in, a `Workload` out.
 
-Formats (chosen by `format=` or by the file's header):
-- `llmsim`: CSV `arrival_s,prompt_tokens,output_tokens` (llmsim's own; what the bundled
-  sample uses);
-- `azure`: the Azure LLM inference trace CSV `TIMESTAMP,ContextTokens,GeneratedTokens`
-  (timestamps become seconds from the first row).
-Rows out of time order are sorted (stably) and the workload's source says so; simultaneous
-arrivals are kept as they are.
+The format is told from the file (a folder or Parquet magic bytes, the first character of
+JSON, the keys of the first JSON line, or the CSV header) or named with `format=`. Options
+a format takes (`model=`, `split=` for CASTILLO, `sec_multiplier=` for timed_trace, ...)
+pass through. Each format's module documents its fields; the policies every loader shares
+(sorting, duplicate times, files without arrival times) are in `assemble.py`. Errors are
+`TraceError`s naming the file, line and field; paths are the user's, never assumed.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from datetime import datetime
+import inspect
+import json
 from pathlib import Path
 
-import numpy as np
+from .azure import FIELDS as AZURE_FIELDS
+from .azure import load_azure
+from .castillo import LENGTHS as CASTILLO_LENGTHS
+from .castillo import load_castillo
+from .errors import TraceError
+from .native import FIELDS as LLMSIM_FIELDS
+from .native import load_llmsim_csv, load_parquet
+from .prompt_output import FIELDS as PROMPT_OUTPUT_FIELDS
+from .prompt_output import load_prompt_output
+from .readers import csv_header
+from .sharegpt import load_sharegpt
+from .timed_jsonl import FIELDS as TIMED_FIELDS
+from .timed_jsonl import load_mooncake, load_timed_trace
+from .vidur import FIELDS as VIDUR_FIELDS
+from .vidur import LENGTHS as VIDUR_LENGTHS
+from .vidur import load_vidur, load_vidur_stats
+from .workload import Workload
 
-from .workload import Workload, WorkloadError
+__all__ = ["FORMATS", "TraceError", "load_trace", "sniff_format"]
 
+# name -> (loader, what it reads); the order is the order of the listing in errors
 FORMATS = {
-    "llmsim": ("arrival_s", "prompt_tokens", "output_tokens"),
-    "azure": ("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
+    "llmsim": (load_llmsim_csv, "CSV arrival_s,prompt_tokens,output_tokens[,prompt_id,model,"
+                                "tenant,prompt_text]"),
+    "parquet": (load_parquet, "llmsim Parquet (written by `llmsim trace convert`)"),
+    "azure": (load_azure, "Azure LLM inference CSV TIMESTAMP,ContextTokens,GeneratedTokens"),
+    "mooncake": (load_mooncake, "Mooncake JSONL timestamp (ms),input_length,output_length,"
+                                "hash_ids"),
+    "timed_trace": (load_timed_trace, "vLLM timed_trace JSONL timestamp (s),input_length,"
+                                      "output_length"),
+    "vidur": (load_vidur, "Vidur CSV arrived_at,num_prefill_tokens,num_decode_tokens"),
+    "vidur_stats": (load_vidur_stats, "Vidur length CSV num_prefill_tokens,num_decode_tokens "
+                                      "(no arrivals)"),
+    "castillo": (load_castillo, "CASTILLO folder or JSONL files (prompts + output lengths; "
+                                "options model=, split=)"),
+    "sharegpt": (load_sharegpt, "ShareGPT JSON list of {conversations:[{from,value},...]}"),
+    "prompt_output": (load_prompt_output, "JSONL or CSV of {prompt, output_len}"),
 }
 
 
-class TraceError(WorkloadError):
-    pass
-
-
-def load_trace(path: str | Path, format: str | None = None) -> Workload:
+def load_trace(path: str | Path, format: str | None = None, **options) -> Workload:
+    """Load a trace file (or CASTILLO folder) as a `Workload`; `format` overrides sniffing."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such trace file")
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise TraceError(f"{path}: empty file")
-        header = [h.strip() for h in header]
-        fmt = format or _sniff(path, header)
-        if fmt not in FORMATS:
-            raise TraceError(f"{path}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
-        cols = [_column(path, header, name) for name in FORMATS[fmt]]
-        parse_time = _azure_time if fmt == "azure" else float
-        times, prompts, outputs = [], [], []
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            t, p, o = (_field(path, line, row, header, i) for i in cols)
-            times.append(_parse(path, line, header[cols[0]], t, parse_time))
-            prompts.append(_count(path, line, header[cols[1]], p))
-            outputs.append(_count(path, line, header[cols[2]], o))
-    arrival = np.array(times, dtype=np.float64)
-    if fmt == "azure" and len(arrival):
-        arrival -= arrival.min()
-    source = f"{path} ({fmt} format, {len(arrival)} rows)"
-    order = np.argsort(arrival, kind="stable")
-    if np.any(order != np.arange(len(order))):
-        source += "; rows sorted by arrival time"
-    return Workload(arrival[order], np.array(prompts)[order], np.array(outputs)[order],
-                    source=source)
+    fmt = format or sniff_format(path)
+    if fmt not in FORMATS:
+        raise TraceError(f"{path}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+    loader = FORMATS[fmt][0]
+    takes = list(inspect.signature(loader).parameters)[1:]
+    extra = [k for k in options if k not in takes]
+    if extra:
+        raise TraceError(f"{path}: format {fmt} takes no option {extra[0]!r} (it takes: "
+                         f"{', '.join(takes) or 'none'})")
+    if path.is_dir() and fmt != "castillo":
+        raise TraceError(f"{path}: is a folder; only the castillo format reads a folder")
+    return loader(path, **options)
 
 
-def _sniff(path: Path, header: list[str]) -> str:
-    for fmt, cols in FORMATS.items():
-        if all(c in header for c in cols):
+def sniff_format(path: Path) -> str:
+    """The format name of a file, from its content (and a `.parquet` suffix)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / CASTILLO_LENGTHS).is_file():
+            return "castillo"
+        raise TraceError(f"{path}: a folder, but not a CASTILLO one (no {CASTILLO_LENGTHS})")
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    if head[:4] == b"PAR1" or path.suffix.lower() in (".parquet", ".pq"):
+        return "parquet"
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start == b"[":
+        return "sharegpt"
+    if start == b"{":
+        return _sniff_json_lines(path)
+    return _sniff_csv(path)
+
+
+def _sniff_json_lines(path: Path) -> str:
+    with path.open(encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise TraceError(f"{path}, line {number}: not valid JSON ({e.msg}); JSON "
+                                     f"traces are one object per line, or a ShareGPT list"
+                                     ) from None
+                break
+    keys = set(record) if isinstance(record, dict) else set()
+    if "output_sizes" in keys or {"prompt_id", "prompt_text"} <= keys:
+        return "castillo"
+    if set(TIMED_FIELDS) <= keys:
+        return "mooncake" if "hash_ids" in keys else "timed_trace"
+    if set(PROMPT_OUTPUT_FIELDS) <= keys:
+        return "prompt_output"
+    raise TraceError(f"{path}: cannot tell the format from the keys of line {number}: "
+                     f"{sorted(keys)}; {_known()}")
+
+
+def _sniff_csv(path: Path) -> str:
+    header = set(csv_header(path))
+    for fmt, fields in (("llmsim", LLMSIM_FIELDS), ("azure", AZURE_FIELDS),
+                        ("vidur", VIDUR_FIELDS), ("vidur_stats", VIDUR_LENGTHS),
+                        ("prompt_output", PROMPT_OUTPUT_FIELDS)):
+        if set(fields) <= header:
             return fmt
-    raise TraceError(f"{path}: cannot tell the format from the header {header}; expected the "
-                     + " or ".join(f"{fmt} columns {','.join(c)}" for fmt, c in FORMATS.items()))
+    raise TraceError(f"{path}: cannot tell the format from the header {sorted(header)}; "
+                     f"{_known()}")
 
 
-def _column(path: Path, header: list[str], name: str) -> int:
-    try:
-        return header.index(name)
-    except ValueError:
-        raise TraceError(f"{path}: no column {name!r} in header {header}") from None
-
-
-def _field(path: Path, line: int, row: list[str], header: list[str], i: int) -> str:
-    if i >= len(row) or not row[i].strip():
-        raise TraceError(f"{path}, line {line}: missing field {header[i]!r}")
-    return row[i].strip()
-
-
-def _parse(path, line, name, text, parse):
-    try:
-        value = parse(text)
-    except ValueError:
-        raise TraceError(f"{path}, line {line}: field {name!r} is not a time: {text!r}") from None
-    if not math.isfinite(value):
-        raise TraceError(f"{path}, line {line}: field {name!r} is not finite: {text!r}")
-    return value
-
-
-def _count(path: Path, line: int, name: str, text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise TraceError(f"{path}, line {line}: field {name!r} is not a number: {text!r}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise TraceError(f"{path}, line {line}: field {name!r} is not a whole number: {text!r}")
-    if value < 1:
-        raise TraceError(f"{path}, line {line}: field {name!r} must be >= 1, got {text}")
-    return int(value)
-
-
-def _azure_time(text: str) -> float:
-    # '2023-11-16 18:15:46.6805900': seven fractional digits, more than strptime's %f takes
-    stamp, _, frac = text.partition(".")
-    base = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
-    return base + (float("0." + frac) if frac else 0.0)
+def _known() -> str:
+    return "known formats: " + "; ".join(f"{k} ({d})" for k, (_, d) in FORMATS.items())

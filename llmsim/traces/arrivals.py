@@ -1,6 +1,24 @@
-"""Arrival processes: when requests arrive. Every draw takes an explicit numpy Generator."""
+"""Arrival processes: when requests arrive. Every draw takes an explicit numpy Generator.
+
+Functions return arrival times (float64 seconds, non-decreasing, >= 0):
+- `poisson(n, rate, rng)`: exponential gaps with mean 1/rate;
+- `gamma(n, rate, burstiness, rng)`: gamma gaps as vLLM's `bench serve --burstiness`
+  draws them: shape = burstiness, scale = 1 / (rate x burstiness), so the mean gap is
+  1/rate whatever the burstiness and the gaps' coefficient of variation is
+  1/sqrt(burstiness) (1 is Poisson; below 1 burstier, above 1 more regular);
+- `replay(arrival, n)`: a trace's own times, tiled in time past its end (`tile`);
+- `scale_to_rate` / `scale_to_load`: the same shape at another mean rate.
+A rate of `inf` sends every request at time 0 (vLLM's `--request-rate inf`).
+
+The small classes `Poisson`, `Gamma` and `Replay` wrap these as values with one method,
+`times(n, rng)`, so that a process can be passed around (to `synthesize`, written in a
+run's config) before anything is drawn.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,10 +33,52 @@ def gamma(n: int, rate: float, burstiness: float, rng: np.random.Generator) -> n
     burstiness (1 is Poisson; below 1 burstier, above 1 more regular)."""
     if not rate > 0:
         raise ValueError(f"rate must be > 0, got {rate}")
-    if not burstiness > 0:
-        raise ValueError(f"burstiness must be > 0, got {burstiness}")
+    if not burstiness > 0 or not np.isfinite(burstiness):
+        raise ValueError(f"burstiness must be > 0 and finite, got {burstiness}")
+    if np.isinf(rate):
+        return np.zeros(n)
     gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=n)
-    return np.cumsum(gaps)
+    return np.cumsum(gaps, out=gaps)
+
+
+def burstiness_from_cv(cv: float) -> float:
+    """The gamma shape whose gaps have coefficient of variation `cv`: 1 / cv^2."""
+    if not cv > 0:
+        raise ValueError(f"cv must be > 0, got {cv}")
+    return 1.0 / (cv * cv)
+
+
+def tile(arrival: np.ndarray, n: int) -> np.ndarray:
+    """n arrival times repeating a trace's gaps: the trace (from its first arrival, moved
+    to 0), then again shifted by one period, and so on. The period is the trace's span
+    plus its mean gap, so the seam between copies is an ordinary gap and the mean rate
+    over whole copies is the trace's own, (m - 1) / span for m arrivals."""
+    a = np.asarray(arrival, dtype=np.float64)
+    m = len(a)
+    if m == 0:
+        raise ValueError("cannot tile an empty trace")
+    a = a - a[0]
+    if n <= m:
+        return a[:n].copy()
+    span = a[-1]
+    if m < 2 or not span > 0:
+        raise ValueError("cannot tile a trace whose arrivals are all at the same time: "
+                         "it has no gaps to repeat")
+    copies = -(-n // m)
+    period = span * m / (m - 1)
+    out = (a[None, :] + period * np.arange(copies, dtype=np.float64)[:, None]).ravel()
+    return out[:n]
+
+
+def replay(arrival: np.ndarray, n: int | None = None, tile_past_end: bool = True) -> np.ndarray:
+    """The trace's arrival times from 0; the first n of them, tiled (see `tile`) when n
+    is more than the trace has, unless `tile_past_end` is False (then that is an error)."""
+    a = np.asarray(arrival, dtype=np.float64)
+    n = len(a) if n is None else n
+    if n > len(a) and not tile_past_end:
+        raise ValueError(f"the trace has {len(a)} arrivals, {n} were asked for "
+                         f"(allow tiling to repeat it)")
+    return tile(a, n)
 
 
 def scale_to_rate(arrival: np.ndarray, rate: float) -> np.ndarray:
@@ -41,4 +101,52 @@ def scale_to_load(arrival: np.ndarray, load: float, capacity_rps: float) -> np.n
     """Rescale to `load` x `capacity_rps` (see llmsim.capacity for how capacity is measured)."""
     if not load > 0:
         raise ValueError(f"load must be > 0, got {load}")
+    if not capacity_rps > 0:
+        raise ValueError(f"capacity_rps must be > 0, got {capacity_rps}")
     return scale_to_rate(arrival, load * capacity_rps)
+
+
+class ArrivalProcess(Protocol):
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Poisson:
+    rate: float  # requests per second
+
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return poisson(n, self.rate, rng)
+
+    def describe(self) -> str:
+        return f"Poisson arrivals at {self.rate:g} req/s"
+
+
+@dataclass(frozen=True)
+class Gamma:
+    rate: float  # requests per second
+    burstiness: float = 1.0  # gamma shape, vLLM's --burstiness; cv = 1/sqrt(burstiness)
+
+    @classmethod
+    def from_cv(cls, rate: float, cv: float) -> Gamma:
+        return cls(rate, burstiness_from_cv(cv))
+
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return gamma(n, self.rate, self.burstiness, rng)
+
+    def describe(self) -> str:
+        return f"gamma arrivals at {self.rate:g} req/s, burstiness {self.burstiness:g}"
+
+
+@dataclass(frozen=True, eq=False)
+class Replay:
+    """A trace's arrival times, tiled in time when more requests are asked for."""
+
+    arrival: np.ndarray
+    tile_past_end: bool = True
+
+    def times(self, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        return replay(self.arrival, n, self.tile_past_end)
+
+    def describe(self) -> str:
+        a = np.asarray(self.arrival)
+        return f"replay of {len(a)} trace arrivals" + (", tiled" if self.tile_past_end else "")

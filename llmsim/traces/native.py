@@ -7,7 +7,9 @@ CSV: a header with `arrival_s,prompt_tokens,output_tokens` (seconds from the sta
 Parquet: the same column names, typed (float64, int64, string), written by
 `write_parquet` / `llmsim trace convert`. The workload's `source` and its JSON-able
 `meta` travel in the file's schema metadata (`llmsim.source`, `llmsim.meta`), so a
-converted trace still says where it came from. Parquet has no lines: errors name the row
+converted trace still says where it came from; Mooncake's block hashes
+(`meta["hash_ids"]`) travel as a `hash_ids` list column. Objects in meta that are not
+JSON (a synthetic workload's prompt pool) are not written. Parquet has no lines: errors name the row
 (0-based). Writes go to a temporary file beside the target that is renamed into place,
 so an interrupted or failed write leaves nothing half-written.
 """
@@ -15,13 +17,13 @@ so an interrupted or failed write leaves nothing half-written.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .assemble import assemble
+from .atomic import write_atomic
+from .block_hashes import BlockHashes
 from .errors import TraceError
 from .readers import Columns, fast_csv, read_csv
 from .rows import RowChecker, fast_then_exact
@@ -67,12 +69,21 @@ def load_parquet(path: str | Path) -> Workload:
             raise TraceError(f"{path}, row {first}: missing field {name!r}")
         values[name] = col.to_numpy(zero_copy_only=False)
     check = RowChecker(path, np.arange(table.num_rows), unit="row")
-    workload = _build(path, "parquet", Columns(values, check.lines, table.column_names), check)
-    stored = (table.schema.metadata or {})
+    stored = table.schema.metadata or {}
+    stored_meta = json.loads(stored.get(b"llmsim.meta", b"{}"))
+    row_meta = {}
+    if "hash_ids" in table.column_names:
+        col = table.column("hash_ids").combine_chunks()
+        if col.null_count:
+            raise TraceError(f"{path}: column 'hash_ids' has missing values")
+        row_meta["hash_ids"] = BlockHashes.from_arrow(
+            col, int(stored_meta.get("hash_ids_block_tokens", 512)))
+    workload = _build(path, "parquet", Columns(values, check.lines, table.column_names), check,
+                      row_meta)
     origin = stored.get(b"llmsim.source")
     if origin:
         meta = dict(workload.meta)
-        meta.update(json.loads(stored.get(b"llmsim.meta", b"{}")))
+        meta.update(stored_meta)
         meta.update(format="parquet", path=str(path))
         workload = Workload(workload.arrival, workload.prompt_tokens, workload.output_tokens,
                             workload.prompt_id, workload.prompt_text, workload.model,
@@ -81,7 +92,7 @@ def load_parquet(path: str | Path) -> Workload:
     return workload
 
 
-def _build(path: Path, fmt: str, cols, check: RowChecker) -> Workload:
+def _build(path: Path, fmt: str, cols, check: RowChecker, row_meta=None) -> Workload:
     v = cols.values
     arrival = check.seconds("arrival_s", v["arrival_s"])
     prompt = check.counts("prompt_tokens", v["prompt_tokens"])
@@ -93,7 +104,7 @@ def _build(path: Path, fmt: str, cols, check: RowChecker) -> Workload:
         if name in v:
             extra[name] = np.array(["" if x is None else str(x) for x in v[name]], dtype=object)
     check.done()
-    return assemble(path, fmt, arrival, prompt, output, **extra)
+    return assemble(path, fmt, arrival, prompt, output, row_meta=row_meta, **extra)
 
 
 def write_parquet(workload: Workload, out: str | Path) -> Path:
@@ -111,24 +122,19 @@ def write_parquet(workload: Workload, out: str | Path) -> Path:
         col = getattr(workload, name)
         if col is not None:
             columns[name] = pa.array(col, pa.string())
+    hashes = workload.meta.get("hash_ids")
+    if isinstance(hashes, BlockHashes) and len(hashes) == len(workload):
+        columns["hash_ids"] = pa.ListArray.from_arrays(pa.array(hashes.offsets, pa.int32()
+                                                                if hashes.offsets[-1] < 2**31
+                                                                else pa.int64()),
+                                                       pa.array(hashes.ids, pa.int64()))
     meta = {k: v for k, v in workload.meta.items() if _jsonable(v)}
+    if "hash_ids" in columns:
+        meta["hash_ids_block_tokens"] = hashes.block_tokens
     table = pa.table(columns).replace_schema_metadata({
         "llmsim.format": PARQUET_VERSION, "llmsim.source": workload.source,
         "llmsim.meta": json.dumps(meta)})
-    return _atomic(out, lambda tmp: pq.write_table(table, tmp))
-
-
-def _atomic(out: Path, write) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_atomic(out, lambda tmp: pq.write_table(table, tmp))
 
 
 def _jsonable(value) -> bool:

@@ -1,0 +1,112 @@
+"""`llmsim trace ...`: look at a trace file and convert it, from the command line.
+
+    llmsim trace info PATH            rows, duration, rate and length quantiles
+    llmsim trace plot PATH --out DIR  PNG histograms and the arrival rate over time
+    llmsim trace convert PATH OUT.parquet
+
+A typer sub-app (`trace_app`) mounted by llmsim's main CLI. Every command takes
+`--format` to name the format instead of sniffing it, and `--model` / `--split` for
+CASTILLO. A file that cannot be read prints one line to stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import TraceError
+from .loaders import FORMATS, load_trace
+from .workload import Workload, WorkloadError
+
+trace_app = typer.Typer(help="Look at trace files and convert them to Parquet.",
+                        no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False)
+
+PathArg = Annotated[Path, typer.Argument(help="Trace file (or CASTILLO folder).")]
+Format = Annotated[str | None, typer.Option(
+    "--format", "-f", help=f"Format instead of sniffing it: {', '.join(FORMATS)}.")]
+ModelOpt = Annotated[str | None, typer.Option(help="CASTILLO: keep this model's lengths.")]
+SplitOpt = Annotated[str | None, typer.Option(help="CASTILLO: train, validate or test.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    return typer.Exit(2)
+
+
+def _load(path: Path, fmt: str | None, model: str | None, split: str | None) -> Workload:
+    options = {k: v for k, v in (("model", model), ("split", split)) if v is not None}
+    try:
+        return load_trace(path, fmt, **options)
+    except (TraceError, WorkloadError, FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from None
+    except OSError as e:
+        raise _fail(f"{path}: {e.strerror or e}") from None
+
+
+@trace_app.command()
+def info(path: PathArg, format: Format = None, model: ModelOpt = None,
+         split: SplitOpt = None) -> None:
+    """Rows, duration, mean rate and prompt/output length statistics of a trace."""
+    from .stats import summarize
+
+    w = _load(path, format, model, split)
+    s = summarize(w)
+    console = Console()
+    console.print(f"[bold]{w.source}[/]")
+    head = Table(show_header=False, box=None)
+    head.add_row("rows", f"{s.rows:,}")
+    if s.has_arrivals:
+        head.add_row("duration", f"{s.duration_s:,.1f} s")
+        head.add_row("mean rate", "-" if s.mean_rate_rps is None
+                     else f"{s.mean_rate_rps:.3f} req/s")
+    else:
+        head.add_row("arrivals", "none in the file (all at 0)")
+    console.print(head)
+    table = Table(title="lengths (tokens)")
+    for col in ("", "mean", "median", "P90", "P99", "max"):
+        table.add_column(col, justify="right" if col else "left")
+    for name, st in (("prompt", s.prompt), ("output", s.output)):
+        table.add_row(name, f"{st.mean:,.1f}", f"{st.median:,.0f}", f"{st.p90:,.0f}",
+                      f"{st.p99:,.0f}", f"{st.max:,}")
+    console.print(table)
+
+
+@trace_app.command()
+def plot(path: PathArg, out: Annotated[Path, typer.Option(help="Folder for the PNGs.")],
+         format: Format = None, model: ModelOpt = None, split: SplitOpt = None) -> None:
+    """PNG histograms of prompt and output lengths and the arrival rate over time."""
+    try:
+        import matplotlib  # noqa: F401
+
+        from .plots import plot_workload
+    except ImportError:
+        raise _fail("plot needs matplotlib: pip install matplotlib") from None
+    w = _load(path, format, model, split)
+    try:
+        written = plot_workload(w, out)
+    except OSError as e:
+        raise _fail(f"{out}: {e.strerror or e}") from None
+    for p in written:
+        typer.echo(str(p))
+
+
+@trace_app.command()
+def convert(path: PathArg,
+            out: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+            format: Format = None, model: ModelOpt = None, split: SplitOpt = None) -> None:
+    """Write a trace as llmsim Parquet (typed, compressed; fast to load at any size)."""
+    from .native import write_parquet
+
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise _fail(f"{out}: the output must end in .parquet")
+    w = _load(path, format, model, split)
+    try:
+        write_parquet(w, out)
+    except OSError as e:
+        raise _fail(f"{out}: {e.strerror or e}") from None
+    typer.echo(f"wrote {out}: {len(w):,} requests")

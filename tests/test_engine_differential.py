@@ -72,3 +72,11 @@ def test_fast_engine_matches_reference_on_a_busy_pool():
                     {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
                     {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"}):
             assert_same(rows, cfg, policy, (0.005, 2e-5, 1e-7))
+
+
+def test_rows_are_the_same_whatever_the_chunk():
+    from llmsim.engine.fast import _rows
+
+    w = workload([(0.0, 1, 2), (0.0, 3, 4), (1.5, 5, 6), (2.0, 7, 8), (2.0, 9, 10)])
+    assert list(_rows(w, chunk=2)) == list(_rows(w)) == [
+        (0, 0.0, 1, 2), (1, 0.0, 3, 4), (2, 1.5, 5, 6), (3, 2.0, 7, 8), (4, 2.0, 9, 10)]

@@ -306,17 +306,16 @@ class FastCluster:
         ]
 
     def run(self) -> Records:
-        w, rec, replicas = self.workload, self.records, self.replicas
-        arrival = w.arrival.tolist()
-        prompt = w.prompt_tokens.tolist()
-        output = w.output_tokens.tolist()
-        n, i = len(arrival), 0
-        while i < n:
-            t = arrival[i]
+        rec, replicas = self.records, self.replicas
+        rows = _rows(self.workload)
+        row = next(rows, None)
+        while row is not None:
+            t = row[1]
             for r in replicas:
                 r.advance(t)
-            while i < n and arrival[i] == t:
-                req = Request(i, t, prompt[i], output[i])
+            while row is not None and row[1] == t:  # simultaneous arrivals in trace order
+                i, _, prompt, output = row
+                req = Request(i, t, prompt, output)
                 replica = replicas[self.router(req, replicas)]
                 if replica.can_accept(req):
                     replica.add(req, t)
@@ -324,7 +323,7 @@ class FastCluster:
                     req.state = State.REJECTED
                     rec.rejected[i] = True
                     self._count(req)
-                i += 1
+                row = next(rows, None)
         for r in replicas:
             r.advance(math.inf)
         for r in replicas:
@@ -336,3 +335,13 @@ class FastCluster:
         self.done += 1
         if self.progress is not None:
             self.progress(self.done)
+
+
+def _rows(w: Workload, chunk: int = 1 << 16):
+    """(id, arrival, prompt tokens, output tokens) as Python scalars, converted a chunk at a
+    time: whole-column lists would cost ~100 bytes per request."""
+    for start in range(0, len(w), chunk):
+        stop = start + chunk
+        yield from zip(range(start, min(stop, len(w))), w.arrival[start:stop].tolist(),
+                       w.prompt_tokens[start:stop].tolist(), w.output_tokens[start:stop].tolist(),
+                       strict=True)

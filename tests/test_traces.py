@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from llmsim.traces import (
-    arrivals,
-    azure,
-    native,
-    timed_jsonl,
-    vidur,
-)
+from llmsim.traces import arrivals, azure, native, sharegpt, timed_jsonl, vidur
 from llmsim.traces.block_hashes import BlockHashes
 from llmsim.traces.castillo import load_castillo_pool
 from llmsim.traces.cli import trace_app
@@ -596,3 +593,61 @@ def test_json_lines_fixture_files_are_one_object_per_line():
 def test_workload_constructor_is_unchanged():
     w = Workload(np.array([0.0, 1.0]), np.array([1, 2]), np.array([3, 4]))
     assert w.source == "unknown" and w.meta == {}
+
+
+# -- properties ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 64])
+def test_sharegpt_reads_the_same_through_any_window(monkeypatch, chunk):
+    whole = load_trace(FIX / "sharegpt.json")
+    monkeypatch.setattr(sharegpt, "CHUNK", chunk)
+    w = load_trace(FIX / "sharegpt.json")
+    assert list(w.prompt_tokens) == list(whole.prompt_tokens)
+    assert list(w.prompt_text) == list(whole.prompt_text)
+    for name, line in (("sharegpt_bad_missing.json", 19), ("sharegpt_bad_negative.json", 21)):
+        with pytest.raises(TraceError, match=f", line {line}: "):
+            load_trace(FIX / name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=30), st.text(max_size=30)), min_size=1, max_size=8),
+       st.integers(1, 40), st.sampled_from([None, 0, 2]))
+def test_sharegpt_window_property(tmp_path_factory, pairs, chunk, indent):
+    data = [{"conversations": [{"from": "human", "value": p}, {"from": "gpt", "value": o}]}
+            for p, o in pairs]
+    path = tmp_path_factory.mktemp("s") / "s.json"
+    path.write_text(json.dumps(data, indent=indent, ensure_ascii=False), encoding="utf-8")
+    old = sharegpt.CHUNK
+    sharegpt.CHUNK = chunk
+    try:
+        w = load_trace(path)
+    finally:
+        sharegpt.CHUNK = old
+    assert list(w.prompt_text) == [p for p, _ in pairs]
+    assert list(w.output_tokens) == list(approx_tokens([o for _, o in pairs]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 10**6), st.integers(1, 10**4)),
+                min_size=1, max_size=30))
+def test_csv_rows_come_back_stably_sorted(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("c") / "t.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n"
+                    + "".join(f"{t / 4},{p},{o}\n" for t, p, o in rows))
+    w = load_trace(path)
+    expect = sorted(rows, key=lambda r: r[0])  # Python's sort is stable too
+    assert list(w.arrival) == [t / 4 for t, _, _ in expect]
+    assert list(w.prompt_tokens) == [p for _, p, _ in expect]
+    assert list(w.output_tokens) == [o for _, _, o in expect]
+    assert w.meta["rows_out_of_order"] == sum(b[0] < a[0] for a, b in pairwise(rows))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.001, 100), min_size=1, max_size=20), st.integers(1, 200))
+def test_tiled_arrivals_repeat_the_gaps(gaps, n):
+    t = np.concatenate([[5.0], 5.0 + np.cumsum(gaps)])
+    out = arrivals.tile(t, n)
+    assert len(out) == n and out[0] == 0 and np.all(np.diff(out) > 0)
+    m = len(t)
+    period = (t[-1] - t[0]) * m / (m - 1)
+    assert np.allclose(out, (t - t[0])[np.arange(n) % m] + period * (np.arange(n) // m))

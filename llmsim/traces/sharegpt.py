@@ -11,8 +11,10 @@ source and `meta["token_counts"]`. Where an entry carries real counts they are u
 instead: `prompt_len`/`output_len` (or `input_length`/`output_length`) at the entry's top
 level, all or none of the entries. Unlike vLLM, no length filter is applied.
 
-Errors name the line where the bad entry starts (the file is parsed entry by entry, never
-whole, so a 600 MB ShareGPT dump costs little more than its text).
+Errors name the line where the bad entry starts. The file is parsed entry by entry from a
+window of a few MB, never read whole: a 600 MB ShareGPT dump costs the kept prompt texts,
+not the file (as one Python string it could take 2.5 GB: one emoji makes every character
+4 bytes).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from .tokens import APPROXIMATION, approx_tokens
 from .workload import Workload
 
 _SPACE = re.compile(r"\s*")
+CHUNK = 1 << 22  # characters of the file held at a time
 _LENGTH_KEYS = (("prompt_len", "output_len"), ("input_length", "output_length"))
 
 
 def load_sharegpt(path: str | Path) -> Workload:
     path = Path(path)
-    prompts, outputs, lines, lengths = [], [], [], []
+    prompts, output_chars, lines, lengths = [], [], [], []  # outputs: lengths only, not text
     skipped = 0
     keys = None
     for line, entry in _entries(path):
@@ -60,7 +63,7 @@ def load_sharegpt(path: str | Path) -> Workload:
                 raise TraceError(f"{path}, line {line}: {what} 'conversations[].value'")
             texts.append(value)
         prompts.append(texts[0])
-        outputs.append(texts[1])
+        output_chars.append(len(texts[1]))
         lines.append(line)
         if keys:
             lengths.append((entry.get(keys[0]), entry.get(keys[1])))
@@ -72,7 +75,8 @@ def load_sharegpt(path: str | Path) -> Workload:
         check.done()
         counts = f"from the file's {keys[0]}/{keys[1]}"
     else:
-        prompt, output = approx_tokens(prompts), approx_tokens(outputs)
+        prompt = approx_tokens(prompts)
+        output = approx_tokens(np.array(output_chars, dtype=np.int64))
         counts = APPROXIMATION
     meta = {"token_counts": counts, "skipped_short": skipped}
     notes = [f"token counts {counts}"]
@@ -83,34 +87,68 @@ def load_sharegpt(path: str | Path) -> Workload:
 
 
 def _entries(path: Path):
-    """(line, entry) for each element of the top-level JSON array, parsed one at a time."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise TraceError(f"{path}: not UTF-8 text ({e.reason})") from None
-    decoder = json.JSONDecoder()
-    i = _SPACE.match(text).end()
-    if text[i:i + 1] != "[":
-        raise TraceError(f"{path}, line {text.count(chr(10), 0, i) + 1}: expected a JSON list "
-                         f"of conversations")
-    i = _SPACE.match(text, i + 1).end()
-    line, counted = 1, 0
-    if text[i:i + 1] == "]":
-        return
-    while True:
-        line += text.count("\n", counted, i)
-        counted = i
-        try:
-            entry, i = decoder.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            raise TraceError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}, column "
-                             f"{e.colno})") from None
-        yield line, entry
-        i = _SPACE.match(text, i).end()
-        if text[i:i + 1] == ",":
-            i = _SPACE.match(text, i + 1).end()
-        elif text[i:i + 1] == "]":
+    """(line, entry) for each element of the top-level JSON array, parsed one at a time
+    from a window of the file, so memory holds one chunk of text, not the whole file."""
+    with path.open(encoding="utf-8-sig") as f:
+        w = _Window(path, f, CHUNK)
+        if w.peek() != "[":
+            raise TraceError(f"{path}, line {w.line}: expected a JSON list of conversations")
+        w.advance(w.pos + 1)
+        if w.peek() == "]":
             return
-        else:
-            raise TraceError(f"{path}, line {text.count(chr(10), 0, i) + 1}: expected ',' or "
-                             f"']' after an entry")
+        while True:
+            line = w.line
+            yield line, w.decode()
+            mark = w.peek()
+            if mark == "]":
+                return
+            if mark != ",":
+                raise TraceError(f"{path}, line {w.line}: expected ',' or ']' after an entry")
+            w.advance(w.pos + 1)
+            w.peek()
+
+
+class _Window:
+    """The unparsed part of a text file: `text[pos:]`, read a chunk at a time; `line` is
+    the 1-based line at `pos`."""
+
+    def __init__(self, path: Path, f, chunk: int):
+        self.path, self.f, self.chunk = path, f, chunk
+        self.text, self.pos, self.line = "", 0, 1
+        self.decoder = json.JSONDecoder()
+
+    def fill(self) -> bool:
+        """Append the next chunk (dropping the parsed text); False at the end of the file."""
+        try:
+            piece = self.f.read(self.chunk)
+        except UnicodeDecodeError as e:
+            raise TraceError(f"{self.path}, after line {self.line}: not UTF-8 text "
+                             f"({e.reason})") from None
+        if not piece:
+            return False
+        self.text = self.text[self.pos:] + piece
+        self.pos = 0
+        return True
+
+    def advance(self, to: int) -> None:
+        self.line += self.text.count("\n", self.pos, to)
+        self.pos = to
+
+    def peek(self) -> str:
+        """The next character that is not white space ('' at the end of the file)."""
+        while True:
+            self.advance(_SPACE.match(self.text, self.pos).end())
+            if self.pos < len(self.text) or not self.fill():
+                return self.text[self.pos:self.pos + 1]
+
+    def decode(self):
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.text, self.pos)
+            except json.JSONDecodeError as e:
+                if self.fill():  # maybe only cut off by the window: read on and retry
+                    continue
+                line = self.line + self.text.count("\n", self.pos, e.pos)
+                raise TraceError(f"{self.path}, line {line}: not valid JSON ({e.msg})") from None
+            self.advance(end)
+            return value

@@ -17,6 +17,10 @@ APPROXIMATION = "approximate: ceil(characters / 4), at least 1 (no tokenizer)"
 
 
 def approx_tokens(texts) -> np.ndarray:
-    """int64 approximate token count of each text (>= 1, an empty text counts 1)."""
-    chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    """int64 approximate token count of each text (>= 1, an empty text counts 1); an int
+    array is taken as the texts' lengths in characters."""
+    if isinstance(texts, np.ndarray) and texts.dtype.kind in "iu":
+        chars = texts.astype(np.int64)
+    else:
+        chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     return np.maximum(1, -(-chars // CHARS_PER_TOKEN))

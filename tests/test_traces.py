@@ -93,6 +93,15 @@ def test_azure_times_ignore_the_local_time_zone(monkeypatch):
     assert w.arrival[1] == pytest.approx(4.314579, abs=1e-9)
 
 
+def test_byte_order_mark_crlf_and_zone_offsets(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"\xef\xbb\xbfTIMESTAMP,ContextTokens,GeneratedTokens\r\n"
+                     b"2023-11-16 18:15:46.6805900+00:00,374,44\r\n"
+                     b"2023-11-16 19:15:50.9951690+01:00,396,109\r\n")
+    w = load_trace(path)
+    assert w.meta["format"] == "azure" and list(w.arrival) == pytest.approx([0, 4.314579])
+
+
 def test_mooncake_milliseconds_and_block_hashes():
     w = load_trace(FIX / "mooncake.jsonl")
     assert list(w.arrival) == [0.0, 0.0, 3.0, 5.999]

@@ -114,14 +114,14 @@ class RowChecker:
             self.problem(i, f"field {name!r} is too large: {_text(values[i])}")
         return np.where(finite & (arr < _TOO_LARGE), arr, minimum).astype(np.int64)
 
-    def seconds(self, name: str, values, scale: float = 1.0) -> np.ndarray:
-        """float64 times in seconds (value x `scale`), finite and >= 0."""
+    def seconds(self, name: str, values) -> np.ndarray:
+        """float64 times, finite and >= 0 (in the file's unit; the loader converts)."""
         arr = self.numbers(name, values, what="time")
         neg = np.flatnonzero(arr < 0)
         if len(neg):
             i = int(neg[0])
             self.problem(i, f"field {name!r} must be >= 0, got {_text(values[i])}")
-        return arr * scale if scale != 1.0 else arr
+        return arr
 
     def datetimes(self, name: str, values) -> np.ndarray:
         """int64 nanoseconds since the epoch from date-time text ('2023-11-16 18:15:46.68');
@@ -131,7 +131,7 @@ class RowChecker:
         else:
             try:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)  # zone offsets
+                    warnings.simplefilter("ignore")  # numpy warns about zone offsets
                     arr = np.array(values, dtype="datetime64[ns]")
             except (TypeError, ValueError):
                 arr = self._scan_datetimes(name, values)
@@ -179,7 +179,7 @@ def _datetime(text: str) -> np.datetime64:
         raise TypeError(text)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore")
             return np.datetime64(text.strip(), "ns")
     except ValueError:
         # e.g. an offset numpy no longer parses: let Python apply it, then drop it (UTC)

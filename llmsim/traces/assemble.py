@@ -44,7 +44,8 @@ def assemble(path: str | Path, fmt: str, arrival: np.ndarray, prompt: np.ndarray
         arrival, prompt, output = arrival[order], prompt[order], output[order]
         columns = {k: (None if v is None else v[order]) for k, v in columns.items()}
         row_meta = {k: v.take(order) for k, v in (row_meta or {}).items()}
-        source += f"; rows sorted by arrival time ({late} rows were earlier than the row above)"
+        source += (f"; rows sorted by arrival time ({late} "
+                   f"{'row was' if late == 1 else 'rows were'} earlier than the row above)")
     meta.update(row_meta or {})
     meta.update(format=fmt, path=str(path), has_arrivals=has_arrivals,
                 rows_out_of_order=late,

@@ -30,7 +30,7 @@ FIELDS = ("timestamp", "input_length", "output_length")
 
 
 def load_mooncake(path: str | Path, keep_hash_ids: bool = True) -> Workload:
-    return _load(Path(path), "mooncake", 1e-3, 512, keep_hash_ids)
+    return _load(Path(path), "mooncake", None, 512, keep_hash_ids)
 
 
 def load_timed_trace(path: str | Path, sec_multiplier: float = 1.0, chunk_hash_size: int = 16,
@@ -40,7 +40,9 @@ def load_timed_trace(path: str | Path, sec_multiplier: float = 1.0, chunk_hash_s
     return _load(Path(path), "timed_trace", sec_multiplier, chunk_hash_size, keep_hash_ids)
 
 
-def _load(path: Path, fmt: str, scale: float, block_tokens: int, keep: bool) -> Workload:
+def _load(path: Path, fmt: str, scale: float | None, block_tokens: int, keep: bool) -> Workload:
+    """`scale`: seconds per timestamp unit; None for milliseconds (divided by 1000, which
+    keeps whole milliseconds exact, e.g. 5999 -> 5.999 rather than 5.9990000000000006)."""
     import pyarrow as pa
 
     types = {"timestamp": pa.float64(), "input_length": pa.int64(),
@@ -53,9 +55,10 @@ def _load(path: Path, fmt: str, scale: float, block_tokens: int, keep: bool) -> 
     )
 
 
-def _build(path: Path, fmt: str, cols, scale: float, block_tokens: int) -> Workload:
+def _build(path: Path, fmt: str, cols, scale: float | None, block_tokens: int) -> Workload:
     check = RowChecker(path, cols.lines)
-    arrival = check.seconds("timestamp", cols.values["timestamp"], scale)
+    arrival = check.seconds("timestamp", cols.values["timestamp"])
+    arrival = arrival / 1000.0 if scale is None else arrival * scale
     prompt = check.counts("input_length", cols.values["input_length"])
     output = check.counts("output_length", cols.values["output_length"])
     hashes = cols.values.get("hash_ids")
@@ -73,6 +76,6 @@ def _build(path: Path, fmt: str, cols, scale: float, block_tokens: int) -> Workl
             else:
                 row_meta["hash_ids"] = BlockHashes.from_lists(hashes, block_tokens)
     check.done()
-    unit = "ms" if fmt == "mooncake" else f"s x {scale:g}"
+    unit = "ms" if scale is None else f"s x {scale:g}"
     return assemble(path, fmt, arrival, prompt, output, row_meta=row_meta,
                     notes=(f"timestamp in {unit}",))

@@ -177,7 +177,7 @@ def test_approx_tokens():
     ("prompt_output_bad_missing.jsonl", 2, "missing field 'prompt'"),
     ("prompt_output_bad_negative.jsonl", 2, "field 'output_len' must be >= 1, got -1"),
     ("prompt_output_bad_nonnumeric.jsonl", 1, "field 'output_len' is not a number: 'three'"),
-    ("sharegpt_bad_missing.json", 19, "missing field 'conversations[].value'"),
+    ("sharegpt_bad_missing.json", 19, "missing field 'conversations[1].value'"),
     ("sharegpt_bad_no_conversations.json", 19, "missing field 'conversations'"),
     ("sharegpt_bad_negative.json", 21, "field 'output_len' must be >= 1, got -1"),
 ])

@@ -56,11 +56,12 @@ def load_sharegpt(path: str | Path) -> Workload:
             skipped += 1
             continue
         texts = []
-        for turn in turns[:2]:
+        for k, turn in enumerate(turns[:2]):
             value = turn.get("value") if isinstance(turn, dict) else None
             if not isinstance(value, str):
-                what = "missing field" if value is None else "not text: field"
-                raise TraceError(f"{path}, line {line}: {what} 'conversations[].value'")
+                field = f"'conversations[{k}].value'"
+                raise TraceError(f"{path}, line {line}: " + (
+                    f"missing field {field}" if value is None else f"field {field} is not text"))
             texts.append(value)
         prompts.append(texts[0])
         output_chars.append(len(texts[1]))

@@ -16,6 +16,7 @@ from rich.table import Table
 from . import __version__
 from .calibration.gpus import UnknownGpuError
 from .calibration.memory import InsufficientMemoryError
+from .calibration.profile import ProfileError
 from .calibration.shapes import UnknownModelError
 from .capacity import capacity_rps
 from .engine.config import EngineConfig
@@ -35,7 +36,7 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-USER_ERRORS = (WorkloadError, UnknownPolicyError, UnknownModelError, UnknownGpuError,
+USER_ERRORS = (ProfileError, WorkloadError, UnknownPolicyError, UnknownModelError, UnknownGpuError,
                InsufficientMemoryError, OutputExistsError, FileNotFoundError, ValueError)
 
 Trace = Annotated[Path | None, typer.Option(
@@ -66,6 +67,9 @@ SloTpot = Annotated[float | None, typer.Option(help="TPOT objective in ms, for g
 SloE2e = Annotated[float | None, typer.Option(help="E2E objective in ms, for goodput.")]
 Out = Annotated[Path | None, typer.Option(help="Output folder (default llmsim-out/<cmd>-<time>).")]
 Force = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
+ProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", help="Measured cost profile: a path or a bundled name (default: the bundled "
+                      "profile for --gpu/--model/--tp if any, else the roofline estimate).")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="'fast' (default) or 'reference' (one SimPy step per iteration; same "
                      "results, much slower: for checking).")]
@@ -82,6 +86,7 @@ def run(
     gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
     out: Out = None, force: Force = False, engine: EngineOpt = "fast",
+    profile: ProfileOpt = None,
 ) -> None:
     """Simulate one policy on a workload and write its results."""
     _main("run", [policy], **{k: v for k, v in locals().items() if k != "policy"})
@@ -98,10 +103,82 @@ def compare(
     gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
     out: Out = None, force: Force = False, engine: EngineOpt = "fast",
+    profile: ProfileOpt = None,
 ) -> None:
     """Simulate several policies on the same workload and deployment, side by side."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
     _main("compare", names, **{k: v for k, v in locals().items() if k not in ("policies", "names")})
+
+
+@app.command()
+def calibrate(
+    model: Annotated[str, typer.Option(help="Model preset or config.json path.")] = "llama-3.1-8b",
+    device: Annotated[str, typer.Option(help="cuda, cuda:N, or cpu (tiny models, tests).")]
+    = "cuda",
+    tp: Tp = 1,
+    dtype: Annotated[str, typer.Option(help="bf16, fp16 or fp32.")] = "bf16",
+    gpu: Annotated[str, typer.Option(help="GPU preset name for the profile's file name.")]
+    = "h100",
+    quick: Annotated[bool, typer.Option(help="A handful of grid points (tests, CPU).")] = False,
+    max_num_batched_tokens: MaxTokens = 8192, max_num_seqs: MaxSeqs = 256,
+    warmup: Annotated[int, typer.Option(min=0)] = 3,
+    repeats: Annotated[int, typer.Option(min=1)] = 10,
+    flush_l2: Annotated[bool, typer.Option(help="Flush the L2 cache before each repeat.")]
+    = False,
+    fidelity_points: Annotated[int, typer.Option(min=1)] = 24,
+    seed: Seed = 0,
+    out: Annotated[Path | None, typer.Option(
+        help="Profile file (default llmsim-out/profiles/<gpu>-<model>-tp<tp>.json).")] = None,
+    force: Force = False,
+) -> None:
+    """Time a model's kernels on this machine's GPU and write a cost profile."""
+    try:
+        _calibrate(model, device, tp, dtype, gpu, quick, max_num_batched_tokens, max_num_seqs,
+                   warmup, repeats, flush_l2, fidelity_points, seed, out, force)
+    except USER_ERRORS as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _calibrate(model, device, tp, dtype, gpu, quick, max_num_batched_tokens, max_num_seqs,
+               warmup, repeats, flush_l2, fidelity_points, seed, out, force) -> None:
+    from dataclasses import replace
+
+    try:
+        from .calibration.calibrate import Grid, calibrate, plot_fidelity
+    except ImportError as e:  # torch is an extra: pip install 'llmsim[calibrate]'
+        raise ValueError(f"calibration needs torch ({e}); pip install 'llmsim[calibrate]'") \
+            from None
+    from .calibration.shapes import DTYPE_BYTES, get_model
+
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"--dtype must be one of bf16, fp16, fp32, got {dtype!r}")
+    shape = replace(get_model(model), dtype_bytes=DTYPE_BYTES[dtype])
+    out = out or Path("llmsim-out") / "profiles" / f"{gpu}-{shape.name}-tp{tp}.json"
+    check_target(out, force)
+    grid = Grid.quick() if quick else Grid.full(max_num_batched_tokens, max_num_seqs)
+    total = grid.size() + 1 + fidelity_points
+    with Progress(TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("calibrating", total=total)
+
+        def step(what: str) -> None:
+            progress.update(task, advance=1, description=what)
+
+        profile = calibrate(shape, tp, device, grid, warmup, repeats, flush_l2, fidelity_points,
+                            seed, step, command=" ".join(["llmsim", *sys.argv[1:]]))
+    profile.save(out)
+    plot = out.with_suffix(".fidelity.png")
+    try:
+        plot_fidelity(profile, plot)
+    except ImportError:
+        plot = None
+    f, m = profile.fidelity, profile.measurements
+    points = sum(len(m[k]) for k in ("dense", "head", "prefill", "decode"))
+    console.print(f"[bold]{shape.name}[/] on {profile.meta['gpu']} (tp={tp}, {dtype}): "
+                  f"{points} kernel points; whole-forward fidelity over {len(f['points'])} "
+                  f"shapes: MAPE {100 * f['mape']:.1f}%, worst {100 * f['worst']:.1f}%")
+    console.print(f"profile in [bold]{out}[/]" + (f", fidelity plot in {plot}" if plot else ""))
 
 
 @app.command()
@@ -121,7 +198,7 @@ def _main(command: str, policy_names: list[str], **opts) -> None:
 def _execute(command, policy_names, *, trace, requests, load, rate, arrival_process, burstiness,
              seed, model, gpu, tp, replicas, router, max_num_seqs, max_num_batched_tokens,
              block_size, gpu_memory_utilization, num_gpu_blocks, slo_ttft_ms, slo_tpot_ms,
-             slo_e2e_ms, out, force, engine) -> None:
+             slo_e2e_ms, out, force, engine, profile) -> None:
     # Validate everything before any simulation runs.
     if not policy_names:
         raise ValueError("no policy given")
@@ -141,7 +218,8 @@ def _execute(command, policy_names, *, trace, requests, load, rate, arrival_proc
                          f"got {arrival_process!r}")
     slo = Slo(*(None if v is None else v / 1e3 for v in (slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)))
     deployment = Deployment(model, gpu, tp, replicas, router, EngineConfig(
-        max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks))
+        max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks),
+        profile)
     cost = deployment.cost_model()  # unknown model or GPU fails here
     memory = deployment.memory() if num_gpu_blocks is None else None
     out = out or Path("llmsim-out") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -10,7 +10,8 @@ import numpy as np
 
 from .calibration.gpus import get_gpu
 from .calibration.memory import kv_cache_blocks, memory_breakdown
-from .calibration.roofline import RooflineCostModel
+from .calibration.profile import ProfileCostModel, default_profile, find_profile
+from .calibration.roofline import RooflineCostModel, allreduce_costs
 from .calibration.shapes import get_model
 from .engine.cluster import Cluster
 from .engine.config import EngineConfig
@@ -33,6 +34,8 @@ class Deployment:
     num_replicas: int = 1
     router: str = "round-robin"
     engine: EngineConfig = field(default_factory=EngineConfig)
+    profile: str | None = None  # a measured profile (path or bundled name); None: the bundled
+    # profile for (gpu, model, tp) if there is one, else the roofline estimate
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -40,7 +43,14 @@ class Deployment:
         return d
 
     def cost_model(self) -> CostModel:
-        return RooflineCostModel(get_model(self.model), get_gpu(self.gpu), tp=self.tp)
+        model, gpu = get_model(self.model), get_gpu(self.gpu)
+        profile = (find_profile(self.profile) if self.profile is not None
+                   else default_profile(self.model, self.gpu, self.tp))
+        if profile is None:
+            return RooflineCostModel(model, gpu, tp=self.tp)
+        profile.check_for(model, self.tp)
+        per_token, fixed = allreduce_costs(model, gpu, self.tp)
+        return ProfileCostModel(profile, per_token, fixed)
 
     def num_gpu_blocks(self) -> int:
         e = self.engine

@@ -51,9 +51,8 @@ class RooflineCostModel:
         heads = m.num_heads // tp if m.num_heads >= tp else 1
         self._attn_flops_s = 4 * heads * m.head_dim * m.num_layers / flops  # per query-key pair
         self._kv_s = m.kv_bytes_per_token(tp) / bw  # per cached token read
-        ring = 2 * (tp - 1) / tp * m.hidden_size * m.dtype_bytes / gpu.interconnect_bandwidth
-        self._allreduce_s = 2 * m.num_layers * ring if tp > 1 else 0.0  # per token
-        self._allreduce_fixed_s = 2 * m.num_layers * allreduce_latency_s if tp > 1 else 0.0
+        self._allreduce_s, self._allreduce_fixed_s = allreduce_costs(m, gpu, tp,
+                                                                     allreduce_latency_s)
 
     def describe(self) -> dict:
         return {"kind": "roofline", "model": self.model.to_dict(), "gpu": self.gpu.to_dict(),
@@ -75,3 +74,14 @@ class RooflineCostModel:
         if self._allreduce_s:
             t += self._allreduce_fixed_s + self._allreduce_s * shape.num_tokens
         return t
+
+
+def allreduce_costs(model: ModelShape, gpu: GpuSpec, tp: int,
+                    latency_s: float = 10e-6) -> tuple[float, float]:
+    """Tensor-parallel all-reduce per iteration, analytic (not measured): two per layer, ring
+    algorithm moving 2 (tp - 1) / tp of each token's hidden state over NVLink. Returns
+    (seconds per token, fixed seconds per iteration)."""
+    if tp == 1:
+        return 0.0, 0.0
+    ring = 2 * (tp - 1) / tp * model.hidden_size * model.dtype_bytes / gpu.interconnect_bandwidth
+    return 2 * model.num_layers * ring, 2 * model.num_layers * latency_s

@@ -118,6 +118,8 @@ MODELS: dict[str, ModelShape] = {
         ModelShape("qwen2.5-7b", 28, 3584, 28, 4, 128, 18944, 152064),  # Qwen/Qwen2.5-7B-Instruct
         ModelShape("qwen3-8b", 36, 4096, 32, 8, 128, 12288, 151936),  # Qwen/Qwen3-8B
         ModelShape("mistral-7b", 32, 4096, 32, 8, 128, 14336, 32768),  # Mistral-7B-v0.3
+        # Not a real model: small enough to calibrate on a CPU in seconds, for tests.
+        ModelShape("tiny", 2, 64, 4, 2, 16, 128, 256, dtype_bytes=4),
     )
 }
 

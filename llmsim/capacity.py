@@ -26,7 +26,8 @@ def capacity_rps(workload: Workload, deployment: Deployment, cost: CostModel | N
     finish = simulate(saturated, FCFS, deployment, cost=cost).records.finish
     finish = np.sort(finish[~np.isnan(finish)])
     if len(finish) < 10:
-        raise ValueError(f"only {len(finish)} requests of the sample fit the KV pool")
+        raise ValueError(f"measuring capacity needs at least 10 requests that fit the KV pool; "
+                         f"this workload has {len(finish)}: give --rate instead of --load")
     lo, hi = int(0.1 * len(finish)), int(0.9 * len(finish)) - 1
     if finish[hi] > finish[lo]:
         return (hi - lo) / (finish[hi] - finish[lo])

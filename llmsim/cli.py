@@ -25,6 +25,7 @@ from .output import OutputExistsError, check_target, write_results
 from .policies import UnknownPolicyError, get_policy
 from .simulate import ENGINES, Deployment, simulate
 from .traces import arrivals
+from .traces.cli import trace_app
 from .traces.default import default_workload
 from .traces.loaders import load_trace
 from .traces.workload import Workload, WorkloadError
@@ -33,6 +34,7 @@ app = typer.Typer(
     help="llmsim: which scheduler should my LLM serving engine run, on my model, GPU and traffic?",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
+app.add_typer(trace_app, name="trace", help="Inspect, plot and convert trace files.")
 console = Console()
 err = Console(stderr=True)
 
@@ -269,6 +271,9 @@ def _execute(command, policy_names, *, trace, requests, load, rate, arrival_proc
 
 def _place_arrivals(workload: Workload, deployment: Deployment, cost, load, rate, process,
                     burstiness, seed) -> tuple[Workload, float | None]:
+    if process == "trace" and not workload.meta.get("has_arrivals", True):
+        raise WorkloadError(f"{workload.source} has no arrival times: use "
+                            "--arrival-process poisson or gamma with --rate or --load")
     capacity = None
     if load is not None:
         capacity = capacity_rps(workload, deployment, cost)

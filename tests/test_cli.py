@@ -123,3 +123,19 @@ def test_reference_engine_from_the_command_line_gives_the_same_summary(tmp_path)
     fast, ref = summaries
     assert fast["e2e"] == pytest.approx(ref["e2e"], rel=1e-9)
     assert fast["iterations"] == ref["iterations"]
+
+
+def test_trace_without_arrival_times_needs_an_arrival_process(tmp_path):
+    trace = tmp_path / "p.jsonl"
+    trace.write_text('{"prompt": "hello there", "output_len": 5}\n'
+                     '{"prompt": "write a poem", "output_len": 40}\n')
+    res = invoke("run", "--trace", trace, "--load", 0.5, "--out", tmp_path / "a")
+    assert res.exit_code == 2 and "no arrival times" in res.output
+    res = invoke("run", "--trace", trace, "--arrival-process", "poisson", "--rate", 2,
+                 "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+
+
+def test_trace_subcommands_are_mounted(tmp_path):
+    res = invoke("trace", "info", tmp_path / "missing.csv")
+    assert res.exit_code == 2

@@ -182,11 +182,7 @@ class FastReplica:
                 continue
             req.emitted += 1
             self.outstanding_tokens += 1
-            if req.emitted == 1:
-                rec.first_token[req.id] = end
-            else:
-                itl.add(end - req.last_token_at)
-            req.last_token_at = end
+            rec.token(req, end)
             if req.emitted == req.output_tokens:
                 self.pool.free(req)
                 self.prefilling.remove(req)
@@ -209,14 +205,10 @@ class FastReplica:
 
     def _complete_exact(self, end: float) -> None:
         batch, self.batch = self.batch, None
-        rec, itl = self.records, self.records.itl
+        rec = self.records
         emitted, finished = self.sched.complete(batch, end)
         for req in emitted:
-            if req.emitted == 1:
-                rec.first_token[req.id] = end
-            else:
-                itl.add(end - req.last_token_at)
-            req.last_token_at = end
+            rec.token(req, end)
         self.outstanding_tokens += len(emitted)
         for req in finished:
             self._finish(req, end)
@@ -224,10 +216,7 @@ class FastReplica:
 
     def _finish(self, req: Request, end: float) -> None:
         req.state = State.FINISHED
-        rec = self.records
-        rec.finish[req.id] = end
-        rec.emitted_tokens[req.id] = req.emitted
-        rec.recomputed_tokens[req.id] = req.discarded
+        self.records.finished(req, end)
         self.outstanding_tokens -= req.prompt_tokens + req.emitted
         self.on_finish(req)
 

@@ -28,6 +28,19 @@ class Records:
         self.rejected = np.zeros(n, dtype=bool)
         self.itl = LogHistogram()  # inter-token latencies, all requests together
 
+    def token(self, req, now: float) -> None:
+        """`req` emitted a token at `now`: its first token, or one more inter-token gap."""
+        if req.emitted == 1:
+            self.first_token[req.id] = now
+        else:
+            self.itl.add(now - req.last_token_at)
+        req.last_token_at = now
+
+    def finished(self, req, now: float) -> None:
+        self.finish[req.id] = now
+        self.emitted_tokens[req.id] = req.emitted
+        self.recomputed_tokens[req.id] = req.discarded
+
     def __len__(self) -> int:
         return len(self.arrival)
 

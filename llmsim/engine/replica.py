@@ -64,18 +64,11 @@ class Replica:
             yield env.at(now + dt, ITERATION_END)
             now = env.now
             emitted, finished = sched.complete(batch, now)
-            itl = rec.itl
             for req in emitted:
-                if req.emitted == 1:
-                    rec.first_token[req.id] = now
-                else:
-                    itl.add(now - req.last_token_at)
-                req.last_token_at = now
+                rec.token(req, now)
             self.outstanding_tokens += len(emitted)
             for req in finished:
-                rec.finish[req.id] = now
-                rec.emitted_tokens[req.id] = req.emitted
-                rec.recomputed_tokens[req.id] = req.discarded
+                rec.finished(req, now)
                 self.outstanding_tokens -= req.prompt_tokens + req.emitted
                 if self.on_finish is not None:
                     self.on_finish(req)

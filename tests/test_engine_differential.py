@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmsim import simulate
-from llmsim.policies import FCFS, SJF
+from llmsim.policies import FCFS, SJF, SRPT
 from tests.helpers import LinearCost, deployment, workload
 
+POLICIES = [FCFS, SJF, SRPT]
 COMPARED = ("first_scheduled", "first_token", "finish", "emitted_tokens", "preemptions",
             "recomputed_tokens", "replica", "rejected")
 
@@ -51,13 +52,13 @@ def assert_same(rows, cfg, policy, cost_args):
 
 
 @settings(max_examples=400, deadline=None)
-@given(rows=requests, cfg=configs, policy=st.sampled_from([FCFS, SJF]), cost=costs)
+@given(rows=requests, cfg=configs, policy=st.sampled_from(POLICIES), cost=costs)
 def test_fast_engine_matches_reference(rows, cfg, policy, cost):
     assert_same(rows, cfg, policy, cost)
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=grid_requests, cfg=configs, policy=st.sampled_from([FCFS, SJF]))
+@given(rows=grid_requests, cfg=configs, policy=st.sampled_from(POLICIES))
 def test_fast_engine_matches_reference_on_ties(rows, cfg, policy):
     assert_same(rows, cfg, policy, (1.0, 0.0, 0.0))
 
@@ -67,7 +68,7 @@ def test_fast_engine_matches_reference_on_a_busy_pool():
     n = 400
     rows = list(zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(1, 400, n),
                     rng.integers(1, 300, n), strict=True))
-    for policy in (FCFS, SJF):
+    for policy in POLICIES:
         for cfg in ({"num_gpu_blocks": 300, "block_size": 16},
                     {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
                     {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"}):

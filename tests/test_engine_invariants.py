@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from llmsim import simulate
 from llmsim.engine.histogram import LogHistogram
-from llmsim.policies import FCFS, SJF
+from llmsim.policies import FCFS, SJF, SRPT
 from tests.helpers import LinearCost, deployment, workload
 
 requests = st.lists(
@@ -28,7 +28,7 @@ configs = st.fixed_dictionaries({
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=requests, cfg=configs, policy=st.sampled_from([FCFS, SJF]))
+@given(rows=requests, cfg=configs, policy=st.sampled_from([FCFS, SJF, SRPT]))
 def test_invariants(rows, cfg, policy):
     cost = LinearCost(base=0.1, per_token=0.001, per_context=0.0001)
     res = simulate(workload(rows), policy, deployment(**cfg), cost=cost)  # asserts no leaks
@@ -56,7 +56,7 @@ def test_invariants(rows, cfg, policy):
 
 
 @settings(max_examples=50, deadline=None)
-@given(rows=requests, cfg=configs, policy=st.sampled_from([FCFS, SJF]))
+@given(rows=requests, cfg=configs, policy=st.sampled_from([FCFS, SJF, SRPT]))
 def test_same_input_same_run(rows, cfg, policy):
     runs = [simulate(workload(rows), policy, deployment(**cfg), cost=LinearCost(0.1, 0.001))
             for _ in range(2)]

@@ -199,3 +199,30 @@ def test_sjf_serves_short_jobs_first_under_a_queue():
     res = simulate(workload(rows), SJF, deployment(max_num_seqs=1), cost=LinearCost())
     order = np.argsort(res.records.first_scheduled)
     assert list(order) == [0, 2, 3, 1]
+
+
+def test_srpt_evicts_a_longer_running_request_for_a_shorter_waiting_one():
+    from llmsim.policies import SRPT
+
+    # One seat. A (prompt 4, 10 tokens) runs; B (prompt 2, 2 tokens) arrives at 2.5.
+    rows = [(0.0, 4, 10), (2.5, 2, 2)]
+    cost = LinearCost(base=1.0)
+    srpt = simulate(workload(rows), SRPT, deployment(max_num_seqs=1), cost=cost).records
+    # t3: A (7 tokens left) ranks worse than B (2): A leaves the batch, B prefills; B emits
+    # at 4 and 5. A recomputes its prompt + 3 tokens (7) at t5, emits its 4th at 6 and the
+    # rest one per iteration: finishes at 12. It had computed 6 tokens when evicted.
+    assert list(srpt.finish) == [12.0, 5.0]
+    assert list(srpt.preemptions) == [1, 0]
+    assert list(srpt.recomputed_tokens) == [6, 0]
+    assert cost.shapes[3].num_tokens == 2 and cost.shapes[5].prefill_chunks == ((7, 0),)
+    fcfs = simulate(workload(rows), FCFS, deployment(max_num_seqs=1), cost=LinearCost()).records
+    assert list(fcfs.finish) == [10.0, 12.0]
+
+
+def test_srpt_does_not_evict_for_an_equal_or_worse_rank():
+    from llmsim.policies import SRPT
+
+    rows = [(0.0, 4, 3), (0.5, 2, 9)]
+    srpt = simulate(workload(rows), SRPT, deployment(max_num_seqs=1), cost=LinearCost()).records
+    assert list(srpt.preemptions) == [0, 0]
+    assert list(srpt.finish) == [3.0, 12.0]  # B: prefill at 3, 9 tokens at 4..12

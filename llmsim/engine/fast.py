@@ -92,6 +92,8 @@ class FastReplica:
 
     def _start(self) -> None:
         sched, pool = self.sched, self.pool
+        if sched.policy.preemptive and sched.waiting:
+            return self._start_exact()  # evictions rank running requests by their progress
         budget = sched.config.max_num_batched_tokens
         num_dec = len(self.decoders)
         decoder_need = self.phase[-self.tick % pool.block_size]
@@ -108,7 +110,7 @@ class FastReplica:
         for req, n in items:
             pool.append(req, n)
         admitted_from = len(items)
-        sched.admit(items, budget - demand)
+        sched.admit(items, budget - demand, self.now, [])
         first = self.records.first_scheduled
         for req, _ in items[admitted_from:]:
             self.prefilling.append(req)

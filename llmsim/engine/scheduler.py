@@ -57,7 +57,7 @@ class Scheduler:
             n = min(req.num_tokens - req.computed, budget)
             assert n > 0
             while not self.pool.can_append(req, n):
-                victim = self._victim(order)
+                victim = self._victim(order, now)
                 at = order.index(victim)
                 del order[at]
                 if at < i:  # already in this batch: give its tokens back
@@ -77,16 +77,23 @@ class Scheduler:
         if preempted:  # no admissions in an iteration that preempted, as in vLLM
             self.running = {r.id: r for r in order}
         else:
-            self.admit(items, budget)
+            self.admit(items, budget, now, preempted)
         return Batch(items, preempted, batch_shape(items) if items else None)
 
-    def admit(self, items: list[tuple[Request, int]], budget: int) -> int:
+    def admit(self, items: list[tuple[Request, int]], budget: int, now: float,
+              preempted: list[Request]) -> int:
         """Admit waiting requests in policy order while budget, seats and blocks last;
-        returns the budget left. The head of the queue blocks those behind it."""
-        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+        returns the budget left. The head of the queue blocks those behind it, unless the
+        policy is preemptive and a running request ranks worse: that one is evicted."""
+        while self.waiting and budget > 0:
             req = self.waiting[0][1]
+            if req in preempted:  # evicted in this iteration: not back before the next
+                break
             n = min(req.num_tokens - req.computed, budget)
-            if not self.pool.can_allocate(req, n):
+            if len(self.running) >= self.config.max_num_seqs or not self.pool.can_allocate(req, n):
+                if self.policy.preemptive and self._evict_for(req, now, items, preempted):
+                    budget = self.config.max_num_batched_tokens - sum(k for _, k in items)
+                    continue
                 break
             heapq.heappop(self.waiting)
             self.pool.allocate(req, n)
@@ -114,10 +121,33 @@ class Scheduler:
                 finished.append(req)
         return emitted, finished
 
-    def _victim(self, order: list[Request]) -> Request:
+    def _victim(self, order: list[Request], now: float) -> Request:
         if self.policy.victim == "last":
             return order[-1]
+        if self.policy.preemptive:
+            return max(order, key=lambda r: self._key_now(r, now))
         return max(order, key=Request.sort_key)
+
+    def _key_now(self, req: Request, now: float) -> tuple[float, float, int]:
+        return (self.policy.rank(req, now), req.arrival, req.id)
+
+    def _evict_for(self, head: Request, now: float, items: list[tuple[Request, int]],
+                   preempted: list[Request]) -> bool:
+        """Preemptive policies: evict the worst-ranked running request if it ranks worse than
+        the waiting head. A request evicted in this iteration is not readmitted in it."""
+        if not self.running:
+            return False
+        victim = max(self.running.values(), key=lambda r: self._key_now(r, now))
+        if self._key_now(victim, now) <= head.sort_key():
+            return False
+        del self.running[victim.id]
+        for j, (r, _) in enumerate(items):
+            if r is victim:  # already in this batch: it leaves it
+                del items[j]
+                break
+        self._preempt(victim, now)
+        preempted.append(victim)
+        return True
 
     def _preempt(self, req: Request, now: float) -> None:
         """Recompute preemption: drop its KV; it re-prefills prompt + emitted tokens later."""

@@ -4,10 +4,10 @@ registers anything: pass a `Policy` of your own to `llmsim.simulate` directly.""
 from __future__ import annotations
 
 from .fcfs import FCFS
-from .oracle import SJF
+from .oracle import SJF, SRPT
 from .policy import Policy
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF)}
+POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF, SRPT)}
 
 
 class UnknownPolicyError(KeyError):
@@ -24,4 +24,4 @@ def get_policy(name: str) -> Policy:
         ) from None
 
 
-__all__ = ["FCFS", "POLICIES", "SJF", "Policy", "UnknownPolicyError", "get_policy"]
+__all__ = ["FCFS", "POLICIES", "SJF", "SRPT", "Policy", "UnknownPolicyError", "get_policy"]

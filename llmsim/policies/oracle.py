@@ -1,4 +1,5 @@
-"""Shortest job first with the true output lengths: the limit a length predictor chases."""
+"""Shortest job first and shortest remaining first with the true output lengths: the
+limits a length predictor chases."""
 
 from __future__ import annotations
 
@@ -13,4 +14,15 @@ def by_output_length(req: Request, now: float) -> float:
 SJF = Policy(
     "sjf", by_output_length, victim="priority",
     description="oracle shortest job first on true output length (non-preemptive admission)",
+)
+
+
+def by_remaining_tokens(req: Request, now: float) -> float:
+    return float(req.output_tokens - req.emitted)
+
+
+SRPT = Policy(
+    "srpt", by_remaining_tokens, victim="priority", preemptive=True,
+    description="oracle shortest remaining processing time on true output length; preempts a "
+                "running request with more tokens left for a waiting one with fewer",
 )

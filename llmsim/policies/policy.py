@@ -5,6 +5,9 @@ preemption); the queue serves the lowest (rank, arrival, id) first, as vLLM's pr
 heap does with `Request.priority`. When the KV pool runs dry, the victim rule picks whom
 to preempt: `"last"` is vLLM's FCFS rule (the most recently admitted running request),
 `"priority"` its priority rule (the running request with the largest (rank, arrival)).
+A `preemptive` policy may also evict running requests for a waiting one that ranks
+better (SRPT, MLFQ); its ranks may change as requests progress, so running requests are
+ranked afresh whenever they are compared.
 Ranks are plain functions of the request and the clock, so policies pickle and compose.
 """
 
@@ -25,7 +28,10 @@ class Policy:
     rank: RankFn  # lower is served first
     victim: Literal["last", "priority"] = "priority"
     description: str = ""
+    preemptive: bool = False  # evict a worse-ranked running request for the waiting head
 
     def __post_init__(self) -> None:
         if self.victim not in ("last", "priority"):
             raise ValueError(f"victim must be 'last' or 'priority', got {self.victim!r}")
+        if self.preemptive and self.victim != "priority":
+            raise ValueError("a preemptive policy picks victims by rank: victim='priority'")

@@ -7,10 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmsim import simulate
-from llmsim.policies import FCFS, SJF, SRPT
+from llmsim.policies import FCFS, SJF, SRPT, with_starvation_prevention
 from tests.helpers import LinearCost, deployment, workload
 
-POLICIES = [FCFS, SJF, SRPT]
+POLICIES = [FCFS, SJF, SRPT, with_starvation_prevention(SJF, 3, 2),
+            with_starvation_prevention(SRPT, 5, 1)]
 COMPARED = ("first_scheduled", "first_token", "finish", "emitted_tokens", "preemptions",
             "recomputed_tokens", "replica", "rejected")
 

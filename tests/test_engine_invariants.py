@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from llmsim import simulate
 from llmsim.engine.histogram import LogHistogram
-from llmsim.policies import FCFS, SJF, SRPT
+from llmsim.policies import FCFS, SJF, SRPT, with_starvation_prevention
 from tests.helpers import LinearCost, deployment, workload
 
 requests = st.lists(
@@ -28,7 +28,8 @@ configs = st.fixed_dictionaries({
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=requests, cfg=configs, policy=st.sampled_from([FCFS, SJF, SRPT]))
+@given(rows=requests, cfg=configs,
+       policy=st.sampled_from([FCFS, SJF, SRPT, with_starvation_prevention(SJF, 2, 2)]))
 def test_invariants(rows, cfg, policy):
     cost = LinearCost(base=0.1, per_token=0.001, per_context=0.0001)
     res = simulate(workload(rows), policy, deployment(**cfg), cost=cost)  # asserts no leaks

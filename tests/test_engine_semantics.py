@@ -226,3 +226,22 @@ def test_srpt_does_not_evict_for_an_equal_or_worse_rank():
     srpt = simulate(workload(rows), SRPT, deployment(max_num_seqs=1), cost=LinearCost()).records
     assert list(srpt.preemptions) == [0, 0]
     assert list(srpt.finish) == [3.0, 12.0]  # B: prefill at 3, 9 tokens at 4..12
+
+
+def test_starvation_prevention_promotes_a_request_left_waiting():
+    from llmsim.policies import get_policy, with_starvation_prevention
+
+    # One seat; a long job arrives first behind a short one, then short jobs keep arriving.
+    # SJF serves every short job first; with starvation prevention (after 3 iterations
+    # waiting) the long one is promoted, and promoted requests go first in promotion order.
+    rows = [(0.0, 1, 2), (0.1, 1, 8)] + [(0.2 + i, 1, 2) for i in range(8)]
+    dep = deployment(max_num_seqs=1)
+    sjf = simulate(workload(rows), SJF, dep, cost=LinearCost()).records
+    sp = simulate(workload(rows), with_starvation_prevention(SJF, 3, 5), dep,
+                  cost=LinearCost()).records
+    assert sjf.first_scheduled[1] == max(sjf.first_scheduled)  # served last
+    # L entered the queue during iteration 1; promoted at the start of iteration 4 (t=3)
+    # while the seat is busy until t=4, when it runs ahead of the shorter jobs waiting.
+    assert sp.first_scheduled[1] == 4.0
+    assert get_policy("sjf+sp").starvation == (100, 20)
+    assert get_policy("SJF+sp").name == "sjf+sp"

@@ -11,7 +11,7 @@ from .clock import ARRIVAL, Clock
 from .config import EngineConfig
 from .cost import CostModel
 from .records import Records
-from .replica import Replica
+from .replica import Replica, iteration_limit
 from .request import Request, State
 from .router import Router
 from .scheduler import Scheduler
@@ -32,7 +32,8 @@ class Cluster:
         self.replicas = [
             Replica(i, self.env,
                     Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size), policy),
-                    cost, self.records, on_finish=self._count)
+                    cost, self.records, on_finish=self._count,
+                    max_iterations=iteration_limit(workload))
             for i in range(num_replicas)
         ]
         self.env.process(self._arrivals())

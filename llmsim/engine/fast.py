@@ -26,6 +26,7 @@ from .blocks import BlockPool
 from .config import EngineConfig
 from .cost import CostModel, IterationShape
 from .records import Records
+from .replica import LIVELOCK, iteration_limit
 from .request import Request, State
 from .router import Router
 from .scheduler import Batch, Scheduler, batch_shape
@@ -33,7 +34,7 @@ from .scheduler import Batch, Scheduler, batch_shape
 
 class FastReplica:
     def __init__(self, index: int, scheduler: Scheduler, cost: CostModel, records: Records,
-                 on_finish: Callable[[Request], None]) -> None:
+                 on_finish: Callable[[Request], None], max_iterations: int) -> None:
         self.index = index
         self.sched = scheduler
         self.pool = scheduler.pool
@@ -46,6 +47,7 @@ class FastReplica:
         self.fast_items: list[tuple[Request, int]] = []  # in-flight non-decoder items
         self.outstanding_tokens = 0
         self.iterations = 0
+        self.max_iterations = max_iterations
         self.exact_iterations = 0  # decided by the reference scheduler
         self.batched_seqs = 0
         self.busy_time = 0.0
@@ -92,7 +94,8 @@ class FastReplica:
 
     def _start(self) -> None:
         sched, pool = self.sched, self.pool
-        if sched.policy.preemptive and sched.waiting:
+        sched.begin_iteration()
+        if sched.policy.preemptive and sched.has_waiting():
             return self._start_exact()  # evictions rank running requests by their progress
         budget = sched.config.max_num_batched_tokens
         num_dec = len(self.decoders)
@@ -133,7 +136,7 @@ class FastReplica:
         decide this iteration (order, chunking and preemption matter here)."""
         self._sync_decoders()
         self.exact_iterations += 1
-        batch = self.sched.schedule(self.now)
+        batch = self.sched.plan(self.now)
         rec = self.records
         for req in batch.preempted:
             rec.preemptions[req.id] += 1
@@ -151,6 +154,8 @@ class FastReplica:
         dt = self.cost.iteration_time(shape)
         assert dt > 0, f"cost model returned {dt} for {shape}"
         self.iterations += 1
+        if self.iterations > self.max_iterations:
+            raise RuntimeError(LIVELOCK)
         self.batched_seqs += shape.num_seqs
         self.busy_time += dt
         self.block_seconds += self.pool.used_blocks * dt
@@ -273,7 +278,8 @@ class FastReplica:
         return {"iterations": self.iterations, "exact_iterations": self.exact_iterations,
                 "batched_seqs": self.batched_seqs, "busy_time_s": self.busy_time,
                 "block_seconds": self.block_seconds, "num_gpu_blocks": pool.num_blocks,
-                "free_blocks_at_end": pool.free_blocks, "waiting_at_end": len(self.sched.waiting),
+                "free_blocks_at_end": pool.free_blocks,
+                "waiting_at_end": int(self.sched.has_waiting()),
                 "running_at_end": len(self.sched.running)}
 
 
@@ -292,7 +298,7 @@ class FastCluster:
         self.done = 0
         self.replicas = [
             FastReplica(i, Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size), policy),
-                        cost, self.records, self._count)
+                        cost, self.records, self._count, iteration_limit(workload))
             for i in range(num_replicas)
         ]
 

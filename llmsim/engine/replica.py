@@ -10,10 +10,20 @@ from .records import Records
 from .request import Request
 from .scheduler import Scheduler
 
+LIVELOCK = ("the simulation stopped making progress (more iterations than any run of this "
+            "workload can need): a policy keeps preempting work it then recomputes")
+
+
+def iteration_limit(workload) -> int:
+    """A bound no live run reaches: every iteration feeds at least one token, and a run that
+    recomputes each request's tokens a hundred times is already pathological."""
+    return 100 * int(workload.prompt_tokens.sum() + workload.output_tokens.sum()) + 10_000
+
 
 class Replica:
     def __init__(self, index: int, env: Clock, scheduler: Scheduler,
-                 cost: CostModel, records: Records, on_finish=None) -> None:
+                 cost: CostModel, records: Records, on_finish=None,
+                 max_iterations: int = 10**12) -> None:
         self.index = index
         self.env = env
         self.scheduler = scheduler
@@ -22,6 +32,7 @@ class Replica:
         self.on_finish = on_finish  # called with each finished request
         self.outstanding_tokens = 0  # prompt + emitted tokens of its unfinished requests
         self.iterations = 0
+        self.max_iterations = max_iterations
         self.batched_seqs = 0  # summed over iterations, for the mean batch size
         self.busy_time = 0.0
         self.block_seconds = 0.0  # used KV blocks x iteration time, for mean utilisation
@@ -58,6 +69,8 @@ class Replica:
             dt = self.cost.iteration_time(batch.shape)
             assert dt > 0, f"cost model returned {dt} for {batch.shape}"
             self.iterations += 1
+            if self.iterations > self.max_iterations:
+                raise RuntimeError(LIVELOCK)
             self.batched_seqs += batch.shape.num_seqs
             self.busy_time += dt
             self.block_seconds += sched.pool.used_blocks * dt
@@ -79,5 +92,5 @@ class Replica:
         return {"iterations": self.iterations, "batched_seqs": self.batched_seqs,
                 "busy_time_s": self.busy_time, "block_seconds": self.block_seconds,
                 "num_gpu_blocks": pool.num_blocks, "free_blocks_at_end": pool.free_blocks,
-                "waiting_at_end": len(self.scheduler.waiting),
+                "waiting_at_end": int(self.scheduler.has_waiting()),
                 "running_at_end": len(self.scheduler.running)}

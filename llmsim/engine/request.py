@@ -33,6 +33,9 @@ class Request:
     last_token_at: float = 0.0
     discarded: int = 0  # computed tokens thrown away by preemptions, to be recomputed
     tick: int = 0  # fast engine: replica tick at which computed/emitted were written back
+    waited_since: int = 0  # scheduler iteration at which it last entered the waiting queue
+    promoted_at: int = -1  # starvation prevention: iteration it was promoted at, or -1
+    protected: bool = False  # admitted while promoted: no eviction for a better-ranked head
 
     @property
     def num_tokens(self) -> int:
@@ -48,6 +51,13 @@ class Request:
         """KV slots it holds at its largest: the last emitted token is never fed back."""
         return self.prompt_tokens + self.output_tokens - 1
 
-    def sort_key(self) -> tuple[float, float, int]:
-        """Waiting-queue order and priority-victim order: (rank, arrival, id), as vLLM's heap."""
-        return (self.rank, self.arrival, self.id)
+    @property
+    def promoted(self) -> bool:
+        return self.promoted_at >= 0
+
+    def sort_key(self) -> tuple[int, float, float, int]:
+        """Waiting-queue order and priority-victim order: (rank, arrival, id), as vLLM's heap;
+        requests promoted against starvation go first, in the order they were promoted."""
+        if self.promoted_at >= 0:
+            return (0, self.promoted_at, self.arrival, self.id)
+        return (1, self.rank, self.arrival, self.id)

@@ -10,6 +10,7 @@ was preempted, waiting requests in policy order while budget, seats and blocks l
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from typing import NamedTuple
 
 from ..policies.policy import Policy
@@ -30,11 +31,40 @@ class Scheduler:
         self.config = config
         self.pool = pool
         self.policy = policy
-        self.waiting: list[tuple[tuple[float, float, int], Request]] = []  # heap
+        self.waiting: list[tuple[tuple, Request]] = []  # heap; may hold stale entries
         self.running: dict[int, Request] = {}  # by id, in admission order
+        self.iteration = 0
+        self._queued: deque[tuple[int, Request]] = deque()  # (entered waiting at, request)
+        self._expiring: deque[tuple[int, Request]] = deque()  # (promotion ends at, request)
 
     def has_work(self) -> bool:
-        return bool(self.running or self.waiting)
+        return bool(self.running or self.has_waiting())
+
+    def has_waiting(self) -> bool:
+        """Whether a request waits; drops stale heap entries (re-keyed requests) on the way."""
+        w = self.waiting
+        while w and (w[0][1].state is not State.WAITING or w[0][0] != w[0][1].sort_key()):
+            heapq.heappop(w)
+        return bool(w)
+
+    def begin_iteration(self) -> None:
+        """Count the iteration; with starvation prevention, promote requests that waited
+        `threshold` iterations, for `quantum` iterations (vllm-ltr's rule)."""
+        self.iteration += 1
+        if self.policy.starvation is None:
+            return
+        threshold, quantum = self.policy.starvation
+        while self._expiring and self._expiring[0][0] <= self.iteration:
+            req = self._expiring.popleft()[1]
+            req.promoted_at = -1
+            if req.state is State.WAITING:
+                heapq.heappush(self.waiting, (req.sort_key(), req))
+        while self._queued and self._queued[0][0] + threshold <= self.iteration:
+            since, req = self._queued.popleft()
+            if req.state is State.WAITING and req.waited_since == since and not req.promoted:
+                req.promoted_at = self.iteration
+                heapq.heappush(self.waiting, (req.sort_key(), req))
+                self._expiring.append((self.iteration + quantum, req))
 
     def can_accept(self, req: Request) -> bool:
         return self.pool.fits_ever(req)
@@ -43,9 +73,17 @@ class Scheduler:
         assert self.can_accept(req)
         req.state = State.WAITING
         req.rank = self.policy.rank(req, now)
+        req.waited_since = self.iteration
+        if self.policy.starvation is not None:
+            self._queued.append((self.iteration, req))
         heapq.heappush(self.waiting, (req.sort_key(), req))
 
     def schedule(self, now: float) -> Batch:
+        self.begin_iteration()
+        return self.plan(now)
+
+    def plan(self, now: float) -> Batch:
+        """The iteration's batch, once `begin_iteration` has run."""
         budget = self.config.max_num_batched_tokens
         items: list[tuple[Request, int]] = []
         preempted: list[Request] = []
@@ -85,7 +123,7 @@ class Scheduler:
         """Admit waiting requests in policy order while budget, seats and blocks last;
         returns the budget left. The head of the queue blocks those behind it, unless the
         policy is preemptive and a running request ranks worse: that one is evicted."""
-        while self.waiting and budget > 0:
+        while budget > 0 and self.has_waiting():
             req = self.waiting[0][1]
             if req in preempted:  # evicted in this iteration: not back before the next
                 break
@@ -97,6 +135,7 @@ class Scheduler:
                 break
             heapq.heappop(self.waiting)
             self.pool.allocate(req, n)
+            req.protected = req.promoted
             req.state = State.RUNNING
             self.running[req.id] = req
             items.append((req, n))
@@ -128,16 +167,21 @@ class Scheduler:
             return max(order, key=lambda r: self._key_now(r, now))
         return max(order, key=Request.sort_key)
 
-    def _key_now(self, req: Request, now: float) -> tuple[float, float, int]:
-        return (self.policy.rank(req, now), req.arrival, req.id)
+    def _key_now(self, req: Request, now: float) -> tuple[int, float, float, int]:
+        if req.promoted:
+            return req.sort_key()
+        return (1, self.policy.rank(req, now), req.arrival, req.id)
 
     def _evict_for(self, head: Request, now: float, items: list[tuple[Request, int]],
                    preempted: list[Request]) -> bool:
         """Preemptive policies: evict the worst-ranked running request if it ranks worse than
-        the waiting head. A request evicted in this iteration is not readmitted in it."""
-        if not self.running:
+        the waiting head. A request evicted in this iteration is not readmitted in it, and
+        one admitted while promoted against starvation keeps its seat: were promotions to
+        evict each other in turn, long prefills could be recomputed forever."""
+        candidates = [r for r in self.running.values() if not r.protected]
+        if not candidates:
             return False
-        victim = max(self.running.values(), key=lambda r: self._key_now(r, now))
+        victim = max(candidates, key=lambda r: self._key_now(r, now))
         if self._key_now(victim, now) <= head.sort_key():
             return False
         del self.running[victim.id]
@@ -154,6 +198,7 @@ class Scheduler:
         self.pool.free(req)
         req.discarded += req.computed
         req.computed = 0
+        req.protected = False
         self.add(req, now)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .fcfs import FCFS
 from .oracle import SJF, SRPT
-from .policy import Policy
+from .policy import Policy, with_starvation_prevention
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF, SRPT)}
 
@@ -16,12 +16,14 @@ class UnknownPolicyError(KeyError):
 
 
 def get_policy(name: str) -> Policy:
-    try:
-        return POLICIES[name.lower()]
-    except KeyError:
-        raise UnknownPolicyError(
-            f"unknown policy {name!r}; known policies: {', '.join(sorted(POLICIES))}"
-        ) from None
+    """A policy by name; `NAME+sp` adds starvation prevention with its default settings."""
+    base, _, suffix = name.lower().partition("+")
+    if base in POLICIES and suffix in ("", "sp"):
+        return with_starvation_prevention(POLICIES[base]) if suffix else POLICIES[base]
+    raise UnknownPolicyError(
+        f"unknown policy {name!r}; known policies: {', '.join(sorted(POLICIES))} (add '+sp' "
+        "for starvation prevention, e.g. sjf+sp)")
 
 
-__all__ = ["FCFS", "POLICIES", "SJF", "SRPT", "Policy", "UnknownPolicyError", "get_policy"]
+__all__ = ["FCFS", "POLICIES", "SJF", "SRPT", "Policy", "UnknownPolicyError", "get_policy",
+           "with_starvation_prevention"]

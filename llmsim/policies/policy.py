@@ -14,7 +14,7 @@ Ranks are plain functions of the request and the clock, so policies pickle and c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..engine.request import Request
@@ -29,9 +29,20 @@ class Policy:
     victim: Literal["last", "priority"] = "priority"
     description: str = ""
     preemptive: bool = False  # evict a worse-ranked running request for the waiting head
+    starvation: tuple[int, int] | None = None  # (threshold, quantum) in iterations, or None
 
     def __post_init__(self) -> None:
         if self.victim not in ("last", "priority"):
             raise ValueError(f"victim must be 'last' or 'priority', got {self.victim!r}")
+        if self.starvation is not None and min(self.starvation) < 1:
+            raise ValueError(f"starvation (threshold, quantum) must be >= 1, got {self.starvation}")
         if self.preemptive and self.victim != "priority":
             raise ValueError("a preemptive policy picks victims by rank: victim='priority'")
+
+
+def with_starvation_prevention(policy: Policy, threshold: int = 100, quantum: int = 20) -> Policy:
+    """`policy`, except that a request left waiting `threshold` iterations is promoted ahead of
+    all others for `quantum` iterations (vllm-ltr's starvation prevention)."""
+    return replace(policy, name=f"{policy.name}+sp", starvation=(threshold, quantum),
+                   description=f"{policy.description}; starvation prevention: promoted after "
+                               f"{threshold} iterations waiting, for {quantum} iterations")

@@ -21,6 +21,7 @@ from .engine.records import Records
 from .engine.router import make_router
 from .engine.summary import Slo, summarize
 from .policies import Policy
+from .policies.scoring import release_times
 from .traces.workload import Workload
 
 
@@ -91,8 +92,11 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
     num_blocks = deployment.num_gpu_blocks()
     if progress is not None:
         progress = _every_permille(progress, len(workload))
+    release = (release_times(workload.arrival, policy.scoring_delay)
+               if policy.scoring_delay else None)
     cluster = ENGINES[engine](workload, policy, cost, deployment.engine, num_blocks,
-                              make_router(deployment.router), deployment.num_replicas, progress)
+                              make_router(deployment.router), deployment.num_replicas, progress,
+                              release)
     records = cluster.run()
     reps = [r.stats() for r in cluster.replicas]
     iterations = sum(r["iterations"] for r in reps)
@@ -110,7 +114,8 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
     }
     config = {
         "policy": {"name": policy.name, "victim": policy.victim,
-                   "description": policy.description},
+                   "preemptive": policy.preemptive, "starvation": policy.starvation,
+                   "scoring_delay_s": policy.scoring_delay, "description": policy.description},
         "deployment": deployment.to_dict(),
         "cost_model": getattr(cost, "label", type(cost).__name__),
         "workload": {"source": workload.source, "requests": len(workload)},

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmsim import simulate
-from llmsim.policies import FCFS, SJF, SRPT, with_starvation_prevention
+from llmsim.policies import FCFS, MLFQ, SJF, SRPT, with_starvation_prevention
+from llmsim.policies.mlfq import SkipJoinLevel
 from tests.helpers import LinearCost, deployment, workload
 
-POLICIES = [FCFS, SJF, SRPT, with_starvation_prevention(SJF, 3, 2),
-            with_starvation_prevention(SRPT, 5, 1)]
+POLICIES = [FCFS, SJF, SRPT, MLFQ, with_starvation_prevention(SJF, 3, 2),
+            with_starvation_prevention(SRPT, 5, 1),
+            replace(MLFQ, rank=SkipJoinLevel(4, 2, 16)),  # small quanta: many demotions
+            replace(SJF, name="sjf-scored", scoring_delay=0.7)]
 COMPARED = ("first_scheduled", "first_token", "finish", "emitted_tokens", "preemptions",
             "recomputed_tokens", "replica", "rejected")
 
@@ -80,5 +85,6 @@ def test_rows_are_the_same_whatever_the_chunk():
     from llmsim.engine.fast import _rows
 
     w = workload([(0.0, 1, 2), (0.0, 3, 4), (1.5, 5, 6), (2.0, 7, 8), (2.0, 9, 10)])
-    assert list(_rows(w, chunk=2)) == list(_rows(w)) == [
-        (0, 0.0, 1, 2), (1, 0.0, 3, 4), (2, 1.5, 5, 6), (3, 2.0, 7, 8), (4, 2.0, 9, 10)]
+    assert list(_rows(w, w.arrival, chunk=2)) == list(_rows(w, w.arrival)) == [
+        (0, 0.0, 0.0, 1, 2), (1, 0.0, 0.0, 3, 4), (2, 1.5, 1.5, 5, 6), (3, 2.0, 2.0, 7, 8),
+        (4, 2.0, 2.0, 9, 10)]

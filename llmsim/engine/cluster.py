@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from ..policies.policy import Policy
 from ..traces.workload import Workload
 from .blocks import BlockPool
@@ -20,10 +22,12 @@ from .scheduler import Scheduler
 class Cluster:
     def __init__(self, workload: Workload, policy: Policy, cost: CostModel, engine: EngineConfig,
                  num_gpu_blocks: int, router: Router, num_replicas: int = 1,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 release: np.ndarray | None = None) -> None:
         if num_replicas < 1:
             raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
         self.workload = workload
+        self.release = workload.arrival if release is None else release  # when the engine sees it
         self.env = Clock()
         self.records = Records(workload.arrival, workload.prompt_tokens, workload.output_tokens)
         self.router = router
@@ -53,14 +57,15 @@ class Cluster:
     def _arrivals(self):
         w, env = self.workload, self.env
         arrival = w.arrival.tolist()
+        release = self.release.tolist()
         prompt = w.prompt_tokens.tolist()
         output = w.output_tokens.tolist()
         n, i = len(arrival), 0
         while i < n:
-            yield env.at(arrival[i], ARRIVAL)
-            t = arrival[i]
-            while i < n and arrival[i] == t:  # simultaneous arrivals in trace order, at once
-                req = Request(i, t, prompt[i], output[i])
+            yield env.at(release[i], ARRIVAL)
+            t = release[i]
+            while i < n and release[i] == t:  # simultaneous arrivals in trace order, at once
+                req = Request(i, arrival[i], prompt[i], output[i])
                 replica = self.replicas[self.router(req, self.replicas)]
                 if replica.can_accept(req):
                     replica.add(req)

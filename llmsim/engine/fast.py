@@ -20,6 +20,8 @@ import heapq
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from ..policies.policy import Policy
 from ..traces.workload import Workload
 from .blocks import BlockPool
@@ -288,10 +290,12 @@ class FastCluster:
 
     def __init__(self, workload: Workload, policy: Policy, cost: CostModel, engine: EngineConfig,
                  num_gpu_blocks: int, router: Router, num_replicas: int = 1,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 release: np.ndarray | None = None) -> None:
         if num_replicas < 1:
             raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
         self.workload = workload
+        self.release = workload.arrival if release is None else release  # when the engine sees it
         self.records = Records(workload.arrival, workload.prompt_tokens, workload.output_tokens)
         self.router = router
         self.progress = progress
@@ -304,15 +308,15 @@ class FastCluster:
 
     def run(self) -> Records:
         rec, replicas = self.records, self.replicas
-        rows = _rows(self.workload)
+        rows = _rows(self.workload, self.release)
         row = next(rows, None)
         while row is not None:
             t = row[1]
             for r in replicas:
                 r.advance(t)
             while row is not None and row[1] == t:  # simultaneous arrivals in trace order
-                i, _, prompt, output = row
-                req = Request(i, t, prompt, output)
+                i, _, arrival, prompt, output = row
+                req = Request(i, arrival, prompt, output)
                 replica = replicas[self.router(req, replicas)]
                 if replica.can_accept(req):
                     replica.add(req, t)
@@ -334,11 +338,11 @@ class FastCluster:
             self.progress(self.done)
 
 
-def _rows(w: Workload, chunk: int = 1 << 16):
-    """(id, arrival, prompt tokens, output tokens) as Python scalars, converted a chunk at a
-    time: whole-column lists would cost ~100 bytes per request."""
+def _rows(w: Workload, release: np.ndarray, chunk: int = 1 << 16):
+    """(id, release, arrival, prompt tokens, output tokens) as Python scalars, converted a
+    chunk at a time: whole-column lists would cost ~100 bytes per request."""
     for start in range(0, len(w), chunk):
         stop = start + chunk
-        yield from zip(range(start, min(stop, len(w))), w.arrival[start:stop].tolist(),
-                       w.prompt_tokens[start:stop].tolist(), w.output_tokens[start:stop].tolist(),
-                       strict=True)
+        yield from zip(range(start, min(stop, len(w))), release[start:stop].tolist(),
+                       w.arrival[start:stop].tolist(), w.prompt_tokens[start:stop].tolist(),
+                       w.output_tokens[start:stop].tolist(), strict=True)

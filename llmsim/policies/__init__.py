@@ -4,10 +4,11 @@ registers anything: pass a `Policy` of your own to `llmsim.simulate` directly.""
 from __future__ import annotations
 
 from .fcfs import FCFS
+from .mlfq import MLFQ
 from .oracle import SJF, SRPT
 from .policy import Policy, with_starvation_prevention
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF, SRPT)}
+POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF, SRPT, MLFQ)}
 
 
 class UnknownPolicyError(KeyError):
@@ -25,5 +26,5 @@ def get_policy(name: str) -> Policy:
         "for starvation prevention, e.g. sjf+sp)")
 
 
-__all__ = ["FCFS", "POLICIES", "SJF", "SRPT", "Policy", "UnknownPolicyError", "get_policy",
+__all__ = ["FCFS", "MLFQ", "POLICIES", "SJF", "SRPT", "Policy", "UnknownPolicyError", "get_policy",
            "with_starvation_prevention"]

@@ -30,12 +30,15 @@ class Policy:
     description: str = ""
     preemptive: bool = False  # evict a worse-ranked running request for the waiting head
     starvation: tuple[int, int] | None = None  # (threshold, quantum) in iterations, or None
+    scoring_delay: float = 0.0  # seconds a batch of arrivals spends being scored (a ranker)
 
     def __post_init__(self) -> None:
         if self.victim not in ("last", "priority"):
             raise ValueError(f"victim must be 'last' or 'priority', got {self.victim!r}")
         if self.starvation is not None and min(self.starvation) < 1:
             raise ValueError(f"starvation (threshold, quantum) must be >= 1, got {self.starvation}")
+        if not self.scoring_delay >= 0:
+            raise ValueError(f"scoring_delay must be >= 0, got {self.scoring_delay}")
         if self.preemptive and self.victim != "priority":
             raise ValueError("a preemptive policy picks victims by rank: victim='priority'")
 

@@ -79,7 +79,9 @@ EngineOpt = Annotated[str, typer.Option(
 
 @app.command()
 def run(
-    policy: Annotated[str, typer.Option(help="Scheduling policy: fcfs or sjf.")] = "fcfs",
+    policy: Annotated[str, typer.Option(
+        help="Scheduling policy: fcfs, sjf, srpt, mlfq; NAME+sp adds starvation prevention.")
+    ] = "fcfs",
     trace: Trace = None, requests: Requests = None, load: Load = None, rate: Rate = None,
     arrival_process: Arrivals = "trace", burstiness: Burstiness = 1.0, seed: Seed = 0,
     model: Model = "llama-3-8b", gpu: Gpu = "h100", tp: Tp = 1, replicas: Replicas = 1,

@@ -98,3 +98,14 @@ def test_calibrate_without_cuda_is_a_clear_error(tmp_path):
         pytest.skip("this machine has CUDA")
     res = runner.invoke(app, ["calibrate", "--model", "tiny", "--out", str(tmp_path / "p.json")])
     assert res.exit_code == 2 and "no CUDA device" in res.output
+
+
+def test_bundled_profile_is_the_default_for_its_model(tiny_profile, tmp_path, monkeypatch):
+    from llmsim.calibration import profile as profile_module
+
+    path = tmp_path / "h100-tiny-tp1.json"
+    tiny_profile.save(path)
+    monkeypatch.setattr(profile_module, "bundled_profiles", lambda: {path.stem: path})
+    assert Deployment(model="tiny", gpu="h100").cost_model().label.startswith("measured")
+    assert "roofline" in Deployment(model="llama-3-8b", gpu="h100").cost_model().label
+    assert "roofline" in Deployment(model="tiny", gpu="a100").cost_model().label

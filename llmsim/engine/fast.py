@@ -114,22 +114,21 @@ class FastReplica:
         pool.take(decoder_need)
         for req, n in items:
             pool.append(req, n)
-        admitted_from = len(items)
-        sched.admit(items, budget - demand, self.now, [])
-        first = self.records.first_scheduled
-        for req, _ in items[admitted_from:]:
-            self.prefilling.append(req)
-            if first[req.id] != first[req.id]:  # NaN: never scheduled before
-                first[req.id] = self.now
+        if sched.waiting:
+            admitted_from = len(items)
+            sched.admit(items, budget - demand, self.now, [])
+            first = self.records.first_scheduled
+            for req, _ in items[admitted_from:]:
+                self.prefilling.append(req)
+                if first[req.id] != first[req.id]:  # NaN: never scheduled before
+                    first[req.id] = self.now
+        ctx = self.base_sum + num_dec * (self.tick + 1)  # decoders' KV after this token
+        shape = IterationShape(num_dec, num_dec, (), num_dec, ctx, num_dec)
         if items:
             s = batch_shape(items)
-            ctx = self.base_sum + num_dec * (self.tick + 1)
             shape = IterationShape(s.num_tokens + num_dec, s.num_seqs + num_dec, s.prefill_chunks,
                                    s.num_decodes + num_dec, s.decode_context + ctx,
                                    s.num_sampled + num_dec)
-        else:
-            ctx = self.base_sum + num_dec * (self.tick + 1)
-            shape = IterationShape(num_dec, num_dec, (), num_dec, ctx, num_dec)
         self.fast_items = items
         self._run(shape)
 

@@ -28,26 +28,30 @@ class Cluster:
             raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
         self.workload = workload
         self.release = workload.arrival if release is None else release  # when the engine sees it
-        self.env = Clock()
         self.records = Records(workload.arrival, workload.prompt_tokens, workload.output_tokens)
         self.router = router
         self.progress = progress
         self.done = 0  # finished + rejected
-        self.replicas = [
-            Replica(i, self.env,
-                    Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size), policy),
-                    cost, self.records, on_finish=self._count,
-                    max_iterations=iteration_limit(workload))
-            for i in range(num_replicas)
-        ]
+        self.schedulers = [Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size), policy)
+                           for _ in range(num_replicas)]
+        self.replicas = self._replicas(cost, iteration_limit(workload))
+
+    def _replicas(self, cost: CostModel, max_iterations: int) -> list:
+        self.env = Clock()
         self.env.process(self._arrivals())
+        return [Replica(i, self.env, sched, cost, self.records, on_finish=self._count,
+                        max_iterations=max_iterations)
+                for i, sched in enumerate(self.schedulers)]
 
     def run(self) -> Records:
         self.env.run()
-        for r in self.replicas:
-            assert not r.scheduler.has_work(), "simulation ended with work left"
-            assert r.scheduler.pool.free_blocks == r.scheduler.pool.num_blocks, "KV blocks leaked"
+        self.check_done()
         return self.records
+
+    def check_done(self) -> None:
+        for sched in self.schedulers:
+            assert not sched.has_work(), "simulation ended with work left"
+            assert sched.pool.free_blocks == sched.pool.num_blocks, "KV blocks leaked"
 
     def _count(self, req: Request) -> None:
         self.done += 1

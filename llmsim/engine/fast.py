@@ -22,15 +22,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..policies.policy import Policy
 from ..traces.workload import Workload
-from .blocks import BlockPool
-from .config import EngineConfig
+from .cluster import Cluster
 from .cost import CostModel, IterationShape
 from .records import Records
-from .replica import LIVELOCK, iteration_limit
+from .replica import LIVELOCK
 from .request import Request, State
-from .router import Router
 from .scheduler import Batch, Scheduler, batch_shape
 
 
@@ -284,26 +281,12 @@ class FastReplica:
                 "running_at_end": len(self.sched.running)}
 
 
-class FastCluster:
-    """Drop-in for `engine.cluster.Cluster`: same inputs, same records."""
+class FastCluster(Cluster):
+    """Drop-in for `engine.cluster.Cluster`: same inputs, same records, no SimPy."""
 
-    def __init__(self, workload: Workload, policy: Policy, cost: CostModel, engine: EngineConfig,
-                 num_gpu_blocks: int, router: Router, num_replicas: int = 1,
-                 progress: Callable[[int], None] | None = None,
-                 release: np.ndarray | None = None) -> None:
-        if num_replicas < 1:
-            raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
-        self.workload = workload
-        self.release = workload.arrival if release is None else release  # when the engine sees it
-        self.records = Records(workload.arrival, workload.prompt_tokens, workload.output_tokens)
-        self.router = router
-        self.progress = progress
-        self.done = 0
-        self.replicas = [
-            FastReplica(i, Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size), policy),
-                        cost, self.records, self._count, iteration_limit(workload))
-            for i in range(num_replicas)
-        ]
+    def _replicas(self, cost: CostModel, max_iterations: int) -> list:
+        return [FastReplica(i, sched, cost, self.records, self._count, max_iterations)
+                for i, sched in enumerate(self.schedulers)]
 
     def run(self) -> Records:
         rec, replicas = self.records, self.replicas
@@ -326,15 +309,8 @@ class FastCluster:
                 row = next(rows, None)
         for r in replicas:
             r.advance(math.inf)
-        for r in replicas:
-            assert not r.sched.has_work(), "simulation ended with work left"
-            assert r.pool.free_blocks == r.pool.num_blocks, "KV blocks leaked"
+        self.check_done()
         return rec
-
-    def _count(self, req: Request) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done)
 
 
 def _rows(w: Workload, release: np.ndarray, chunk: int = 1 << 16):

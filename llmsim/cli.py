@@ -51,9 +51,12 @@ Rate = Annotated[float | None, typer.Option(help="Scale arrivals to this mean ra
 Arrivals = Annotated[str, typer.Option(
     help="Arrival times: 'trace' (recorded, rescaled by --load/--rate), 'poisson' or 'gamma' "
          "(drawn at --rate or --load with --seed).")]
-Burstiness = Annotated[float, typer.Option(help="Gamma shape for --arrivals gamma (1 = Poisson).")]
+Burstiness = Annotated[float, typer.Option(
+    help="Gamma shape for --arrival-process gamma (1 = Poisson; lower is burstier).")]
 Seed = Annotated[int, typer.Option(help="Seed of every random draw in the run.")]
-Model = Annotated[str, typer.Option(help="Model shape preset (e.g. llama-3-8b, qwen2.5-7b).")]
+Model = Annotated[str, typer.Option(
+    help="Model shape preset (llama-3-8b, llama-3.1-70b, qwen2.5-7b, qwen3-8b, mistral-7b, ...) "
+         "or a Hugging Face config.json path.")]
 Gpu = Annotated[str, typer.Option(help="GPU preset: h100, h200, a100.")]
 Tp = Annotated[int, typer.Option(help="Tensor-parallel degree of each replica.", min=1)]
 Replicas = Annotated[int, typer.Option(help="Engine replicas behind the router.", min=1)]

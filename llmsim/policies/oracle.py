@@ -18,7 +18,7 @@ SJF = Policy(
 
 
 def by_remaining_tokens(req: Request, now: float) -> float:
-    return float(req.output_tokens - req.emitted)
+    return float(req.remaining_tokens)
 
 
 SRPT = Policy(

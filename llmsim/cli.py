@@ -340,7 +340,3 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.0f} ms" if seconds == seconds else "-"
-
-
-def main() -> None:  # pragma: no cover
-    app()

@@ -33,13 +33,6 @@ class LogHistogram:
         self.total += count
         self.sum += value * count
 
-    def merge(self, other: LogHistogram) -> None:
-        assert (other.low, other.per_decade, other.num_bins) == (self.low, self.per_decade,
-                                                                 self.num_bins)
-        self.counts += other.counts
-        self.total += other.total
-        self.sum += other.sum
-
     @property
     def mean(self) -> float:
         return self.sum / self.total if self.total else math.nan

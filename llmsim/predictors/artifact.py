@@ -69,9 +69,10 @@ def read_card(folder: str | Path) -> dict:
         raise ArtifactError(f"{folder}: not a predictor (no card.json)") from None
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: format {card.get('format') if isinstance(card, dict) else None!r}"
-                            f" is not {FORMAT!r}")
+    if not isinstance(card, dict):
+        raise ArtifactError(f"{path}: not a predictor card (a JSON object)")
+    if card.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: format {card.get('format')!r} is not {FORMAT!r}")
     if card.get("kind") not in KINDS:
         raise ArtifactError(f"{path}: unknown predictor kind {card.get('kind')!r}; "
                             f"known: {', '.join(KINDS)}")

@@ -23,6 +23,8 @@ from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .output import OutputExistsError, check_target, write_results
 from .policies import UnknownPolicyError, get_policy
+from .predictors import ArtifactError, is_predictor_name, load_predictor_policy
+from .predictors.cli import evaluate_ranker, train
 from .simulate import ENGINES, Deployment, simulate
 from .traces import arrivals
 from .traces.cli import trace_app
@@ -35,15 +37,26 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 app.add_typer(trace_app, name="trace", help="Inspect, plot and convert trace files.")
+app.command()(train)
+app.command("evaluate-ranker")(evaluate_ranker)
 console = Console()
 err = Console(stderr=True)
 
 USER_ERRORS = (ProfileError, WorkloadError, UnknownPolicyError, UnknownModelError, UnknownGpuError,
-               InsufficientMemoryError, OutputExistsError, FileNotFoundError, ValueError)
+               InsufficientMemoryError, OutputExistsError, FileNotFoundError, ValueError,
+               ArtifactError, ImportError)
 
 Trace = Annotated[Path | None, typer.Option(
     help="Trace file (see `llmsim trace info`); default: the bundled Azure conversation sample.")]
 Requests = Annotated[int | None, typer.Option(help="Use only the first N requests.", min=1)]
+TraceModel = Annotated[str | None, typer.Option(
+    help="CASTILLO trace: whose output lengths (e.g. Llama-3.1-8B-Instruct).")]
+Split = Annotated[str | None, typer.Option(help="CASTILLO trace: train, validate or test.")]
+Draw = Annotated[int | None, typer.Option(
+    help="Draw N requests from the trace's prompts (uniformly, with replacement, each with "
+         "one of its real output lengths) instead of replaying the trace once.", min=1)]
+ScoringDelay = Annotated[float, typer.Option(
+    help="Predictor policies: the ranker's latency per batch of arrivals, in ms.", min=0)]
 Load = Annotated[float | None, typer.Option(
     help="Scale arrivals to this fraction of the deployment's measured capacity "
          "(default 0.9 for the bundled workload; a given trace keeps its recorded times).")]
@@ -83,9 +96,11 @@ EngineOpt = Annotated[str, typer.Option(
 @app.command()
 def run(
     policy: Annotated[str, typer.Option(
-        help="Scheduling policy: fcfs, sjf, srpt, mlfq; NAME+sp adds starvation prevention.")
+        help="Scheduling policy: fcfs, sjf, srpt, mlfq, or a predictor folder from "
+             "`llmsim train`; NAME+sp adds starvation prevention.")
     ] = "fcfs",
-    trace: Trace = None, requests: Requests = None, load: Load = None, rate: Rate = None,
+    trace: Trace = None, trace_model: TraceModel = None, split: Split = None, draw: Draw = None,
+    requests: Requests = None, load: Load = None, rate: Rate = None,
     arrival_process: Arrivals = "trace", burstiness: Burstiness = 1.0, seed: Seed = 0,
     model: Model = "llama-3-8b", gpu: Gpu = "h100", tp: Tp = 1, replicas: Replicas = 1,
     router: RouterOpt = "round-robin", max_num_seqs: MaxSeqs = 256,
@@ -93,7 +108,7 @@ def run(
     gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
     out: Out = None, force: Force = False, engine: EngineOpt = "fast",
-    profile: ProfileOpt = None,
+    profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
 ) -> None:
     """Simulate one policy on a workload and write its results."""
     _main("run", [policy], **{k: v for k, v in locals().items() if k != "policy"})
@@ -101,8 +116,11 @@ def run(
 
 @app.command()
 def compare(
-    policies: Annotated[str, typer.Option(help="Comma-separated policies.")] = "fcfs,sjf",
-    trace: Trace = None, requests: Requests = None, load: Load = None, rate: Rate = None,
+    policies: Annotated[str, typer.Option(
+        help="Comma-separated policies: names (fcfs, sjf, srpt, mlfq) or predictor folders "
+             "from `llmsim train`; NAME+sp adds starvation prevention.")] = "fcfs,sjf",
+    trace: Trace = None, trace_model: TraceModel = None, split: Split = None, draw: Draw = None,
+    requests: Requests = None, load: Load = None, rate: Rate = None,
     arrival_process: Arrivals = "trace", burstiness: Burstiness = 1.0, seed: Seed = 0,
     model: Model = "llama-3-8b", gpu: Gpu = "h100", tp: Tp = 1, replicas: Replicas = 1,
     router: RouterOpt = "round-robin", max_num_seqs: MaxSeqs = 256,
@@ -110,7 +128,7 @@ def compare(
     gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
     out: Out = None, force: Force = False, engine: EngineOpt = "fast",
-    profile: ProfileOpt = None,
+    profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
 ) -> None:
     """Simulate several policies on the same workload and deployment, side by side."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -202,16 +220,21 @@ def _main(command: str, policy_names: list[str], **opts) -> None:
         raise typer.Exit(2) from None
 
 
-def _execute(command, policy_names, *, trace, requests, load, rate, arrival_process, burstiness,
-             seed, model, gpu, tp, replicas, router, max_num_seqs, max_num_batched_tokens,
-             block_size, gpu_memory_utilization, num_gpu_blocks, slo_ttft_ms, slo_tpot_ms,
-             slo_e2e_ms, out, force, engine, profile) -> None:
+def _execute(command, policy_names, *, trace, trace_model, split, draw, requests, load, rate,
+             arrival_process, burstiness, seed, model, gpu, tp, replicas, router, max_num_seqs,
+             max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks,
+             slo_ttft_ms, slo_tpot_ms, slo_e2e_ms, out, force, engine, profile,
+             scoring_delay_ms) -> None:
     # Validate everything before any simulation runs.
     if not policy_names:
         raise ValueError("no policy given")
     if len(set(policy_names)) != len(policy_names):
         raise ValueError(f"policy named twice in {','.join(policy_names)}")
-    policies = [get_policy(name) for name in policy_names]
+    # Predictor folders become policies once the workload is known (they score its prompts).
+    for name in policy_names:
+        if "/" in name and not is_predictor_name(name):
+            raise FileNotFoundError(f"{name}: not a predictor folder (no card.json)")
+    policies = [None if is_predictor_name(name) else get_policy(name) for name in policy_names]
     if load is not None and rate is not None:
         raise ValueError("give --load or --rate, not both")
     if load is not None and not load > 0:
@@ -232,7 +255,9 @@ def _execute(command, policy_names, *, trace, requests, load, rate, arrival_proc
     out = out or Path("llmsim-out") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_target(out, force)
 
-    workload = load_trace(trace) if trace is not None else default_workload()
+    workload = _load_workload(trace, trace_model, split)
+    if draw is not None:
+        workload = _draw(workload, draw, seed)
     if requests is not None:
         workload = workload.head(requests)
     if not len(workload):
@@ -244,6 +269,13 @@ def _execute(command, policy_names, *, trace, requests, load, rate, arrival_proc
 
     results = []
     with _progress() as progress:
+        for i, name in enumerate(policy_names):
+            if policies[i] is None:
+                task = progress.add_task(f"scoring {Path(name).name}"[:24], total=None)
+                policies[i] = load_predictor_policy(
+                    name, workload, scoring_delay=scoring_delay_ms / 1e3,
+                    progress=lambda k, task=task: progress.update(task, advance=k))
+                progress.remove_task(task)
         for p in policies:
             task = progress.add_task(p.name, total=len(workload))
 
@@ -272,6 +304,27 @@ def _execute(command, policy_names, *, trace, requests, load, rate, arrival_proc
     write_results(out, results, config, force)
     _print_table(results, workload, capacity, cost.label, slo)
     console.print(f"results in [bold]{out}[/]")
+
+
+def _load_workload(trace: Path | None, trace_model: str | None, split: str | None) -> Workload:
+    options = {k: v for k, v in (("model", trace_model), ("split", split)) if v is not None}
+    if trace is None:
+        if options:
+            raise ValueError("--trace-model and --split apply to a CASTILLO --trace")
+        return default_workload()
+    return load_trace(trace, **options)
+
+
+def _draw(workload: Workload, n: int, seed: int) -> Workload:
+    """n requests drawn from the workload's prompts; arrival times are placed later."""
+    from dataclasses import replace
+
+    from .traces import PromptPool, synthesize
+
+    pool = workload.meta.get("pool") or PromptPool.from_workload(workload)
+    drawn = synthesize(n, pool, np.zeros(n), np.random.default_rng(seed))
+    return replace(drawn, source=f"{n} requests drawn from {pool.source} (seed {seed})",
+                   meta={**drawn.meta, "has_arrivals": False})
 
 
 def _place_arrivals(workload: Workload, deployment: Deployment, cost, load, rate, process,

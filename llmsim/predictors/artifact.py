@@ -97,10 +97,11 @@ def load_predictor(folder: str | Path, cache: EmbeddingCache | None = None):
             predictor = PromptLengthPredictor()
     except (KeyError, TypeError) as e:
         raise ArtifactError(f"{folder}/card.json: missing or bad field ({e})") from None
-    except (OSError, RuntimeError) as e:
-        if isinstance(e, FileNotFoundError | ImportError):
-            raise
-        raise ArtifactError(f"{folder}: weights do not load ({e})") from None
+    except (ImportError, ArtifactError, ValueError):
+        raise
+    except Exception as e:  # safetensors, torch and LightGBM each raise their own kinds
+        raise ArtifactError(f"{folder}: weights do not load ({type(e).__name__}: {e})") \
+            from None
     predictor.card = card
     return predictor
 

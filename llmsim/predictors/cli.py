@@ -1,0 +1,224 @@
+"""`llmsim train` and `llmsim evaluate-ranker`: the predictor commands, mounted by
+`llmsim.cli`. Errors a user can cause exit with code 2 and write nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import __version__
+from ..traces.errors import TraceError
+from .artifact import KINDS, ArtifactError, load_predictor, save_predictor
+from .data import RankData, rank_data, training_and_test
+from .encoder import EmbeddingCache
+from .evaluate import ceiling, evaluate_predictor
+from .length import PromptLengthPredictor
+from .train import default_cache_dir, train_predictor
+
+console = Console()
+err = Console(stderr=True)
+ERRORS = (ArtifactError, TraceError, FileNotFoundError, FileExistsError, ImportError,
+          ValueError)
+
+Data = Annotated[Path, typer.Option(
+    help="CASTILLO folder (castillo_prompts.jsonl + castillo_output_lengths.jsonl).")]
+Llm = Annotated[str, typer.Option(
+    "--model", help="Whose output lengths: a CASTILLO model, e.g. Llama-3.1-8B-Instruct, "
+                    "Qwen2.5-7B-Instruct-1M (the part after '--' is enough).")]
+CacheDir = Annotated[Path | None, typer.Option(
+    help="Prompt-embedding cache (default $XDG_CACHE_HOME/llmsim/embeddings).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the "
+                                                          "embedding cache.")]
+
+
+def train(
+    data: Data, model: Llm,
+    predictor: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")] = "pars",
+    out: Annotated[Path | None, typer.Option(
+        help="Predictor folder (default llmsim-out/predictors/<predictor>-<model>).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Neural: most epochs.", min=1)] = None,
+    finetune: Annotated[bool, typer.Option(
+        help="Neural: train the encoder too (slow on a CPU; default: the head only, on "
+             "cached embeddings).")] = False,
+    max_tokens: Annotated[int | None, typer.Option(
+        help="Neural: truncate prompts to this many encoder tokens (default 256).")] = None,
+    partners: Annotated[int | None, typer.Option(
+        help="pars: partners per prompt per epoch (default 8).", min=1)] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any other config field, KEY=VALUE (e.g. --set lr=3e-4); see "
+                      "NeuralConfig and LightGBMConfig.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Train on a random N of the training prompts (quick tries).", min=2)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    cache_dir: CacheDir = None, no_cache: NoCache = False,
+    force: Annotated[bool, typer.Option(help="Replace the folder if it exists.")] = False,
+) -> None:
+    """Train a length predictor on one model's CASTILLO lengths; evaluate it on the
+    held-out test split; save it (JSON card + safetensors or LightGBM text)."""
+    try:
+        _train(data, model, predictor, out, epochs, finetune, max_tokens, partners,
+               option or [], limit, seed, cache_dir, no_cache, force)
+    except ERRORS as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets, limit, seed,
+           cache_dir, no_cache, force) -> None:
+    import numpy as np
+
+    if kind not in KINDS:
+        raise ValueError(f"--predictor must be one of {', '.join(KINDS)}, got {kind!r}")
+    options = dict(_parse_set(s) for s in sets)
+    named = {"epochs": epochs, "max_tokens": max_tokens, "partners": partners}
+    if finetune:
+        named["finetune"] = True
+    for key, value in named.items():
+        if value is not None:
+            if kind not in ("pars", "pointwise", "listmle") or (key == "partners"
+                                                                and kind != "pars"):
+                raise ValueError(f"--{key.replace('_', '-')} does not apply to {kind}")
+            options[key] = value
+    if kind != "length":
+        options.setdefault("seed", seed)
+    train_set, test = training_and_test(data, model)
+    out = out or Path("llmsim-out") / "predictors" / f"{kind}-{_short(train_set.model)}"
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    if limit is not None and limit < len(train_set):
+        rows = np.sort(np.random.default_rng(seed).choice(len(train_set), limit, replace=False))
+        train_set = train_set.select(rows)
+    cache = None if no_cache else EmbeddingCache(cache_dir or default_cache_dir(),
+                                                 options.get("max_tokens", 256))
+    err.print(f"training {kind} on {len(train_set)} prompts ({train_set.source})")
+    with _bar() as bar:
+        task = bar.add_task(kind, total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        predictor, card = train_predictor(kind, train_set, cache=cache, progress=progress,
+                                          **options)
+        bar.update(task, description="scoring test prompts", completed=0, total=len(test))
+        started = time.perf_counter()
+        result = evaluate_predictor(predictor, test,
+                                    lambda k: bar.update(task, advance=k))
+        score_s = time.perf_counter() - started
+    card.update({
+        "test": {"source": test.source, **result},
+        "noise_ceiling": ceiling(test),
+        "llmsim_version": __version__,
+        "command": " ".join(["llmsim", *sys.argv[1:]]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    save_predictor(predictor, out, card, force)
+    _print_table([(kind, test.model, result)], ceiling(test), test)
+    console.print(f"trained in {card['training']['seconds']:.0f} s; scored "
+                  f"{len(test)} test prompts in {score_s:.1f} s; predictor in [bold]{out}[/]")
+
+
+def evaluate_ranker(
+    predictors: Annotated[list[str], typer.Argument(
+        help="Predictor folders (from `llmsim train`), or 'length' for prompt length.")],
+    data: Data, model: Llm,
+    split: Annotated[str, typer.Option(help="CASTILLO split: test, validate or train.")]
+    = "test",
+    by_dataset: Annotated[bool, typer.Option(help="Also Kendall tau per source dataset.")]
+    = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures "
+                                                                 "as JSON.")] = None,
+    cache_dir: CacheDir = None, no_cache: NoCache = False,
+) -> None:
+    """Kendall tau, Spearman rho and impactful-pair accuracy of predictors on one model's
+    lengths, next to the noise ceiling of CASTILLO's 10 samples per prompt."""
+    try:
+        _evaluate(predictors, data, model, split, by_dataset, json_out, cache_dir, no_cache)
+    except ERRORS as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _evaluate(names, data, model, split, by_dataset, json_out, cache_dir, no_cache) -> None:
+    test = rank_data(data, model, (split,))
+    loaded = []
+    for name in names:  # load all before scoring any: a bad folder fails fast
+        if name == "length":
+            loaded.append(("length", PromptLengthPredictor()))
+        else:
+            p = load_predictor(name, None)
+            if hasattr(p, "cache") and not no_cache:  # neural: embeddings by prompt hash
+                p.cache = EmbeddingCache(cache_dir or default_cache_dir(), p.config.max_tokens)
+            loaded.append((name, p))
+    rows = []
+    with _bar() as bar:
+        for name, p in loaded:
+            task = bar.add_task(Path(name).name, total=len(test))
+            result = evaluate_predictor(p, test, lambda k, task=task: bar.update(task, advance=k))
+            learned = getattr(p, "card", {}).get("learned_lengths_of", "-")
+            rows.append((name, learned, result))
+    top = ceiling(test)
+    _print_table(rows, top, test, by_dataset)
+    if json_out is not None:
+        from ..traces.atomic import write_atomic
+
+        doc = {"data": test.source, "split": split, "lengths_of": test.model,
+               "noise_ceiling": top,
+               "predictors": [{"predictor": n, "learned_lengths_of": lo, **r}
+                              for n, lo, r in rows]}
+        write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(doc, indent=2) + "\n"))
+        console.print(f"figures in [bold]{json_out}[/]")
+
+
+def _print_table(rows, top: dict, test: RankData, by_dataset: bool = False) -> None:
+    table = Table(title=f"ranking {len(test)} prompts by {_short(test.model)}'s lengths "
+                        f"({test.lengths.shape[1]} samples each)", title_style="bold")
+    for head in ("predictor", "learned on"):
+        table.add_column(head, style="bold" if head == "predictor" else None)
+    for head in ("Kendall tau", "of ceiling", "Spearman", "pair acc."):
+        table.add_column(head, justify="right")
+    datasets = list(top["by_dataset"]) if by_dataset else []
+    for d in datasets:
+        table.add_column(f"tau {d}", justify="right")
+
+    def cells(m, by):
+        return [f"{m['kendall_tau']:.3f}", f"{m['kendall_tau'] / top['all']['kendall_tau']:.0%}",
+                f"{m['spearman']:.3f}", f"{m['pair_accuracy']:.3f}",
+                *(f"{by[d]['kendall_tau']:.3f}" if d in by else "-" for d in datasets)]
+
+    for name, learned, r in rows:
+        table.add_row(Path(name).name, _short(learned), *cells(r["all"], r["by_dataset"]))
+    table.add_row("noise ceiling", "mean of other 9", *cells(top["all"], top["by_dataset"]),
+                  style="dim")
+    console.print(table)
+
+
+def _parse_set(text: str) -> tuple[str, object]:
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise ValueError(f"--set wants KEY=VALUE, got {text!r}")
+    value = value.strip()
+    for cast in (int, float):
+        try:
+            return key.strip(), cast(value)
+        except ValueError:
+            pass
+    if value.lower() in ("true", "false"):
+        return key.strip(), value.lower() == "true"
+    return key.strip(), value
+
+
+def _short(model: str) -> str:
+    return model.split("--")[-1]
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)

@@ -1,0 +1,103 @@
+"""Run every point of a grid into a results folder, skipping the points already there."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .. import __version__
+from ..capacity import capacity_rps
+from ..traces.workload import Workload
+from . import store
+from .backends import run_tasks
+from .grid import Grid
+from .point import PointTask, Shared, run_point
+
+
+class SweepOutcome(NamedTuple):
+    out: Path
+    table: pa.Table  # results.parquet's rows
+    computed: int  # points simulated by this call
+    skipped: int  # points found finished in the folder
+
+
+def run_sweep(grid: Grid, out: str | Path, jobs: int | None = 1, ray: str | None = None,
+              force: bool = False, progress: bool = True,
+              on_point: Callable[[dict], None] | None = None) -> SweepOutcome:
+    """Simulate every point of `grid` not yet in `out`, persisting each as it finishes, then
+    write `out/results.parquet`. `jobs` local worker processes (None: one per CPU), or Ray
+    when `ray` is "auto", an address, or "local". `force` discards a folder holding another
+    sweep. `on_point(row)` is called in this process after each point is persisted."""
+    out = Path(out)
+    workload = grid.workload()
+    capacities = measure_capacities(grid, workload)
+    tasks = [PointTask(p, p.rate if p.rate is not None else p.load * capacities[p.engine],
+                       capacities.get(p.engine))
+             for p in grid.points()]
+    store.prepare(out, sweep_record(grid, workload, capacities), force)
+    done = store.finished(out)
+    todo = [t for t in tasks if t.point.id not in done]
+    with _progress_bar(progress) as bar:
+        task_id = bar.add_task("sweep", total=len(tasks), completed=len(tasks) - len(todo))
+        for i, row in run_tasks(run_point, Shared(grid, workload), todo, jobs, ray):
+            assert row["point_id"] == todo[i].point.id
+            store.save_point(out, row)
+            bar.advance(task_id)
+            if on_point is not None:
+                on_point(row)
+    rows = store.read_points(out, [t.point.id for t in tasks])
+    assert len(rows) == len(tasks), "every point is persisted before the table is written"
+    table = store.write_results(out, rows)
+    return SweepOutcome(out, table, len(todo), len(tasks) - len(todo))
+
+
+def measure_capacities(grid: Grid, workload: Workload) -> dict[str, float]:
+    """Each engine variant's saturated request rate on the workload (needed for loads only).
+    Also builds each cost model, so that an unknown model or GPU fails before any point."""
+    caps = {}
+    for e in grid.engines:
+        deployment = grid.deployment_for(e.name)
+        cost = deployment.cost_model()
+        if grid.axis == "load":
+            caps[e.name] = float(capacity_rps(workload, deployment, cost))
+    return caps
+
+
+def sweep_record(grid: Grid, workload: Workload, capacities: dict[str, float]) -> dict:
+    return {
+        "llmsim_version": __version__,
+        "grid": grid.to_dict(),
+        "workload": {"source": workload.source, "requests": len(workload),
+                     "digest": workload_digest(workload)},
+        "capacity_rps": capacities,
+        "axis": grid.axis,
+        "points": [p.id for p in grid.points()],
+    }
+
+
+def workload_digest(workload: Workload) -> str:
+    """What identifies the requests a sweep ran (their lengths; arrivals are redrawn)."""
+    h = hashlib.sha256()
+    for col in (workload.prompt_tokens, workload.output_tokens):
+        h.update(np.ascontiguousarray(col, dtype="<i8").tobytes())
+    return h.hexdigest()[:16]
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled, transient=True)

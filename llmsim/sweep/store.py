@@ -1,0 +1,161 @@
+"""A sweep's output folder: durable point by point, so that an interrupted sweep resumes.
+
+    OUT/sweep.json         the grid, the workload's digest and the measured capacities: what
+                           the points were run with; a rerun with anything else is refused
+    OUT/points/<id>.json   one finished point's row, written whole (temporary file, fsync,
+                           rename) the moment the point finishes
+    OUT/results.parquet    every row in grid order, written (atomically) once all are done
+
+A killed sweep leaves at worst a hidden temporary file, which the next run removes; every
+point file present is complete, and is not computed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RECORD = "sweep.json"
+POINTS = "points"
+RESULTS = "results.parquet"
+CHECKED = ("grid", "workload", "capacity_rps")  # the record's parts a resume must match
+
+
+class SweepMismatchError(ValueError):
+    """The folder holds a sweep of another grid (or workload, or simulator)."""
+
+
+def prepare(out: Path, record: dict, force: bool) -> None:
+    """Make `out` a folder for the sweep `record` describes: new, or the same sweep's
+    (resumed), or with `force` a replaced sweep folder. Refuses anything else."""
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"{out} exists and is not a folder")
+        is_sweep = (out / RECORD).is_file()
+        if not is_sweep and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not a sweep's folder (no {RECORD}); "
+                                  "choose another --out")
+        if is_sweep:
+            old = read_record(out)
+            differs = _differences(old, _json_roundtrip(record))
+            if not differs:
+                return  # the same sweep: resume
+            if not force:
+                raise SweepMismatchError(
+                    f"{out} holds another sweep ({', '.join(differs)} differ); pass --force to "
+                    "discard its results and start over, or choose another --out")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / POINTS).mkdir(exist_ok=True)
+    write_json(out / RECORD, record)
+
+
+def read_record(out: Path) -> dict:
+    path = Path(out) / RECORD
+    if not path.is_file():
+        raise FileNotFoundError(f"{out} is not a sweep's folder: it has no {RECORD}")
+    return json.loads(path.read_text())
+
+
+def finished(out: Path) -> set[str]:
+    """Ids of the points already persisted; removes temporary files a killed run left."""
+    folder = out / POINTS
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    return {p.stem for p in folder.glob("*.json")}
+
+
+def save_point(out: Path, row: dict) -> None:
+    write_json(out / POINTS / f"{row['point_id']}.json", row)
+
+
+def read_points(out: Path, ids: list[str]) -> list[dict]:
+    """The rows of the given points that are finished, in the order given."""
+    rows = []
+    for point_id in ids:
+        path = out / POINTS / f"{point_id}.json"
+        if path.is_file():
+            rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def write_results(out: Path, rows: list[dict]) -> pa.Table:
+    table = pa.Table.from_pylist(rows)
+    fd, tmp = tempfile.mkstemp(prefix=f".{RESULTS}.", suffix=".tmp", dir=out)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out / RESULTS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return table
+
+
+def write_json(path: Path, obj) -> None:
+    """Write `obj` to `path` whole or not at all, and durably (it survives a power cut)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            # NaN is written as NaN (Python's JSON reads it back); nothing else here is not JSON
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not every platform opens folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """The checked parts of two sweep records that differ, grid fields by name."""
+    out = []
+    for part in CHECKED:
+        a, b = old.get(part), new.get(part)
+        if a == b:
+            continue
+        if part == "grid" and isinstance(a, dict):
+            out += [f"grid {k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            out.append(part.replace("_rps", ""))
+    return out
+
+
+def _json_roundtrip(obj):
+    """`obj` as it reads back from sweep.json (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(obj))
+
+
+def load_rows(out: Path) -> tuple[dict, list[dict], bool]:
+    """A sweep folder's record, its rows in grid order, and whether every point is there
+    (a sweep still running, or interrupted, is read from its point files)."""
+    out = Path(out)
+    if not out.exists():
+        raise FileNotFoundError(f"sweep results {out} do not exist")
+    record = read_record(out)
+    if (out / RESULTS).is_file():
+        rows = pq.read_table(out / RESULTS).to_pylist()
+    else:
+        rows = read_points(out, record["points"])
+    return record, rows, len(rows) == len(record["points"])

@@ -244,3 +244,75 @@ def test_rank_data_needs_prompt_texts(castillo, tmp_path):
         (castillo / "castillo_output_lengths.jsonl").read_bytes())
     with pytest.raises(FileNotFoundError, match="prompt texts"):
         rank_data(lone, "Llama-3.1-8B-Instruct", ("test",))
+
+
+# -- commands -----------------------------------------------------------------------------
+
+def test_train_evaluate_and_compare_from_the_command_line(castillo, tmp_path):
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+
+    runner = CliRunner(env={"COLUMNS": "200"})
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    lgbm = tmp_path / "lgbm"
+    res = invoke("train", "--data", castillo, "--model", "Llama-3.1-8B-Instruct",
+                 "--predictor", "lgbm", "--set", "trees=40", "--set", "min_child_samples=3",
+                 "--out", lgbm)
+    assert res.exit_code == 0, res.output
+    card = read_card(lgbm)
+    assert card["learned_lengths_of"].endswith("Llama-3.1-8B-Instruct")
+    assert card["test"]["all"]["prompts"] == 40 and "kendall_tau" in card["noise_ceiling"]["all"]
+    assert card["config"]["trees"] == 40
+
+    res = invoke("evaluate-ranker", lgbm, "length", "--data", castillo, "--model", "qwen2.5-7b-"
+                 "instruct-1m", "--by-dataset", "--json", tmp_path / "eval.json")
+    assert res.exit_code == 0, res.output
+    assert "noise ceiling" in res.output and "tau Chat" in res.output
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert [p["predictor"] for p in doc["predictors"]] == [str(lgbm), "length"]
+    assert doc["lengths_of"].endswith("Qwen2.5-7B-Instruct-1M")  # cross-model transfer
+
+    out = tmp_path / "cmp"
+    res = invoke("compare", "--policies", f"fcfs,sjf,{lgbm},{lgbm}+sp", "--trace", castillo,
+                 "--trace-model", "Llama-3.1-8B-Instruct", "--split", "test", "--draw", 400,
+                 "--arrival-process", "poisson", "--load", 1.2, "--scoring-delay-ms", 5,
+                 "--out", out)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary) == ["fcfs", "sjf", "lgbm", "lgbm+sp"]
+    assert all(s["completed"] == 400 for s in summary.values())
+    config = json.loads((out / "config.json").read_text())
+    assert config["policies"]["lgbm"]["scoring_delay_s"] == pytest.approx(0.005)
+    assert str(lgbm) in config["policies"]["lgbm+sp"]["description"]
+    assert "drawn from" in config["workload"]["source"]
+
+
+def test_command_errors_exit_2_and_write_nothing(castillo, tmp_path):
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+
+    runner = CliRunner()
+    cases = [
+        (["train", "--data", castillo, "--model", "gpt-9", "--predictor", "lgbm"], "gpt-9"),
+        (["train", "--data", castillo, "--model", "Llama-3.1-8B-Instruct", "--predictor",
+          "oracle"], "--predictor must be one of"),
+        (["train", "--data", castillo, "--model", "Llama-3.1-8B-Instruct", "--predictor",
+          "lgbm", "--partners", "3"], "does not apply"),
+        (["train", "--data", castillo, "--model", "Llama-3.1-8B-Instruct", "--set", "lr"],
+         "KEY=VALUE"),
+        (["evaluate-ranker", tmp_path / "none", "--data", castillo, "--model",
+          "Llama-3.1-8B-Instruct"], "no such predictor"),
+        (["compare", "--policies", f"fcfs,{tmp_path}/none", "--requests", 50], "not a predictor"),
+        (["compare", "--policies", "fcfs", "--split", "test", "--requests", 50], "CASTILLO"),
+    ]
+    for args, message in cases:
+        res = runner.invoke(app, [str(a) for a in args] + ["--out", tmp_path / "o"]
+                            if args[0] != "evaluate-ranker" else [str(a) for a in args])
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output.replace("\n", ""), (args, res.output)
+    assert not (tmp_path / "o").exists()

@@ -180,8 +180,8 @@ def _evaluate(names, data, model, split, by_dataset, json_out, cache_dir, no_cac
 def _print_table(rows, top: dict, test: RankData, by_dataset: bool = False) -> None:
     table = Table(title=f"ranking {len(test)} prompts by {_short(test.model)}'s lengths "
                         f"({test.lengths.shape[1]} samples each)", title_style="bold")
-    for head in ("predictor", "learned on"):
-        table.add_column(head, style="bold" if head == "predictor" else None)
+    table.add_column("predictor", style="bold", no_wrap=True)
+    table.add_column("learned on", no_wrap=True)
     for head in ("Kendall tau", "of ceiling", "Spearman", "pair acc."):
         table.add_column(head, justify="right")
     datasets = list(top["by_dataset"]) if by_dataset else []
@@ -195,8 +195,8 @@ def _print_table(rows, top: dict, test: RankData, by_dataset: bool = False) -> N
 
     for name, learned, r in rows:
         table.add_row(Path(name).name, _short(learned), *cells(r["all"], r["by_dataset"]))
-    table.add_row("noise ceiling", "mean of other 9", *cells(top["all"], top["by_dataset"]),
-                  style="dim")
+    table.add_row("noise ceiling", f"mean of other {test.lengths.shape[1] - 1}",
+                  *cells(top["all"], top["by_dataset"]), style="dim")
     console.print(table)
 
 

@@ -38,12 +38,12 @@ def score_workload(predictor, workload: Workload,
 
 
 def predictor_policy(name: str, predictor, workload: Workload, *, starvation: bool = False,
-                     scoring_delay: float = 0.0,
+                     scoring_delay: float = 0.0, origin: str = "",
                      progress: Callable[[int], None] | None = None) -> Policy:
     scores = score_workload(predictor, workload, progress)
     learned = getattr(predictor, "card", {}).get("learned_lengths_of", "?")
     policy = predicted_sjf(name, scores, f"shortest predicted job first: {predictor.kind} "
-                           f"predictor (lengths of {learned})", scoring_delay)
+                           f"predictor (lengths of {learned}){origin}", scoring_delay)
     return with_starvation_prevention(policy) if starvation else policy
 
 
@@ -59,6 +59,6 @@ def load_predictor_policy(name: str, workload: Workload, cache=None, scoring_del
     starvation = name.lower().endswith("+sp")
     folder = Path(name[:-3] if starvation else name)
     predictor = load_predictor(folder, cache)
-    label = folder.name + ("+sp" if starvation else "")
-    return predictor_policy(label, predictor, workload, starvation=starvation,
-                            scoring_delay=scoring_delay, progress=progress)
+    return predictor_policy(folder.name, predictor, workload, starvation=starvation,
+                            scoring_delay=scoring_delay, origin=f" from {folder}",
+                            progress=progress)

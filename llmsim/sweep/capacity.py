@@ -21,7 +21,7 @@ import numpy as np
 
 from ..capacity import capacity_rps
 from ..engine.summary import Slo
-from ..policies import get_policy
+from ..policies import UnknownPolicyError, get_policy
 from ..simulate import Deployment, simulate
 from ..traces import arrivals
 from ..traces.workload import Workload
@@ -88,8 +88,11 @@ def capacity_search(workload: Workload, policies, deployment: Deployment = Deplo
     if not seeds:
         raise ValueError("the capacity search needs at least one seed")
     policies = list(policies)
-    for name in policies:
-        get_policy(name)  # unknown names fail before any simulation
+    for name in policies:  # unknown names fail before any simulation
+        try:
+            get_policy(name)
+        except UnknownPolicyError as e:
+            raise ValueError(str(e)) from None
     capacity = None
     if bracket is None:
         capacity = float(capacity_rps(workload, deployment))

@@ -23,7 +23,12 @@ from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .output import OutputExistsError, check_target, write_results
 from .policies import UnknownPolicyError, get_policy
-from .predictors import ArtifactError, is_predictor_name, load_predictor_policy
+from .predictors import (
+    ArtifactError,
+    default_cache_dir,
+    is_predictor_name,
+    load_predictor_policy,
+)
 from .predictors.cli import evaluate_ranker, train
 from .simulate import ENGINES, Deployment, simulate
 from .traces import arrivals
@@ -273,7 +278,7 @@ def _execute(command, policy_names, *, trace, trace_model, split, draw, requests
             if policies[i] is None:
                 task = progress.add_task(f"scoring {Path(name).name}"[:24], total=None)
                 policies[i] = load_predictor_policy(
-                    name, workload, scoring_delay=scoring_delay_ms / 1e3,
+                    name, workload, default_cache_dir(), scoring_delay=scoring_delay_ms / 1e3,
                     progress=lambda k, task=task: progress.update(task, advance=k))
                 progress.remove_task(task)
         for p in policies:

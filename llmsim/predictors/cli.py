@@ -178,26 +178,36 @@ def _evaluate(names, data, model, split, by_dataset, json_out, cache_dir, no_cac
 
 
 def _print_table(rows, top: dict, test: RankData, by_dataset: bool = False) -> None:
-    table = Table(title=f"ranking {len(test)} prompts by {_short(test.model)}'s lengths "
-                        f"({test.lengths.shape[1]} samples each)", title_style="bold")
-    table.add_column("predictor", style="bold", no_wrap=True)
-    table.add_column("learned on", no_wrap=True)
-    for head in ("Kendall tau", "of ceiling", "Spearman", "pair acc."):
-        table.add_column(head, justify="right")
-    datasets = list(top["by_dataset"]) if by_dataset else []
-    for d in datasets:
-        table.add_column(f"tau {d}", justify="right")
-
-    def cells(m, by):
-        return [f"{m['kendall_tau']:.3f}", f"{m['kendall_tau'] / top['all']['kendall_tau']:.0%}",
-                f"{m['spearman']:.3f}", f"{m['pair_accuracy']:.3f}",
-                *(f"{by[d]['kendall_tau']:.3f}" if d in by else "-" for d in datasets)]
-
-    for name, learned, r in rows:
-        table.add_row(Path(name).name, _short(learned), *cells(r["all"], r["by_dataset"]))
-    table.add_row("noise ceiling", f"mean of other {test.lengths.shape[1] - 1}",
-                  *cells(top["all"], top["by_dataset"]), style="dim")
+    title = (f"ranking {len(test)} prompts by {_short(test.model)}'s lengths "
+             f"({test.lengths.shape[1]} samples each)")
+    table = Table(title=title, title_style="bold")
+    # Numbers never shrink; names wrap when the terminal is narrow.
+    table.add_column("predictor", style="bold", overflow="fold")
+    table.add_column("learned on", overflow="fold")
+    for head in ("tau", "of ceiling", "rho", "pair acc."):
+        table.add_column(head, justify="right", no_wrap=True, min_width=max(5, len(head)))
+    tau_top = top["all"]["kendall_tau"]
+    labelled = [(Path(n).name, _short(lo), r) for n, lo, r in rows]
+    labelled.append(("noise ceiling", f"other {test.lengths.shape[1] - 1} samples", top))
+    for name, learned, r in labelled:
+        m = r["all"]
+        table.add_row(name, learned, f"{m['kendall_tau']:.3f}", f"{m['kendall_tau'] / tau_top:.0%}",
+                      f"{m['spearman']:.3f}", f"{m['pair_accuracy']:.3f}",
+                      style="dim" if r is top else None)
     console.print(table)
+    if not by_dataset:
+        return
+    datasets = list(top["by_dataset"])
+    per = Table(title="Kendall tau by source dataset", title_style="bold")
+    per.add_column("predictor", style="bold", overflow="fold")
+    for d in datasets:
+        per.add_column(f"{d[:9]}\n({top['by_dataset'][d]['prompts']})", justify="right",
+                       no_wrap=True, min_width=5)
+    for name, _, r in labelled:
+        per.add_row(name, *(f"{r['by_dataset'][d]['kendall_tau']:.2f}"
+                            if d in r["by_dataset"] else "-" for d in datasets),
+                    style="dim" if r is top else None)
+    console.print(per)
 
 
 def _parse_set(text: str) -> tuple[str, object]:

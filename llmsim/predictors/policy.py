@@ -17,6 +17,7 @@ from ..policies import Policy, with_starvation_prevention
 from ..policies.predicted import predicted_sjf
 from ..traces.workload import Workload, WorkloadError
 from .artifact import load_predictor
+from .encoder import EmbeddingCache
 
 
 def score_workload(predictor, workload: Workload,
@@ -53,12 +54,15 @@ def is_predictor_name(name: str) -> bool:
     return (Path(base) / "card.json").is_file()
 
 
-def load_predictor_policy(name: str, workload: Workload, cache=None, scoring_delay=0.0,
-                          progress=None) -> Policy:
-    """`name` = a predictor folder, optionally with `+sp` for starvation prevention."""
+def load_predictor_policy(name: str, workload: Workload, cache_dir: Path | None = None,
+                          scoring_delay=0.0, progress=None) -> Policy:
+    """`name` = a predictor folder, optionally with `+sp` for starvation prevention;
+    neural predictors keep prompt embeddings in `cache_dir` (None: no cache)."""
     starvation = name.lower().endswith("+sp")
     folder = Path(name[:-3] if starvation else name)
-    predictor = load_predictor(folder, cache)
+    predictor = load_predictor(folder)
+    if cache_dir is not None and hasattr(predictor, "cache"):
+        predictor.cache = EmbeddingCache(cache_dir, predictor.config.max_tokens)
     return predictor_policy(folder.name, predictor, workload, starvation=starvation,
                             scoring_delay=scoring_delay, origin=f" from {folder}",
                             progress=progress)

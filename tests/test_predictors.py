@@ -271,7 +271,7 @@ def test_train_evaluate_and_compare_from_the_command_line(castillo, tmp_path):
     res = invoke("evaluate-ranker", lgbm, "length", "--data", castillo, "--model", "qwen2.5-7b-"
                  "instruct-1m", "--by-dataset", "--json", tmp_path / "eval.json")
     assert res.exit_code == 0, res.output
-    assert "noise ceiling" in res.output and "Chat (" in res.output
+    assert "noise ceiling" in res.output and "by source dataset" in res.output
     doc = json.loads((tmp_path / "eval.json").read_text())
     assert [p["predictor"] for p in doc["predictors"]] == [str(lgbm), "length"]
     assert doc["lengths_of"].endswith("Qwen2.5-7B-Instruct-1M")  # cross-model transfer

@@ -271,7 +271,7 @@ def test_train_evaluate_and_compare_from_the_command_line(castillo, tmp_path):
     res = invoke("evaluate-ranker", lgbm, "length", "--data", castillo, "--model", "qwen2.5-7b-"
                  "instruct-1m", "--by-dataset", "--json", tmp_path / "eval.json")
     assert res.exit_code == 0, res.output
-    assert "noise ceiling" in res.output and "by source dataset" in res.output
+    assert "ceiling" in res.output and "Chat" in res.output  # the per-dataset table
     doc = json.loads((tmp_path / "eval.json").read_text())
     assert [p["predictor"] for p in doc["predictors"]] == [str(lgbm), "length"]
     assert doc["lengths_of"].endswith("Qwen2.5-7B-Instruct-1M")  # cross-model transfer
@@ -314,5 +314,5 @@ def test_command_errors_exit_2_and_write_nothing(castillo, tmp_path):
         res = runner.invoke(app, [str(a) for a in args] + ["--out", tmp_path / "o"]
                             if args[0] != "evaluate-ranker" else [str(a) for a in args])
         assert res.exit_code == 2, (args, res.output)
-        assert message in res.output.replace("\n", ""), (args, res.output)
+        assert message in " ".join(res.output.split()), (args, res.output)  # unwrapped
     assert not (tmp_path / "o").exists()

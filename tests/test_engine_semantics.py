@@ -245,3 +245,17 @@ def test_starvation_prevention_promotes_a_request_left_waiting():
     assert sp.first_scheduled[1] == 4.0
     assert get_policy("sjf+sp").starvation == (100, 20)
     assert get_policy("SJF+sp").name == "sjf+sp"
+
+
+def test_a_promotion_lasts_while_the_request_waits_and_its_quantum_counts_once_it_runs():
+    from llmsim.policies import with_starvation_prevention
+
+    # One seat, held by A for 20 iterations. L (long) and then short jobs wait behind it,
+    # each promoted 3 iterations after it arrived. The promotions outlast the quantum of 2
+    # iterations (vllm-ltr counts the quantum in iterations run), so when the seat frees at
+    # t=20 the promoted go in promotion order: L first, then the short jobs by arrival.
+    rows = [(0.0, 1, 20), (0.1, 1, 8)] + [(0.2 + i, 1, 2) for i in range(8)]
+    sp = simulate(workload(rows), with_starvation_prevention(SJF, 3, 2),
+                  deployment(max_num_seqs=1), cost=LinearCost()).records
+    assert sp.first_scheduled[1] == 20.0
+    assert list(np.argsort(sp.first_scheduled, kind="stable")) == list(range(10))

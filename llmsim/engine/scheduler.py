@@ -35,7 +35,8 @@ class Scheduler:
         self.running: dict[int, Request] = {}  # by id, in admission order
         self.iteration = 0
         self._queued: deque[tuple[int, Request]] = deque()  # (entered waiting at, request)
-        self._expiring: deque[tuple[int, Request]] = deque()  # (promotion ends at, request)
+        self._expiring: deque[tuple[int, Request]] = deque()  # (promotion ends at, request),
+        # in admission order: a promoted request's quantum starts when it is admitted
 
     def has_work(self) -> bool:
         return bool(self.running or self.has_waiting())
@@ -49,22 +50,27 @@ class Scheduler:
 
     def begin_iteration(self) -> None:
         """Count the iteration; with starvation prevention, promote requests that waited
-        `threshold` iterations, for `quantum` iterations (vllm-ltr's rule)."""
+        `threshold` iterations (vllm-ltr's rule). A promotion lasts while the request waits
+        and for `quantum` iterations once it runs, as vllm-ltr counts its quantum in
+        iterations run; among promoted requests the earlier promoted go first."""
         self.iteration += 1
         if self.policy.starvation is None:
             return
-        threshold, quantum = self.policy.starvation
+        threshold = self.policy.starvation[0]
         while self._expiring and self._expiring[0][0] <= self.iteration:
             req = self._expiring.popleft()[1]
             req.promoted_at = -1
             if req.state is State.WAITING:
+                # Still not scheduled: back to its rank, and its wait counts afresh, so it is
+                # promoted again after another `threshold` iterations (not left to starve).
+                req.waited_since = self.iteration
+                self._queued.append((self.iteration, req))
                 heapq.heappush(self.waiting, (req.sort_key(), req))
         while self._queued and self._queued[0][0] + threshold <= self.iteration:
             since, req = self._queued.popleft()
             if req.state is State.WAITING and req.waited_since == since and not req.promoted:
                 req.promoted_at = self.iteration
                 heapq.heappush(self.waiting, (req.sort_key(), req))
-                self._expiring.append((self.iteration + quantum, req))
 
     def can_accept(self, req: Request) -> bool:
         return self.pool.fits_ever(req)
@@ -136,6 +142,8 @@ class Scheduler:
             heapq.heappop(self.waiting)
             self.pool.allocate(req, n)
             req.protected = req.promoted
+            if req.promoted:  # its quantum counts from now
+                self._expiring.append((self.iteration + self.policy.starvation[1], req))
             req.state = State.RUNNING
             self.running[req.id] = req
             items.append((req, n))

@@ -57,7 +57,6 @@ class Request:
 
     def sort_key(self) -> tuple[int, float, float, int]:
         """Waiting-queue order and priority-victim order: (rank, arrival, id), as vLLM's heap;
-        requests promoted against starvation go first, in the order they were promoted."""
-        if self.promoted_at >= 0:
-            return (0, self.promoted_at, self.arrival, self.id)
-        return (1, self.rank, self.arrival, self.id)
+        requests promoted against starvation go first, among themselves by rank, as
+        vllm-ltr sorts by (promoted, score)."""
+        return (0 if self.promoted_at >= 0 else 1, self.rank, self.arrival, self.id)

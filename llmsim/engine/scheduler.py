@@ -52,7 +52,7 @@ class Scheduler:
         """Count the iteration; with starvation prevention, promote requests that waited
         `threshold` iterations (vllm-ltr's rule). A promotion lasts while the request waits
         and for `quantum` iterations once it runs, as vllm-ltr counts its quantum in
-        iterations run; among promoted requests the earlier promoted go first."""
+        iterations run; promoted requests go first, among themselves by rank."""
         self.iteration += 1
         if self.policy.starvation is None:
             return

@@ -45,7 +45,8 @@ class Policy:
 
 def with_starvation_prevention(policy: Policy, threshold: int = 100, quantum: int = 20) -> Policy:
     """`policy`, except that a request left waiting `threshold` iterations is promoted ahead of
-    all others for `quantum` iterations (vllm-ltr's starvation prevention)."""
+    those not promoted, until it has run `quantum` iterations; promoted requests are served
+    among themselves in the policy's order (vllm-ltr's starvation prevention)."""
     return replace(policy, name=f"{policy.name}+sp", starvation=(threshold, quantum),
                    description=f"{policy.description}; starvation prevention: promoted after "
-                               f"{threshold} iterations waiting, for {quantum} iterations")
+                               f"{threshold} iterations waiting, until it has run {quantum}")

@@ -31,6 +31,7 @@ from .predictors import (
 )
 from .predictors.cli import evaluate_ranker, train
 from .simulate import ENGINES, Deployment, simulate
+from .sweep import cli as sweep_cli
 from .traces import arrivals
 from .traces.cli import trace_app
 from .traces.default import default_workload
@@ -42,8 +43,6 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 app.add_typer(trace_app, name="trace", help="Inspect, plot and convert trace files.")
-app.command()(train)
-app.command("evaluate-ranker")(evaluate_ranker)
 console = Console()
 err = Console(stderr=True)
 
@@ -398,3 +397,11 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.0f} ms" if seconds == seconds else "-"
+
+
+# Commands whose work lives in their own packages, listed after the core ones.
+app.command()(train)
+app.command("evaluate-ranker")(evaluate_ranker)
+app.command("sweep")(sweep_cli.sweep)
+app.command("report")(sweep_cli.report)
+app.command("capacity-search")(sweep_cli.capacity)

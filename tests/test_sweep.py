@@ -212,8 +212,8 @@ def test_killed_sweep_loses_nothing_it_finished(tmp_path):
     grid = Grid(policies=("mlfq",), loads=(1.1, 1.2), seeds=(0, 1, 2, 3), requests=1000)
     script = (f"from llmsim.sweep import Grid, run_sweep\n"
               f"run_sweep(Grid(policies=('mlfq',), loads=(1.1, 1.2), seeds=(0, 1, 2, 3), "
-              f"requests=1000), {str(out)!r}, jobs=1, progress=False)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+              f"requests=1000), {str(out)!r}, jobs=2, progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while len(list(out.glob("points/*.json"))) < 2:
@@ -221,7 +221,10 @@ def test_killed_sweep_loses_nothing_it_finished(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
+        # the pool's workers leave with their parent: nothing holds its stdout open
+        proc.communicate(timeout=20)
     finally:
+        proc.kill()
         proc.wait()
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("points/*.json")}
     assert 2 <= len(before) < 8 and not (out / "results.parquet").exists()

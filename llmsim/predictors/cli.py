@@ -61,8 +61,10 @@ def train(
     cache_dir: CacheDir = None, no_cache: NoCache = False,
     force: Annotated[bool, typer.Option(help="Replace the folder if it exists.")] = False,
 ) -> None:
-    """Train a length predictor on one model's CASTILLO lengths; evaluate it on the
-    held-out test split; save it (JSON card + safetensors or LightGBM text)."""
+    """Train a length predictor on one model's CASTILLO lengths.
+
+    It is evaluated on the held-out test split and saved as a folder: a JSON card plus
+    safetensors weights or LightGBM's text model (never pickle)."""
     try:
         _train(data, model, predictor, out, epochs, finetune, max_tokens, partners,
                option or [], limit, seed, cache_dir, no_cache, force)
@@ -137,8 +139,10 @@ def evaluate_ranker(
                                                                  "as JSON.")] = None,
     cache_dir: CacheDir = None, no_cache: NoCache = False,
 ) -> None:
-    """Kendall tau, Spearman rho and impactful-pair accuracy of predictors on one model's
-    lengths, next to the noise ceiling of CASTILLO's 10 samples per prompt."""
+    """Rank-correlation of predictors with one model's lengths, next to the noise ceiling.
+
+    Kendall tau, Spearman rho and impactful-pair accuracy against single generations,
+    and the same for the mean of the other samples of each prompt (the noise ceiling)."""
     try:
         _evaluate(predictors, data, model, split, by_dataset, json_out, cache_dir, no_cache)
     except ERRORS as e:

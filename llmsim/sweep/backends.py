@@ -1,7 +1,8 @@
 """Where a sweep's points run: in this process, in a local process pool, or on Ray.
 
-Each backend maps `fn(shared, task)` over `tasks` and yields `(index, result)` as results
-come in, in whatever order they finish; the caller persists each one. `shared` (the
+`with backend(jobs, ray) as run:` gives a runner; `run(fn, shared, tasks)` maps
+`fn(shared, task)` over `tasks` and yields `(index, result)` as results come in, in
+whatever order they finish; the caller persists each one. `shared` (the
 workload and the grid) is sent once per worker process (pool) or put once into Ray's object
 store, which copies it once to each node that runs a task, never once per task.
 `fn` must be a module-level function so that workers can import it.
@@ -11,26 +12,45 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 Fn = Callable[[Any, Any], Any]
+Runner = Callable[[Fn, Any, Sequence], Iterator[tuple[int, Any]]]
+
+
+@contextmanager
+def backend(jobs: int | None = 1, ray_address: str | None = None) -> Iterator[Runner]:
+    """A runner `run(fn, shared, tasks)` for these arguments: Ray when `ray_address` is
+    given ("auto", an address, or "local" to start a Ray instance here with `jobs` CPUs,
+    stopped on exit), else a process pool of `jobs` workers (None: one per CPU), else
+    (jobs=1) this process. Ray is reached on entry, so that a wrong address fails before
+    the caller writes anything."""
+    if ray_address is not None:
+        ray, started_here = connect_ray(ray_address, jobs)
+        try:
+            yield partial(run_on_ray, ray)
+        finally:
+            if started_here:
+                ray.shutdown()
+        return
+    jobs = (os.cpu_count() or 1) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    yield run_here if jobs == 1 else partial(run_in_pool, jobs=jobs)
 
 
 def run_tasks(fn: Fn, shared: Any, tasks: Sequence, jobs: int | None = 1,
               ray_address: str | None = None) -> Iterator[tuple[int, Any]]:
-    """The backend for these arguments: Ray when `ray_address` is given ("auto", an address,
-    or "local" to start a Ray instance on this machine with `jobs` CPUs), else a process
-    pool of `jobs` workers (None: one per CPU), else (jobs=1) this process."""
-    if ray_address is not None:
-        return run_on_ray(fn, shared, tasks, ray_address, jobs)
-    jobs = (os.cpu_count() or 1) if jobs is None else jobs
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if jobs == 1 or len(tasks) <= 1:
-        return run_here(fn, shared, tasks)
-    return run_in_pool(fn, shared, tasks, jobs)
+    """`backend(jobs, ray_address)` for one batch of tasks."""
+    with backend(jobs, ray_address) as run:
+        yield from run(fn, shared, tasks)
 
 
 def run_here(fn: Fn, shared: Any, tasks: Sequence) -> Iterator[tuple[int, Any]]:
@@ -46,6 +66,18 @@ _worker_shared: Any = None
 def _keep_shared(shared: Any) -> None:
     global _worker_shared
     _worker_shared = shared
+    # Ctrl-C reaches every process of the terminal's group: let the parent alone handle it
+    # (it cancels what has not started), not each worker with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A pool worker whose parent is killed (SIGKILL: no chance to stop its pool) would wait
+    # for work forever, holding memory and the parent's output pipes: leave with it.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _call_with_shared(fn: Fn, task: Any) -> Any:
@@ -53,6 +85,9 @@ def _call_with_shared(fn: Fn, task: Any) -> Any:
 
 
 def run_in_pool(fn: Fn, shared: Any, tasks: Sequence, jobs: int) -> Iterator[tuple[int, Any]]:
+    if len(tasks) <= 1:  # not worth starting processes
+        yield from run_here(fn, shared, tasks)
+        return
     # spawn, not fork: the caller runs a progress-bar thread, and forking a process with
     # threads can copy a held lock into the child.
     context = multiprocessing.get_context("spawn")
@@ -73,33 +108,46 @@ def _call_on_ray(fn: Fn, shared: Any, task: Any) -> Any:
     return fn(shared, task)
 
 
-def run_on_ray(fn: Fn, shared: Any, tasks: Sequence, address: str,
-               num_cpus: int | None = None) -> Iterator[tuple[int, Any]]:
+def require_ray():
+    """The ray module, or an error a user can act on."""
     try:
         import ray
     except ImportError:
         raise ValueError("the Ray backend needs ray: pip install 'ray>=2.9'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address == "local":  # a fresh instance on this machine, stopped at the end
+    return ray
+
+
+def connect_ray(address: str, num_cpus: int | None = None):
+    """(ray, whether this call started or joined it); a Ray already initialized in this
+    process (a notebook, a test) is used as it is and left running."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray, False
+    try:
+        if address == "local":  # a fresh instance on this machine
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError) as e:
+        raise ValueError(f"cannot start or reach Ray at {address!r}: {e} (is the cluster up? "
+                         "`ray start --head` starts one; --ray local runs one here)") from None
+    return ray, True
+
+
+def run_on_ray(ray, fn: Fn, shared: Any, tasks: Sequence) -> Iterator[tuple[int, Any]]:
+    if not tasks:
+        return
+    # One copy in the object store; a task given the reference as an argument gets the
+    # value, fetched once per node and read there without copying (numpy arrays).
+    shared_ref = ray.put(shared)
+    remote = ray.remote(_call_on_ray).options(num_cpus=1, max_retries=2)
+    pending = {remote.remote(fn, shared_ref, t): i for i, t in enumerate(tasks)}
     try:
-        # One copy in the object store; a task given the reference as an argument gets the
-        # value, fetched once per node and read there without copying (numpy arrays).
-        shared_ref = ray.put(shared)
-        remote = ray.remote(_call_on_ray).options(num_cpus=1, max_retries=2)
-        pending = {remote.remote(fn, shared_ref, t): i for i, t in enumerate(tasks)}
-        try:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    yield pending.pop(ref), ray.get(ref)
-        finally:
-            for ref in pending:  # an error or an interrupt: stop what is still queued
-                ray.cancel(ref)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                yield pending.pop(ref), ray.get(ref)
     finally:
-        if started_here:
-            ray.shutdown()
+        for ref in pending:  # an error or an interrupt: stop what is still queued
+            ray.cancel(ref)

@@ -245,7 +245,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1450px; }}
 img {{ max-width: 100%; display: block; margin: 1em 0; }}
 table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
-th {{ background: #f4f4f4; }} td:first-child {{ text-align: left; }}
+th {{ background: #f4f4f4; }} td:first-child, .facts td, .facts th {{ text-align: left; }}
 small {{ color: #777; }} .warn {{ color: #b00; font-weight: bold; }}
 </style></head><body>
 <h1>llmsim sweep report</h1>

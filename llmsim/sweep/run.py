@@ -23,7 +23,7 @@ from .. import __version__
 from ..capacity import capacity_rps
 from ..traces.workload import Workload
 from . import store
-from .backends import run_tasks
+from .backends import backend
 from .grid import Grid
 from .point import PointTask, Shared, run_point
 
@@ -48,17 +48,20 @@ def run_sweep(grid: Grid, out: str | Path, jobs: int | None = 1, ray: str | None
     tasks = [PointTask(p, p.rate if p.rate is not None else p.load * capacities[p.engine],
                        capacities.get(p.engine))
              for p in grid.points()]
-    store.prepare(out, sweep_record(grid, workload, capacities), force)
-    done = store.finished(out)
-    todo = [t for t in tasks if t.point.id not in done]
-    with _progress_bar(progress) as bar:
-        task_id = bar.add_task("sweep", total=len(tasks), completed=len(tasks) - len(todo))
-        for i, row in run_tasks(run_point, Shared(grid, workload), todo, jobs, ray):
-            assert row["point_id"] == todo[i].point.id
-            store.save_point(out, row)
-            bar.advance(task_id)
-            if on_point is not None:
-                on_point(row)
+    with backend(jobs, ray) as run:  # Ray is reached before the folder is made
+        store.prepare(out, sweep_record(grid, workload, capacities), force)
+        done = store.finished(out)
+        # The highest rates first: they take longest, and a long point started last would
+        # keep the other workers idle at the end. The table keeps the grid's order.
+        todo = sorted((t for t in tasks if t.point.id not in done), key=lambda t: -t.rate)
+        with _progress_bar(progress) as bar:
+            task_id = bar.add_task("sweep", total=len(tasks), completed=len(tasks) - len(todo))
+            for i, row in run(run_point, Shared(grid, workload), todo):
+                assert row["point_id"] == todo[i].point.id
+                store.save_point(out, row)
+                bar.advance(task_id)
+                if on_point is not None:
+                    on_point(row)
     rows = store.read_points(out, [t.point.id for t in tasks])
     assert len(rows) == len(tasks), "every point is persisted before the table is written"
     table = store.write_results(out, rows)

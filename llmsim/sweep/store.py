@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -87,8 +87,7 @@ def read_points(out: Path, ids: list[str]) -> list[dict]:
 
 def write_results(out: Path, rows: list[dict]) -> pa.Table:
     table = pa.Table.from_pylist(rows)
-    fd, tmp = tempfile.mkstemp(prefix=f".{RESULTS}.", suffix=".tmp", dir=out)
-    os.close(fd)
+    tmp = _temporary(out / RESULTS)
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, out / RESULTS)
@@ -100,9 +99,9 @@ def write_results(out: Path, rows: list[dict]) -> pa.Table:
 
 def write_json(path: Path, obj) -> None:
     """Write `obj` to `path` whole or not at all, and durably (it survives a power cut)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _temporary(path)
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "x") as f:
             # NaN is written as NaN (Python's JSON reads it back); nothing else here is not JSON
             json.dump(obj, f, indent=1)
             f.write("\n")
@@ -113,6 +112,11 @@ def write_json(path: Path, obj) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden, unique name beside `path` (not mkstemp: its files are private, 0600)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def _fsync_dir(folder: Path) -> None:

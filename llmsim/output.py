@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .simulate import RunResult
+from .traces.atomic import write_folder_atomic
 
 
 class OutputExistsError(FileExistsError):
@@ -34,24 +32,15 @@ def check_target(out: Path, force: bool) -> None:
 
 def write_results(out: Path, results: list[RunResult], config: dict, force: bool = False) -> None:
     check_target(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         _dump(tmp / "config.json", config)
         _dump(tmp / "summary.json", {r.policy: r.summary for r in results})
         for r in results:
             (tmp / r.policy).mkdir()
             pq.write_table(pa.table(r.records.columns()), tmp / r.policy / "requests.parquet")
-        if out.exists():  # --force: replace only once the new results are complete
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(out, fill)  # --force: the old folder goes once the new one is whole
 
 
 def _dump(path: Path, obj) -> None:

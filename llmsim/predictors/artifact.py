@@ -13,11 +13,9 @@ The folder is written under a temporary name and renamed, so it is whole or abse
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from ..traces.atomic import write_folder_atomic
 from .encoder import EmbeddingCache
 from .length import PromptLengthPredictor
 
@@ -34,10 +32,9 @@ def save_predictor(predictor, folder: str | Path, card: dict, force: bool = Fals
     folder = Path(folder)
     if folder.exists() and not force:
         raise FileExistsError(f"{folder} already exists; pass --force to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        card = {"format": FORMAT, "kind": predictor.kind, **card}
+    card = {"format": FORMAT, "kind": predictor.kind, **card}
+
+    def fill(tmp: Path) -> None:
         (tmp / "card.json").write_text(json.dumps(card, indent=2, default=_plain) + "\n")
         if predictor.kind in NEURAL:
             from safetensors.torch import save_file
@@ -46,16 +43,8 @@ def save_predictor(predictor, folder: str | Path, card: dict, force: bool = Fals
                 save_file(tensors, str(tmp / f"{name}.safetensors"))
         elif predictor.kind == "lgbm":
             predictor.booster.save_model(str(tmp / "model.txt"))
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(folder, fill)
     return folder
 
 

@@ -20,15 +20,13 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from ..traces.atomic import write_folder_atomic
 from . import store
 from .intervals import t_interval
 from .point import QUANTILE_LEVELS
@@ -71,10 +69,10 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None,
 
     if out.exists() and not (out / "index.html").is_file() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not a report's folder; choose another one")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        figures, sections, chosen = [], [], {}
+    figures, chosen = [], {}
+
+    def fill(tmp: Path) -> None:
+        sections = []
         for engine, curves in by_engine.items():
             xs = sorted({x for per_x in curves.values() for x in per_x})
             at = _nearest(xs, cdf_at if cdf_at is not None else
@@ -86,13 +84,11 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None,
             _throughput_figure(Figure, curves, colors, x_label, engine, record).savefig(
                 tmp / names[1], dpi=110)
             _cdf_figure(Figure, curves, colors, at, axis, engine).savefig(tmp / names[2], dpi=110)
-            figures += [out / n for n in names]
+            figures.extend(out / n for n in names)
             sections.append(_html_section(engine, names, tmp, curves, axis))
         (tmp / "index.html").write_text(_html_page(record, sections, complete, results_dir))
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(out, fill)
     return ReportFiles(out / "index.html", figures, chosen, complete)
 
 
@@ -270,13 +266,3 @@ def _num(v) -> float:
 
 def _fmt(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{v:.3g}"
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)

@@ -9,7 +9,7 @@ the epoch with the best Kendall tau on a held-out part of the training prompts i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +110,9 @@ def train_neural(train: RankData, config: NeuralConfig, cache: EmbeddingCache | 
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     fit, held = holdout(len(train), config.holdout, rng)
+    if config.objective == "listmle" and len(fit) < config.list_size:
+        raise ValueError(f"listmle needs at least list_size={config.list_size} training "
+                         f"prompts, got {len(fit)}")
     encoder = encoder or TextEncoder(config.max_tokens)
     texts = list(train.text)
     length = train.mean_length
@@ -224,10 +227,6 @@ def _tick(progress, what: str, total: int):
         progress(what, done[0], total)
 
     return step
-
-
-def config_dict(config: NeuralConfig) -> dict:
-    return asdict(config)
 
 
 def load_neural(folder: Path, card: dict, cache: EmbeddingCache | None) -> NeuralPredictor:

@@ -21,6 +21,7 @@ from .calibration.shapes import UnknownModelError
 from .capacity import capacity_rps
 from .engine.config import EngineConfig
 from .engine.summary import Slo
+from .integrations import cli as integrations_cli
 from .output import OutputExistsError, check_target, write_results
 from .policies import UnknownPolicyError, get_policy
 from .predictors import (
@@ -405,3 +406,5 @@ app.command("evaluate-ranker")(evaluate_ranker)
 app.command("sweep")(sweep_cli.sweep)
 app.command("report")(sweep_cli.report)
 app.command("capacity-search")(sweep_cli.capacity)
+app.command("replay")(integrations_cli.replay)
+app.command("validate")(integrations_cli.validate)

@@ -1,0 +1,329 @@
+"""`llmsim replay` and `llmsim validate`: a real server's latencies, and the simulator's
+prediction beside them. Parses, checks, reports; the work is in `replay.py` and
+`validate.py`. User errors exit 2 with one line and write nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import __version__
+from ..calibration.gpus import UnknownGpuError
+from ..calibration.profile import ProfileError
+from ..calibration.shapes import UnknownModelError
+from ..engine.config import EngineConfig
+from ..output import OutputExistsError, check_target
+from ..policies import UnknownPolicyError
+from ..simulate import Deployment
+from ..traces.workload import WorkloadError
+from .replay import finite_json
+
+console = Console()
+err = Console(stderr=True)
+
+USER_ERRORS = (ValueError, FileNotFoundError, OutputExistsError, ImportError,
+               ConnectionError, ProfileError, WorkloadError, UnknownPolicyError,
+               UnknownModelError, UnknownGpuError)
+
+Force = Annotated[bool, typer.Option(help="Replace the output if it exists.")]
+SimModel = Annotated[str | None, typer.Option(
+    help="Model shape preset or config.json the simulator prices (for --load, and recorded "
+         "for `llmsim validate`).")]
+Gpu = Annotated[str | None, typer.Option(help="GPU preset of the server: h100, h200, a100.")]
+Tp = Annotated[int | None, typer.Option(help="Tensor-parallel degree of the server.", min=1)]
+ProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", help="Measured cost profile (a path or a bundled name) for the simulator.")]
+
+
+def replay(
+    model: Annotated[str, typer.Option(help="The served model name, as the server knows it.")],
+    endpoint: Annotated[str, typer.Option(
+        help="Completions URL, or the server's base URL (then /v1/completions is added).")]
+    = "http://127.0.0.1:8000",
+    trace: Annotated[Path | None, typer.Option(
+        help="Trace file (see `llmsim trace info`); default: the bundled Azure sample.")] = None,
+    requests: Annotated[int | None, typer.Option(help="Send only the first N requests.",
+                                                 min=1)] = None,
+    rate: Annotated[float | None, typer.Option(
+        help="Rescale the trace's arrivals to this mean rate (req/s).")] = None,
+    load: Annotated[float | None, typer.Option(
+        help="Rescale arrivals to this fraction of the simulated capacity of --sim-model on "
+             "--gpu.")] = None,
+    force_length: Annotated[str, typer.Option(
+        help="How the output length is forced: vllm (ignore_eos + min_tokens), transformers "
+             "(generation_config min/max_new_tokens) or none (max_tokens only).")] = "vllm",
+    extra_body: Annotated[str | None, typer.Option(
+        help="JSON object merged into every request body (e.g. '{\"temperature\": 0}').")]
+    = None,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds a request may take, from sending to its last token.")] = 600.0,
+    max_concurrency: Annotated[int | None, typer.Option(
+        help="Requests in flight at most; later ones wait in the client.", min=1)] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="Send vLLM's integer `priority` per request, ranked by this llmsim policy (fcfs, "
+             "sjf, or a predictor folder); the server must run --scheduling-policy priority."
+    )] = None,
+    server_policy: Annotated[str | None, typer.Option(
+        help="Record that the server itself runs this llmsim policy (the vLLM plug-in), for "
+             "`llmsim validate`.")] = None,
+    tokenizer: Annotated[str | None, typer.Option(
+        help="Hugging Face tokenizer (path or cached name) to cut synthetic prompts to the "
+             "exact token count.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic prompts.")] = 0,
+    warmup: Annotated[int, typer.Option(
+        help="Requests sent first and not recorded; if all fail, nothing is run.", min=0)] = 1,
+    max_num_seqs: Annotated[int, typer.Option(help="The server's max_num_seqs (recorded).",
+                                              min=1)] = 256,
+    max_num_batched_tokens: Annotated[int, typer.Option(
+        help="The server's max_num_batched_tokens (recorded).", min=1)] = 8192,
+    block_size: Annotated[int, typer.Option(help="The server's KV block size (recorded).",
+                                            min=1)] = 16,
+    gpu_memory_utilization: Annotated[float, typer.Option(
+        help="The server's gpu_memory_utilization (recorded).")] = 0.9,
+    num_gpu_blocks: Annotated[int | None, typer.Option(
+        help="The server's KV blocks ('# GPU blocks' in vLLM's log; recorded).", min=1)] = None,
+    sim_model: SimModel = None, gpu: Gpu = None, tp: Tp = None, profile: ProfileOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Result JSON (default llmsim-out/replay-<time>.json).")] = None,
+    force: Force = False,
+    save_texts: Annotated[bool, typer.Option(help="Keep the generated texts.")] = False,
+) -> None:
+    """Send a trace to a real OpenAI-compatible server at its arrival times and record
+    TTFT, TPOT, ITL and E2E per request, in vLLM `bench serve`'s result fields."""
+    try:
+        code = _replay(**locals())
+    except USER_ERRORS as e:
+        err.print(f"[bold red]error:[/] {_one_line(e)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra_body, timeout,
+            max_concurrency, policy, server_policy, tokenizer, seed, warmup, max_num_seqs,
+            max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks,
+            sim_model, gpu, tp, profile, out, force, save_texts) -> int:
+    from ..policies import get_policy
+    from ..traces import arrivals, default_workload, load_trace
+    from . import replay as rp
+
+    # Everything is checked before the first request is sent.
+    body = _json_object(extra_body, "--extra-body")
+    settings = rp.ReplaySettings(rp.completions_url(endpoint), model, force_length, body,
+                                 timeout_s=timeout, max_concurrency=max_concurrency)
+    engine = EngineConfig(max_num_seqs, max_num_batched_tokens, block_size,
+                          gpu_memory_utilization, num_gpu_blocks)
+    if load is not None and rate is not None:
+        raise ValueError("give --load or --rate, not both")
+    for name, value in (("--load", load), ("--rate", rate)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    if load is not None and sim_model is None:
+        raise ValueError("--load is a fraction of the simulated capacity: give --sim-model "
+                         "(and --gpu) to price it, or use --rate")
+    if server_policy is not None:
+        get_policy(server_policy)  # unknown names fail here
+    out = out or Path("llmsim-out") / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    check_target(out, force)
+    workload = default_workload() if trace is None else load_trace(trace)
+    if requests is not None:
+        workload = workload.head(requests)
+    if not len(workload):
+        raise WorkloadError("the workload has no requests")
+    sim = {"model": sim_model, "gpu": gpu or "h100", "tp": tp or 1, "profile": profile} \
+        if sim_model is not None else {"model": None, "gpu": gpu, "tp": tp, "profile": profile}
+    if load is not None:
+        from ..capacity import capacity_rps
+
+        deployment = Deployment(sim["model"], sim["gpu"], sim["tp"], engine=engine,
+                                profile=profile)
+        rate = load * capacity_rps(workload, deployment, deployment.cost_model())
+    if rate is not None:
+        workload = workload.with_arrivals(arrivals.scale_to_rate(workload.arrival, rate),
+                                          f"arrivals rescaled to {rate:.3g} req/s")
+    priorities = None
+    if policy is not None:
+        priorities = rp.client_priorities(workload, _policy_for(policy, workload))
+    tok = _load_tokenizer(tokenizer) if tokenizer else None
+    prompts = rp.synthetic_prompts(workload, np.random.default_rng(seed), tok)
+
+    with Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("replaying", total=len(workload))
+        run = rp.replay(workload, settings, prompts, priorities,
+                        rp.describe_prompts(workload, tokenizer),
+                        progress=lambda done: bar.update(task, completed=done), warmup=warmup)
+    meta = {"llmsim_version": __version__, "command": " ".join(["llmsim", *sys.argv[1:]]),
+            "tokenizer": tokenizer, "seed": seed, "policy": policy or server_policy,
+            "scheduling_policy": "priority" if priorities is not None else None,
+            "engine": engine.to_dict(), "deployment": sim, "load": load, "rate": rate}
+    doc = rp.bench_json(run, meta, save_texts)
+    rp.write_bench_json(out, doc)
+    _print_replay(doc, out)
+    if not doc["completed"]:
+        err.print(f"[bold red]no request completed[/]; first error: {doc['errors'][0]}",
+                  highlight=False)
+        return 1
+    return 0
+
+
+def _policy_for(name: str, workload):
+    from ..policies import get_policy
+    from ..predictors import is_predictor_name, load_predictor_policy
+
+    if is_predictor_name(name):
+        return load_predictor_policy(name, workload)
+    return get_policy(name)
+
+
+def _load_tokenizer(name: str):
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        raise ImportError(f"--tokenizer needs transformers ({e})") from None
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except OSError as e:
+        raise FileNotFoundError(f"--tokenizer {name}: {_one_line(e)}") from None
+
+
+def _json_object(text: str | None, option: str) -> dict:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{option} is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object, got {text!r}")
+    return value
+
+
+def _print_replay(doc: dict, out: Path) -> None:
+    table = Table(title=f"{doc['num_prompts']} requests to {doc['model_id']}",
+                  title_style="bold")
+    for head in ("done", "failed", "req/s", "out tok/s", "TTFT mean", "TTFT p99", "TPOT mean",
+                 "ITL mean", "E2E mean", "E2E p99"):
+        table.add_column(head, justify="right")
+    table.add_row(str(doc["completed"]), str(doc["failed"]), _num(doc["request_throughput"]),
+                  _num(doc["output_throughput"]), _ms(doc["mean_ttft_ms"]),
+                  _ms(doc["p99_ttft_ms"]), _ms(doc["mean_tpot_ms"]), _ms(doc["mean_itl_ms"]),
+                  _ms(doc["mean_e2el_ms"]), _ms(doc["p99_e2el_ms"]))
+    console.print(table)
+    if doc["failed"]:
+        first = next(e for e in doc["errors"] if e)
+        err.print(f"[yellow]{doc['failed']} requests failed[/] (kept in the results); first "
+                  f"error: {first[:200]}", highlight=False)
+    if doc["llmsim"]["short_outputs"]:
+        err.print(f"[yellow]{doc['llmsim']['short_outputs']} requests returned another output "
+                  "length than asked[/]: check --force-length for this server", highlight=False)
+    console.print(f"results in [bold]{out}[/]")
+
+
+def validate(
+    results: Annotated[Path, typer.Argument(help="Result JSON of `llmsim replay`.")],
+    model: Annotated[str | None, typer.Option(
+        help="Model shape preset or config.json to simulate (default: the run's --sim-model).")]
+    = None,
+    gpu: Annotated[str | None, typer.Option(
+        help="GPU preset (default: the run's --gpu, else h100).")] = None,
+    tp: Tp = None, profile: ProfileOpt = None,
+    policy: Annotated[str | None, typer.Option(
+        help="Simulate this policy instead of what the run recorded.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder for validation.json and cdf.png (default "
+             "llmsim-out/validate-<time>).")] = None,
+    force: Force = False,
+) -> None:
+    """Simulate a real run's workload, engine settings and policy, and show the prediction
+    beside the measurement: TTFT, TPOT, E2E and throughput, with relative errors."""
+    try:
+        _validate(results, model, gpu, tp, profile, policy, out, force)
+    except USER_ERRORS as e:
+        err.print(f"[bold red]error:[/] {_one_line(e)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _validate(results, model, gpu, tp, profile, policy, out, force) -> None:
+    from ..traces.atomic import write_folder_atomic
+    from . import validate as va
+
+    out = out or Path("llmsim-out") / f"validate-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_target(out, force)
+    real = va.load_real_run(results)
+    recorded = real.deployment
+    model = model or recorded.get("model")
+    if not model:
+        raise ValueError(f"{results} does not say which model shape to simulate: give --model")
+    deployment = Deployment(model, gpu or recorded.get("gpu") or "h100",
+                            tp or recorded.get("tp") or 1,
+                            profile=profile or recorded.get("profile"))
+    deployment.cost_model()  # an unknown model, GPU or profile fails before anything runs
+    v = va.validate(real, deployment, policy=policy)
+
+    def fill(tmp: Path) -> None:
+        doc = finite_json(va.to_json(v))
+        (tmp / "validation.json").write_text(json.dumps(doc, indent=2) + "\n")
+        try:
+            va.plot_cdfs(v, tmp / "cdf.png")
+        except ImportError:
+            err.print("[yellow]matplotlib is not installed: no cdf.png[/] (pip install "
+                      "'llmsim[plot]')")
+
+    write_folder_atomic(out, fill)
+    _print_validation(v)
+    console.print(f"validation in [bold]{out}[/]")
+
+
+def _print_validation(v) -> None:
+    c = v.config
+    title = (f"{c['compared']} requests of {c['results']}: simulated {c['deployment']['model']} "
+             f"on {c['deployment']['gpu']}, policy {c['policy']['name']}")
+    table = Table(title=title, caption=f"costs: {c['cost_model']}; error = (sim - real) / real",
+                  title_style="bold")
+    for head, justify in (("metric", "left"), ("stat", "left"), ("real", "right"),
+                          ("sim", "right"), ("error", "right")):
+        table.add_column(head, justify=justify)
+    for name in ("ttft", "tpot", "e2e"):
+        row = v.table[name]
+        for i, stat in enumerate(("mean", "p50", "p90", "p99")):
+            table.add_row(name.upper() if i == 0 else "", stat, _ms(row["real"][stat] * 1e3),
+                          _ms(row["sim"][stat] * 1e3), _pct(row["rel_error"][stat]),
+                          end_section=i == 3)
+    rates = v.table["throughput"]
+    for key, label in (("requests_per_s", "req/s"), ("output_tokens_per_s", "out tok/s")):
+        table.add_row("throughput" if key == "requests_per_s" else "", label,
+                      _num(rates["real"][key]), _num(rates["sim"][key]),
+                      _pct(rates["rel_error"][key]))
+    console.print(table)
+    if c["failed_in_real_run"]:
+        err.print(f"[yellow]{c['failed_in_real_run']} requests failed in the real run and are "
+                  "left out on both sides[/]")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return " ".join(text.split()) or type(e).__name__
+
+
+def _ms(value) -> str:
+    return "-" if value is None or value != value else f"{value:.1f} ms"
+
+
+def _num(value) -> str:
+    return "-" if value is None or value != value else f"{value:.2f}"
+
+
+def _pct(value) -> str:
+    return "-" if value is None or value != value else f"{value:+.1%}"
+
+

@@ -60,3 +60,29 @@ def test_the_scheduler_table_is_left_as_it_was(model):
     before = dict(scheduler.SCHEDULER_MAPPING)
     run_workload(model, workload().head(2), FCFS, EngineSettings(num_blocks=32))
     assert scheduler.SCHEDULER_MAPPING == before
+
+
+def test_run_transformers_writes_a_run_that_validate_reads(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,5,4\n0.02,7,2\n0.04,3,6\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["run-transformers", "--trace", str(trace), "--policy", "sjf",
+                              "--num-blocks", "16", "--max-batch-tokens", "32",
+                              "--sim-model", "tiny", "--out", str(tmp_path / "run.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["completed"] == 3 and doc["output_lens"] == [4, 2, 6]
+    assert doc["llmsim"]["engine"]["num_gpu_blocks"] == 16
+    res = runner.invoke(app, ["validate", str(tmp_path / "run.json"), "--out",
+                              str(tmp_path / "val")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "val" / "validation.json").is_file()
+    res = runner.invoke(app, ["run-transformers", "--trace", str(trace), "--policy", "srpt",
+                              "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "ranks once" in " ".join(res.output.split())
+    assert not (tmp_path / "x.json").exists()

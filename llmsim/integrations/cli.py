@@ -327,3 +327,104 @@ def _pct(value) -> str:
     return "-" if value is None or value != value else f"{value:+.1%}"
 
 
+
+
+def run_transformers(
+    hf_config: Annotated[str, typer.Option(
+        help="A transformers config.json (or its folder) whose model is built with random "
+             "weights, or 'tiny' (a 2-layer Llama for a CPU).")] = "tiny",
+    trace: Annotated[Path | None, typer.Option(
+        help="Trace file (see `llmsim trace info`); default: the bundled Azure sample.")] = None,
+    requests: Annotated[int | None, typer.Option(help="Serve only the first N requests.",
+                                                 min=1)] = None,
+    rate: Annotated[float | None, typer.Option(
+        help="Rescale the trace's arrivals to this mean rate (req/s).")] = None,
+    policy: Annotated[str, typer.Option(
+        help="llmsim policy ordering the engine's waiting queue (fcfs, sjf, or a predictor "
+             "folder); ranked once per request, on arrival.")] = "fcfs",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    num_blocks: Annotated[int, typer.Option(help="KV cache blocks.", min=1)] = 256,
+    block_size: Annotated[int, typer.Option(help="Tokens per KV block.", min=1)] = 16,
+    max_batch_tokens: Annotated[int, typer.Option(help="Token budget per step.", min=1)] = 256,
+    max_requests_per_batch: Annotated[int, typer.Option(
+        help="Requests per step at most.", min=1)] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and the prompt tokens.")] = 0,
+    sim_model: SimModel = None, gpu: Gpu = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Result JSON (default llmsim-out/transformers-<time>.json).")] = None,
+    force: Force = False,
+) -> None:
+    """Serve a trace on transformers' continuous batching in this process, with an llmsim
+    policy ordering its queue, and record it as `llmsim replay` does (for `validate`)."""
+    try:
+        _run_transformers(**locals())
+    except USER_ERRORS as e:
+        err.print(f"[bold red]error:[/] {_one_line(e)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _run_transformers(*, hf_config, trace, requests, rate, policy, device, dtype, num_blocks,
+                      block_size, max_batch_tokens, max_requests_per_batch, seed, sim_model,
+                      gpu, out, force) -> None:
+    from ..traces import arrivals, default_workload, load_trace
+    from . import replay as rp
+    from . import transformers_cb as cb
+
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    if rate is not None and not rate > 0:
+        raise ValueError(f"--rate must be > 0, got {rate}")
+    out = out or Path("llmsim-out") / f"transformers-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    check_target(out, force)
+    workload = default_workload() if trace is None else load_trace(trace)
+    if requests is not None:
+        workload = workload.head(requests)
+    if not len(workload):
+        raise WorkloadError("the workload has no requests")
+    if rate is not None:
+        workload = workload.with_arrivals(arrivals.scale_to_rate(workload.arrival, rate),
+                                          f"arrivals rescaled to {rate:.3g} req/s")
+    chosen = _policy_for(policy, workload)
+    cb.static_ranks(workload, chosen)  # a policy that re-ranks fails before the model loads
+    config = _hf_config(hf_config)
+    need = int((workload.prompt_tokens + workload.output_tokens).max())
+    if getattr(config, "max_position_embeddings", need) < need:
+        raise ValueError(f"a request needs {need} positions; the model has "
+                         f"{config.max_position_embeddings}: use --requests or another config")
+    if need > num_blocks * block_size:
+        raise ValueError(f"a request needs {need} tokens of KV cache; --num-blocks {num_blocks} "
+                         f"x --block-size {block_size} hold {num_blocks * block_size}")
+    settings = cb.EngineSettings(num_blocks, block_size, max_batch_tokens,
+                                 max_requests_per_batch, device=device, dtype=dtype)
+    model = cb.random_model(config, settings, seed)
+    with Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("serving", total=len(workload))
+        run = cb.run_workload(model, workload, chosen, settings, seed,
+                              progress=lambda done: bar.update(task, completed=done))
+    meta = {"llmsim_version": __version__, "command": " ".join(["llmsim", *sys.argv[1:]]),
+            "policy": policy, "engine": cb.engine_config(settings).to_dict(),
+            "transformers_engine": {"hf_config": hf_config, "device": device, "dtype": dtype,
+                                    "num_blocks": num_blocks, "block_size": block_size,
+                                    "max_batch_tokens": max_batch_tokens,
+                                    "max_requests_per_batch": max_requests_per_batch},
+            "deployment": {"model": sim_model, "gpu": gpu, "tp": 1, "profile": None},
+            "rate": rate, "seed": seed}
+    doc = rp.bench_json(cb.replay_run(run, workload, f"random-weights:{hf_config}"), meta)
+    rp.write_bench_json(out, doc)
+    _print_replay(doc, out)
+
+
+def _hf_config(spec: str):
+    from transformers import AutoConfig, LlamaConfig
+
+    if spec == "tiny":
+        # the shape of llmsim's `tiny` preset, so that `llmsim calibrate --model tiny` prices it
+        return LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=32768)
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"--hf-config {spec}: no such file or folder")
+    return AutoConfig.from_pretrained(path.parent if path.is_file() else path)

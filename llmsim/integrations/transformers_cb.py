@@ -180,3 +180,45 @@ def run_workload(model, workload: Workload, policy: Policy, settings: EngineSett
         finish[i] = stamps[-1] if stamps else np.nan
         token_times.append(stamps)
     return RealRun(submitted - start, first, finish, tokens, token_times, settings, policy.name)
+
+
+def engine_config(settings: EngineSettings):
+    """The llmsim engine settings closest to transformers' knobs, for `llmsim validate`."""
+    from ..engine.config import EngineConfig
+
+    return EngineConfig(max_num_seqs=settings.max_requests_per_batch,
+                        max_num_batched_tokens=settings.max_batch_tokens,
+                        block_size=settings.block_size, num_gpu_blocks=settings.num_blocks)
+
+
+def replay_run(run: RealRun, workload: Workload, model_id: str):
+    """The run as `llmsim replay` records one (`replay.bench_json` writes it), so that
+    `llmsim validate` reads in-process and over-HTTP runs alike."""
+    from datetime import datetime
+
+    from .replay import ReplayRun, RequestResult
+
+    due = workload.arrival - workload.arrival[0]
+    results = []
+    for i in range(len(workload)):
+        stamps, sent = run.token_times[i], float(run.arrival[i])
+        ok = len(stamps) > 0
+        results.append(RequestResult(
+            ok, "" if ok else "no token generated", float(due[i]), sent, 0.0,
+            stamps[0] - sent if ok else 0.0, list(np.diff(stamps)) if ok else [],
+            stamps[-1] - sent if ok else 0.0, len(stamps), int(workload.prompt_tokens[i]), ""))
+    finish = max((r.start_time + r.latency for r in results), default=0.0)
+    return ReplayRun(workload, _InProcess(model_id), results,
+                     finish - float(run.arrival.min()), datetime.now().strftime("%Y%m%d-%H%M%S"),
+                     "random token ids (in-process engine)")
+
+
+@dataclass(frozen=True, slots=True)
+class _InProcess:
+    """Stands in for `ReplaySettings` in the written record: there was no HTTP endpoint."""
+
+    model: str
+    max_concurrency: None = None
+
+    def to_dict(self) -> dict:
+        return {"url": None, "model": self.model, "engine": "transformers continuous batching"}

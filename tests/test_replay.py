@@ -197,7 +197,10 @@ def test_request_body_forces_the_length_and_carries_the_priority():
                     "min_tokens": 7, "priority": 3, "temperature": 0}
     tf = request_body(ReplaySettings("http://h/v1/completions", "m", "transformers"), "hi", 5)
     assert json.loads(tf["generation_config"]) == {"max_new_tokens": 5, "min_new_tokens": 5}
-    assert "priority" not in tf and "ignore_eos" not in tf
+    assert "priority" not in tf and "ignore_eos" not in tf and "vllm_xargs" not in tf
+    oracle = request_body(ReplaySettings("http://h/v1/completions", "m", send_output_len=True),
+                          "hi", 9)
+    assert oracle["vllm_xargs"] == {"llmsim_output_len": 9}  # what the vLLM plug-in reads
     assert completions_url("http://h:8000") == "http://h:8000/v1/completions"
     assert completions_url("http://h:8000/") == "http://h:8000/v1/completions"
     assert completions_url("http://h/x/v1/completions") == "http://h/x/v1/completions"

@@ -75,6 +75,9 @@ def replay(
     server_policy: Annotated[str | None, typer.Option(
         help="Record that the server itself runs this llmsim policy (the vLLM plug-in), for "
              "`llmsim validate`.")] = None,
+    send_output_len: Annotated[bool, typer.Option(
+        help="Send each request's true output length in vllm_xargs.llmsim_output_len, for "
+             "the vLLM plug-in's oracle policy (LLMSIM_POLICY=sjf).")] = False,
     tokenizer: Annotated[str | None, typer.Option(
         help="Hugging Face tokenizer (path or cached name) to cut synthetic prompts to the "
              "exact token count.")] = None,
@@ -109,7 +112,8 @@ def replay(
 
 
 def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra_body, timeout,
-            max_concurrency, policy, server_policy, tokenizer, seed, warmup, max_num_seqs,
+            max_concurrency, policy, server_policy, send_output_len, tokenizer, seed, warmup,
+            max_num_seqs,
             max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks,
             sim_model, gpu, tp, profile, out, force, save_texts) -> int:
     from ..policies import get_policy
@@ -119,7 +123,8 @@ def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra
     # Everything is checked before the first request is sent.
     body = _json_object(extra_body, "--extra-body")
     settings = rp.ReplaySettings(rp.completions_url(endpoint), model, force_length, body,
-                                 timeout_s=timeout, max_concurrency=max_concurrency)
+                                 timeout_s=timeout, max_concurrency=max_concurrency,
+                                 send_output_len=send_output_len)
     engine = EngineConfig(max_num_seqs, max_num_batched_tokens, block_size,
                           gpu_memory_utilization, num_gpu_blocks)
     if load is not None and rate is not None:

@@ -91,6 +91,9 @@ class ReplaySettings:
     timeout_s: float = 600.0  # per request, from sending to the last token
     max_concurrency: int | None = None  # requests in flight at most; later ones wait
     include_usage: bool = True  # ask for usage (token counts) in the last chunk
+    # Tell the server each request's true output length, in vllm_xargs.llmsim_output_len:
+    # what the vLLM plug-in's oracle policy (LLMSIM_POLICY=sjf) ranks by.
+    send_output_len: bool = False
 
     def __post_init__(self) -> None:
         if self.force_length not in FORCE_LENGTH:
@@ -108,7 +111,7 @@ class ReplaySettings:
         return {"url": self.url, "model": self.model, "force_length": self.force_length,
                 "extra_body": self.extra_body, "headers": sorted(self.headers),
                 "timeout_s": self.timeout_s, "max_concurrency": self.max_concurrency,
-                "include_usage": self.include_usage}
+                "include_usage": self.include_usage, "send_output_len": self.send_output_len}
 
 
 def completions_url(endpoint: str) -> str:
@@ -156,6 +159,8 @@ def request_body(settings: ReplaySettings, prompt: str, output_tokens: int,
     body.update(FORCE_LENGTH[settings.force_length](int(output_tokens)))
     if priority is not None:
         body["priority"] = int(priority)
+    if settings.send_output_len:
+        body["vllm_xargs"] = {"llmsim_output_len": int(output_tokens)}
     body.update(settings.extra_body)
     return body
 

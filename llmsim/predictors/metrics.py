@@ -16,7 +16,6 @@ no predictor that sees only the prompt can be expected to beat it.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 IMPACT = 0.2  # |La - Lb| / max(La, Lb) >= IMPACT makes a pair impactful
 
@@ -42,6 +41,8 @@ def noise_ceiling(lengths: np.ndarray) -> dict[str, float]:
 
 
 def _one(scores: np.ndarray, length: np.ndarray) -> dict[str, float]:
+    from scipy import stats  # here, not at import: `llmsim --help` need not load scipy.stats
+
     return {"kendall_tau": float(stats.kendalltau(scores, length).statistic),
             "spearman": float(stats.spearmanr(scores, length).statistic),
             "pair_accuracy": pair_accuracy(scores, length)}

@@ -6,7 +6,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
 
 
 class Interval(NamedTuple):
@@ -26,5 +25,7 @@ def t_interval(values, level: float = 0.95) -> Interval:
     mean = float(v.mean())
     if n == 1:
         return Interval(mean, mean, mean, 1)
+    from scipy import stats  # here, not at import: every `llmsim` command imports this module
+
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
     return Interval(mean, mean - half, mean + half, n)

@@ -60,6 +60,9 @@ Split = Annotated[str | None, typer.Option(help="CASTILLO trace: train, validate
 Draw = Annotated[int | None, typer.Option(
     help="Draw N requests from the trace's prompts (uniformly, with replacement, each with "
          "one of its real output lengths) instead of replaying the trace once.", min=1)]
+EngineOverhead = Annotated[float, typer.Option(
+    help="The engine's own work per iteration beyond the model's kernels (ms), added to the "
+         "cost model; measure it with `llmsim validate` on one request alone.", min=0)]
 ScoringDelay = Annotated[float, typer.Option(
     help="Predictor policies: the ranker's latency per batch of arrivals, in ms.", min=0)]
 Load = Annotated[float | None, typer.Option(
@@ -114,6 +117,7 @@ def run(
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
     out: Out = None, force: Force = False, engine: EngineOpt = "fast",
     profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
+    engine_overhead_ms: EngineOverhead = 0.0,
 ) -> None:
     """Simulate one policy on a workload and write its results."""
     _main("run", [policy], **{k: v for k, v in locals().items() if k != "policy"})
@@ -134,6 +138,7 @@ def compare(
     slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
     out: Out = None, force: Force = False, engine: EngineOpt = "fast",
     profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
+    engine_overhead_ms: EngineOverhead = 0.0,
 ) -> None:
     """Simulate several policies on the same workload and deployment, side by side."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -229,7 +234,7 @@ def _execute(command, policy_names, *, trace, trace_model, split, draw, requests
              arrival_process, burstiness, seed, model, gpu, tp, replicas, router, max_num_seqs,
              max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks,
              slo_ttft_ms, slo_tpot_ms, slo_e2e_ms, out, force, engine, profile,
-             scoring_delay_ms) -> None:
+             scoring_delay_ms, engine_overhead_ms) -> None:
     # Validate everything before any simulation runs.
     if not policy_names:
         raise ValueError("no policy given")
@@ -254,7 +259,7 @@ def _execute(command, policy_names, *, trace, trace_model, split, draw, requests
     slo = Slo(*(None if v is None else v / 1e3 for v in (slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)))
     deployment = Deployment(model, gpu, tp, replicas, router, EngineConfig(
         max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks),
-        profile)
+        profile, engine_overhead_ms / 1e3)
     cost = deployment.cost_model()  # unknown model or GPU fails here
     memory = deployment.memory() if num_gpu_blocks is None else None
     out = out or Path("llmsim-out") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"

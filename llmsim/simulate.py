@@ -37,6 +37,9 @@ class Deployment:
     engine: EngineConfig = field(default_factory=EngineConfig)
     profile: str | None = None  # a measured profile (path or bundled name); None: the bundled
     # profile for (gpu, model, tp) if there is one, else the roofline estimate
+    engine_overhead_s: float = 0.0  # per iteration, on top of the cost model: the engine's own
+    # work beyond the model's kernels (scheduling, sampling, Python), which a kernel profile
+    # does not time; measure it on the real engine (docs: `benchmarks/validate_cpu.sh`)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -47,11 +50,15 @@ class Deployment:
         model, gpu = get_model(self.model), get_gpu(self.gpu)
         profile = (find_profile(self.profile) if self.profile is not None
                    else default_profile(self.model, self.gpu, self.tp))
+        if not self.engine_overhead_s >= 0:
+            raise ValueError(f"engine_overhead_s must be >= 0, got {self.engine_overhead_s}")
         if profile is None:
-            return RooflineCostModel(model, gpu, tp=self.tp)
+            return RooflineCostModel(model, gpu, tp=self.tp,
+                                     overhead_s=1.0e-3 + self.engine_overhead_s)
         profile.check_for(model, self.tp)
         per_token, fixed = allreduce_costs(model, gpu, self.tp)
-        return ProfileCostModel(profile, per_token, fixed)
+        return ProfileCostModel(profile, per_token, fixed,
+                                scheduler_overhead_s=self.engine_overhead_s)
 
     def num_gpu_blocks(self) -> int:
         e = self.engine

@@ -105,3 +105,14 @@ def test_roofline_rejects_empty_iterations_and_bad_parameters():
         cost.iteration_time(IterationShape(0, 0, (), 0, 0, 0))
     with pytest.raises(ValueError, match="compute_efficiency"):
         RooflineCostModel(get_model("llama-3-8b"), get_gpu("a100"), compute_efficiency=1.5)
+
+
+def test_engine_overhead_adds_to_every_iteration_of_either_cost_model(tmp_path):
+    from llmsim.simulate import Deployment
+
+    shape = decode(8, 4096)
+    base = Deployment().cost_model().iteration_time(shape)
+    assert Deployment(engine_overhead_s=0.002).cost_model().iteration_time(shape) == \
+        pytest.approx(base + 0.002)
+    with pytest.raises(ValueError, match="engine_overhead_s"):
+        Deployment(engine_overhead_s=-1.0).cost_model()

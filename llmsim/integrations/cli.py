@@ -244,6 +244,10 @@ def validate(
     tp: Tp = None, profile: ProfileOpt = None,
     policy: Annotated[str | None, typer.Option(
         help="Simulate this policy instead of what the run recorded.")] = None,
+    engine_overhead_ms: Annotated[float, typer.Option(
+        help="The engine's own work per iteration beyond the model's kernels, added to the "
+             "cost model (measure it: one request alone, real TPOT minus simulated).",
+        min=0)] = 0.0,
     out: Annotated[Path | None, typer.Option(
         help="Output folder for validation.json and cdf.png (default "
              "llmsim-out/validate-<time>).")] = None,
@@ -252,13 +256,14 @@ def validate(
     """Simulate a real run's workload, engine settings and policy, and show the prediction
     beside the measurement: TTFT, TPOT, E2E and throughput, with relative errors."""
     try:
-        _validate(results, model, gpu, tp, profile, policy, out, force)
+        _validate(results, model, gpu, tp, profile, policy, engine_overhead_ms, out, force)
     except USER_ERRORS as e:
         err.print(f"[bold red]error:[/] {_one_line(e)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
-def _validate(results, model, gpu, tp, profile, policy, out, force) -> None:
+def _validate(results, model, gpu, tp, profile, policy, engine_overhead_ms, out,
+              force) -> None:
     from ..traces.atomic import write_folder_atomic
     from . import validate as va
 
@@ -271,7 +276,8 @@ def _validate(results, model, gpu, tp, profile, policy, out, force) -> None:
         raise ValueError(f"{results} does not say which model shape to simulate: give --model")
     deployment = Deployment(model, gpu or recorded.get("gpu") or "h100",
                             tp or recorded.get("tp") or 1,
-                            profile=profile or recorded.get("profile"))
+                            profile=profile or recorded.get("profile"),
+                            engine_overhead_s=engine_overhead_ms / 1e3)
     deployment.cost_model()  # an unknown model, GPU or profile fails before anything runs
     v = va.validate(real, deployment, policy=policy)
 

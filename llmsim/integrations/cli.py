@@ -117,7 +117,7 @@ def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra
             max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks,
             sim_model, gpu, tp, profile, out, force, save_texts) -> int:
     from ..policies import get_policy
-    from ..traces import arrivals, default_workload, load_trace
+    from ..traces import arrivals
     from . import replay as rp
 
     # Everything is checked before the first request is sent.
@@ -139,11 +139,7 @@ def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra
         get_policy(server_policy)  # unknown names fail here
     out = out or Path("llmsim-out") / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
     check_target(out, force)
-    workload = default_workload() if trace is None else load_trace(trace)
-    if requests is not None:
-        workload = workload.head(requests)
-    if not len(workload):
-        raise WorkloadError("the workload has no requests")
+    workload = _workload(trace, requests)
     sim = {"model": sim_model, "gpu": gpu or "h100", "tp": tp or 1, "profile": profile} \
         if sim_model is not None else {"model": None, "gpu": gpu, "tp": tp, "profile": profile}
     if load is not None:
@@ -179,6 +175,18 @@ def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra
                   highlight=False)
         return 1
     return 0
+
+
+def _workload(trace: Path | None, requests: int | None):
+    """The trace (default: the bundled sample), cut to its first `requests`."""
+    from ..traces import default_workload, load_trace
+
+    workload = default_workload() if trace is None else load_trace(trace)
+    if requests is not None:
+        workload = workload.head(requests)
+    if not len(workload):
+        raise WorkloadError("the workload has no requests")
+    return workload
 
 
 def _policy_for(name: str, workload):
@@ -378,7 +386,7 @@ def run_transformers(
 def _run_transformers(*, hf_config, trace, requests, rate, policy, device, dtype, num_blocks,
                       block_size, max_batch_tokens, max_requests_per_batch, seed, sim_model,
                       gpu, out, force) -> None:
-    from ..traces import arrivals, default_workload, load_trace
+    from ..traces import arrivals
     from . import replay as rp
     from . import transformers_cb as cb
 
@@ -388,11 +396,7 @@ def _run_transformers(*, hf_config, trace, requests, rate, policy, device, dtype
         raise ValueError(f"--rate must be > 0, got {rate}")
     out = out or Path("llmsim-out") / f"transformers-{time.strftime('%Y%m%d-%H%M%S')}.json"
     check_target(out, force)
-    workload = default_workload() if trace is None else load_trace(trace)
-    if requests is not None:
-        workload = workload.head(requests)
-    if not len(workload):
-        raise WorkloadError("the workload has no requests")
+    workload = _workload(trace, requests)
     if rate is not None:
         workload = workload.with_arrivals(arrivals.scale_to_rate(workload.arrival, rate),
                                           f"arrivals rescaled to {rate:.3g} req/s")

@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -44,15 +45,18 @@ def write_results(out: Path, results: list[RunResult], config: dict, force: bool
 
 
 def _dump(path: Path, obj) -> None:
-    path.write_text(json.dumps(_finite(obj), indent=2) + "\n")
+    path.write_text(json.dumps(finite_json(obj), indent=2) + "\n")
 
 
-def _finite(obj):
-    """JSON has no NaN: write null for figures that do not exist (e.g. TPOT of 1-token runs)."""
+def finite_json(obj):
+    """JSON has no NaN: null for figures that do not exist (e.g. TPOT of 1-token runs), and
+    numpy scalars as Python numbers."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return finite_json(obj.item())
     return obj

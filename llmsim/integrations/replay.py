@@ -48,6 +48,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..engine.request import Request
+from ..output import finite_json
 from ..policies import Policy
 from ..traces.atomic import write_atomic
 from ..traces.workload import Workload
@@ -466,16 +467,3 @@ def write_bench_json(path: str | Path, doc: dict) -> Path:
     """Write the result file whole or not at all (NaN, which JSON lacks, as null)."""
     text = json.dumps(finite_json(doc)) + "\n"  # compact, as vLLM writes it: lists are long
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def finite_json(obj):
-    """`obj` with NaN and infinities as None and numpy scalars as Python numbers."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite_json(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return finite_json(obj.item())
-    return obj

@@ -8,11 +8,9 @@ import json
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from llmsim.integrations.cli import replay as replay_command
-from llmsim.integrations.cli import validate as validate_command
+from llmsim.cli import app as cli  # the commands as users run them
 from llmsim.integrations.replay import (
     ReplaySettings,
     _Stream,
@@ -30,9 +28,6 @@ from llmsim.traces.workload import Workload
 from .tiny_server import TinyServer, build_model, free_port, missing_packages
 
 runner = CliRunner(env={"COLUMNS": "160"})
-cli = typer.Typer()
-cli.command("replay")(replay_command)
-cli.command("validate")(validate_command)
 
 # vLLM `bench serve --save-result --save-detailed` fields (vllm/benchmarks/serve.py)
 BENCH_FIELDS = {

@@ -8,11 +8,10 @@ import re
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from llmsim.cli import app as cli  # the commands as users run them
 from llmsim.engine.config import EngineConfig
-from llmsim.integrations.cli import validate as validate_command
 from llmsim.integrations.replay import (
     ReplayRun,
     ReplaySettings,
@@ -32,9 +31,6 @@ from llmsim.simulate import Deployment, simulate
 from llmsim.traces.workload import Workload
 
 runner = CliRunner(env={"COLUMNS": "160"})
-cli = typer.Typer()
-cli.command("validate")(validate_command)
-cli.command("noop")(lambda: None)  # two commands: typer keeps `validate` as a sub-command
 
 ENGINE = EngineConfig(max_num_seqs=4, num_gpu_blocks=2000)  # small: requests queue
 DEPLOYMENT = Deployment("llama-3-8b", "h100", engine=ENGINE)

@@ -31,7 +31,7 @@ from .predictors import (
     load_predictor_policy,
 )
 from .predictors.cli import evaluate_ranker, train
-from .simulate import ENGINES, Deployment, simulate
+from .simulate import SIMULATORS, Deployment, simulate
 from .sweep import cli as sweep_cli
 from .traces import arrivals
 from .traces.cli import trace_app
@@ -251,8 +251,8 @@ def _execute(command, policy_names, *, trace, trace_model, split, draw, requests
         raise ValueError(f"--load must be > 0, got {load}")
     if rate is not None and not rate > 0:
         raise ValueError(f"--rate must be > 0, got {rate}")
-    if engine not in ENGINES:
-        raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine not in SIMULATORS:
+        raise ValueError(f"--engine must be one of {', '.join(SIMULATORS)}, got {engine!r}")
     if arrival_process not in ("trace", "poisson", "gamma"):
         raise ValueError(f"--arrival-process must be trace, poisson or gamma, "
                          f"got {arrival_process!r}")
@@ -293,7 +293,7 @@ def _execute(command, policy_names, *, trace, trace_model, split, draw, requests
                 progress.update(task, completed=done)
 
             results.append(simulate(workload, p, deployment, slo, cost, progress=report,
-                                    engine=engine))
+                                    simulator=engine))
     config = {
         "llmsim_version": __version__,
         "command": " ".join(["llmsim", *sys.argv[1:]]),

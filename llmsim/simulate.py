@@ -13,14 +13,14 @@ from .calibration.memory import kv_cache_blocks, memory_breakdown
 from .calibration.profile import ProfileCostModel, default_profile, find_profile
 from .calibration.roofline import RooflineCostModel, allreduce_costs
 from .calibration.shapes import get_model
-from .engine.cluster import Cluster
 from .engine.config import EngineConfig
 from .engine.cost import CostModel
 from .engine.fast import FastCluster
+from .engine.policy import Policy
 from .engine.records import Records
+from .engine.reference import ReferenceCluster
 from .engine.router import make_router
 from .engine.summary import Slo, summarize
-from .policies import Policy
 from .policies.scoring import release_times
 from .traces.workload import Workload
 
@@ -75,7 +75,7 @@ class Deployment:
                                 e.max_num_seqs)
 
 
-ENGINES = {"fast": FastCluster, "reference": Cluster}
+SIMULATORS = {"fast": FastCluster, "reference": ReferenceCluster}
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,20 +88,22 @@ class RunResult:
 
 def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deployment(),
              slo: Slo = Slo(), cost: CostModel | None = None,
-             progress: Callable[[int], None] | None = None, engine: str = "fast") -> RunResult:
+             progress: Callable[[int], None] | None = None,
+             simulator: str = "fast") -> RunResult:
     """Simulate `workload` under `policy` on `deployment`; `cost` overrides the deployment's
     cost model (a measured profile, a test's fixed costs). `progress(done)` is called as
-    requests finish or are rejected. `engine` is "fast" or "reference" (one SimPy step per
-    iteration; the fast engine must match it exactly)."""
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")
+    requests finish or are rejected. `simulator` is "fast" or "reference" (one SimPy step
+    per iteration; the fast simulator must match it exactly)."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; known simulators: "
+                         f"{', '.join(SIMULATORS)}")
     cost = cost if cost is not None else deployment.cost_model()
     num_blocks = deployment.num_gpu_blocks()
     if progress is not None:
         progress = _every_permille(progress, len(workload))
     release = (release_times(workload.arrival, policy.scoring_delay)
                if policy.scoring_delay else None)
-    cluster = ENGINES[engine](workload, policy, cost, deployment.engine, num_blocks,
+    cluster = SIMULATORS[simulator](workload, policy, cost, deployment.engine, num_blocks,
                               make_router(deployment.router), deployment.num_replicas, progress,
                               release)
     records = cluster.run()
@@ -126,7 +128,7 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
         "deployment": deployment.to_dict(),
         "cost_model": getattr(cost, "label", type(cost).__name__),
         "workload": {"source": workload.source, "requests": len(workload)},
-        "engine": engine,
+        "simulator": simulator,
         "slo": slo.to_dict(),
     }
     describe = getattr(cost, "describe", None)

@@ -46,8 +46,8 @@ costs = st.sampled_from([(1.0, 0.0, 0.0), (0.1, 0.002, 0.0003), (0.02, 0.001, 1e
 
 def assert_same(rows, cfg, policy, cost_args):
     dep = deployment(**cfg)
-    ref = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), engine="reference")
-    fast = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), engine="fast")
+    ref = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), simulator="reference")
+    fast = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), simulator="fast")
     a, b = ref.records.columns(), fast.records.columns()
     for name in COMPARED:
         np.testing.assert_allclose(b[name].astype(float), a[name].astype(float), rtol=1e-9,
@@ -82,7 +82,7 @@ def test_fast_engine_matches_reference_on_a_busy_pool():
 
 
 def test_rows_are_the_same_whatever_the_chunk():
-    from llmsim.engine.fast import _rows
+    from llmsim.engine.cluster import _rows
 
     w = workload([(0.0, 1, 2), (0.0, 3, 4), (1.5, 5, 6), (2.0, 7, 8), (2.0, 9, 10)])
     assert list(_rows(w, w.arrival, chunk=2)) == list(_rows(w, w.arrival)) == [

@@ -157,7 +157,7 @@ def check_rate(setup: SearchSetup, policy: str, rate: float) -> RateCheck:
         times = arrivals.gamma(len(w), rate, setup.burstiness, np.random.default_rng(seed))
         summary = simulate(w.with_arrivals(times, f"at {rate:.6g} req/s, seed {seed}"),
                            get_policy(policy), setup.deployment, Slo(),
-                           engine=setup.simulator).summary
+                           simulator=setup.simulator).summary
         ttft.append(summary["ttft"]["p90"])
         tpot.append(summary["tpot"]["p90"])
     ttft_p90, tpot_p90 = float(np.mean(ttft)), float(np.mean(tpot))

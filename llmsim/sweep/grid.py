@@ -16,7 +16,7 @@ from typing import NamedTuple
 from ..engine.config import EngineConfig
 from ..engine.summary import Slo
 from ..policies import UnknownPolicyError, get_policy
-from ..simulate import ENGINES, Deployment
+from ..simulate import SIMULATORS, Deployment
 from ..traces.default import default_workload
 from ..traces.loaders import load_trace
 from ..traces.workload import Workload, WorkloadError
@@ -300,8 +300,8 @@ def _check(g: Grid) -> None:
         raise ValueError(f"requests must be >= 1, got {g.requests}")
     if not (g.burstiness > 0 and math.isfinite(g.burstiness)):
         raise ValueError(f"burstiness must be finite and > 0, got {g.burstiness}")
-    if g.simulator not in ENGINES:
-        raise ValueError(f"simulator must be one of {', '.join(ENGINES)}, got {g.simulator!r}")
+    if g.simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, got {g.simulator!r}")
     if g.deployment.tp < 1 or g.deployment.num_replicas < 1:
         raise ValueError("tp and replicas must be >= 1")
     if g.trace is not None and not Path(g.trace).exists():

@@ -48,7 +48,7 @@ def run_point(shared: Shared, task: PointTask) -> dict:
                                f"seed {point.seed}")
     deployment = grid.deployment_for(point.engine)
     result = simulate(w, get_policy(point.policy), deployment, grid.slo,
-                      engine=grid.simulator)
+                      simulator=grid.simulator)
     row = {"point_id": point.id, "policy": point.policy, "engine": point.engine,
            "load": point.load if point.load is not None else
            (task.rate / task.capacity if task.capacity else None),

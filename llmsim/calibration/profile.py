@@ -15,8 +15,6 @@ the decode term is affine in the summed context at a fixed batch, as the engine 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.cost import IterationShape
+from ..files import read_json_object, write_atomic
 from .shapes import ModelShape
 
 FORMAT = "llmsim-profile"
@@ -52,27 +51,14 @@ class Profile:
 
     def save(self, path: str | Path) -> None:
         """Written to a temporary file and renamed: never half a profile."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(self.to_json(), indent=1)
+        write_atomic(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ProfileError(f"{path}: no such profile") from None
-        except json.JSONDecodeError as e:
-            raise ProfileError(f"{path}: not a profile (invalid JSON: {e})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
+        d = read_json_object(path, ProfileError, "profile")
+        if d.get("format") != FORMAT:
             raise ProfileError(f"{path}: not an llmsim profile")
         if d.get("version") != VERSION:
             raise ProfileError(f"{path}: profile version {d.get('version')}, this llmsim reads "

@@ -6,9 +6,10 @@ Presets carry the public `config.json` values of each model (Hugging Face model 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..files import read_json_object
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "bf16": 2, "fp16": 2, "float32": 4, "fp32": 4}
 
@@ -70,12 +71,7 @@ class ModelShape:
     @classmethod
     def from_hf_config(cls, path: str | Path, name: str | None = None) -> ModelShape:
         path = Path(path)
-        try:
-            cfg = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such model config") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        cfg = read_json_object(path, ValueError, "model config")
 
         def need(key):
             if key not in cfg:

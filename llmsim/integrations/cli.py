@@ -25,7 +25,6 @@ from ..output import OutputExistsError, check_target
 from ..policies import UnknownPolicyError
 from ..simulate import Deployment
 from ..traces.workload import WorkloadError
-from .replay import finite_json
 
 console = Console()
 err = Console(stderr=True)
@@ -272,7 +271,7 @@ def validate(
 
 def _validate(results, model, gpu, tp, profile, policy, engine_overhead_ms, out,
               force) -> None:
-    from ..traces.atomic import write_folder_atomic
+    from ..files import write_folder_atomic, write_json
     from . import validate as va
 
     out = out or Path("llmsim-out") / f"validate-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -290,8 +289,7 @@ def _validate(results, model, gpu, tp, profile, policy, engine_overhead_ms, out,
     v = va.validate(real, deployment, policy=policy)
 
     def fill(tmp: Path) -> None:
-        doc = finite_json(va.to_json(v))
-        (tmp / "validation.json").write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(tmp / "validation.json", va.to_json(v))
         try:
             va.plot_cdfs(v, tmp / "cdf.png")
         except ImportError:

@@ -18,7 +18,6 @@ simulator predicts more (slower latencies, higher throughput).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +28,7 @@ import numpy as np
 from ..engine.config import EngineConfig
 from ..engine.cost import CostModel
 from ..engine.request import Request
+from ..files import read_json_object
 from ..policies import FCFS, Policy, get_policy
 from ..simulate import Deployment, simulate
 from ..traces.workload import Workload
@@ -66,14 +66,7 @@ class RealRun:
 def load_real_run(path: str | Path) -> RealRun:
     """Read and check a replay results file; `ResultsFileError` says what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such results file")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ResultsFileError(f"{path}: not a JSON file ({e})") from None
-    if not isinstance(doc, dict):
-        raise ResultsFileError(f"{path}: expected a JSON object of results")
+    doc = read_json_object(path, ResultsFileError, "results file")
     missing = [k for k in REQUIRED if not isinstance(doc.get(k), list)]
     if missing:
         raise ResultsFileError(f"{path}: no per-request list {missing[0]!r}: not a replay "

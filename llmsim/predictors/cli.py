@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -171,13 +170,13 @@ def _evaluate(names, data, model, split, by_dataset, json_out, cache_dir, no_cac
     top = ceiling(test)
     _print_table(rows, top, test, by_dataset)
     if json_out is not None:
-        from ..traces.atomic import write_atomic
+        from ..files import write_json
 
         doc = {"data": test.source, "split": split, "lengths_of": test.model,
                "noise_ceiling": top,
                "predictors": [{"predictor": n, "learned_lengths_of": lo, **r}
                               for n, lo, r in rows]}
-        write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(doc, indent=2) + "\n"))
+        write_json(json_out, doc)
         console.print(f"figures in [bold]{json_out}[/]")
 
 

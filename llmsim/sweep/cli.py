@@ -18,6 +18,7 @@ from ..calibration.gpus import UnknownGpuError
 from ..calibration.memory import InsufficientMemoryError
 from ..calibration.profile import ProfileError
 from ..calibration.shapes import UnknownModelError
+from ..files import write_atomic
 from ..policies import UnknownPolicyError
 from ..traces.errors import TraceError
 from ..traces.workload import WorkloadError
@@ -227,16 +228,8 @@ def _write_answers(answers: list[CapacityAnswer], out: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist([a._asdict() for a in answers])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        if out.suffix == ".csv":
-            pcsv.write_csv(table, tmp)
-        else:
-            pq.write_table(table, tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write = pcsv.write_csv if out.suffix == ".csv" else pq.write_table
+    write_atomic(out, lambda tmp: write(table, tmp))
 
 
 def _fail(e: BaseException):

@@ -54,11 +54,11 @@ class Deployment:
             raise ValueError(f"engine_overhead_s must be >= 0, got {self.engine_overhead_s}")
         if profile is None:
             return RooflineCostModel(model, gpu, tp=self.tp,
-                                     overhead_s=1.0e-3 + self.engine_overhead_s)
+                                     engine_overhead_s=self.engine_overhead_s)
         profile.check_for(model, self.tp)
         per_token, fixed = allreduce_costs(model, gpu, self.tp)
         return ProfileCostModel(profile, per_token, fixed,
-                                scheduler_overhead_s=self.engine_overhead_s)
+                                engine_overhead_s=self.engine_overhead_s)
 
     def num_gpu_blocks(self) -> int:
         e = self.engine

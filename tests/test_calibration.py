@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from llmsim.calibration.calibrate import Grid, calibrate, decode_shape, prefill_shape  # noqa: E402
+from llmsim.calibration.calibrate import KernelGrid, calibrate, decode_shape, prefill_shape  # noqa: E402
 from llmsim.calibration.profile import Profile, ProfileCostModel, ProfileError  # noqa: E402
 from llmsim.calibration.shapes import get_model  # noqa: E402
 from llmsim.calibration.timing import Timer  # noqa: E402
@@ -22,7 +22,7 @@ runner = CliRunner(env={"COLUMNS": "160"})
 
 @pytest.fixture(scope="module")
 def tiny_profile():
-    return calibrate(get_model("tiny"), device="cpu", grid=Grid.quick(), warmup=1, repeats=3,
+    return calibrate(get_model("tiny"), device="cpu", grid=KernelGrid.quick(), warmup=1, repeats=3,
                      fidelity_points=6)
 
 
@@ -37,7 +37,7 @@ def test_timer_takes_the_median():
 
 def test_profile_tables_and_fidelity(tiny_profile):
     p = tiny_profile
-    grid = Grid.quick()
+    grid = KernelGrid.quick()
     assert p.tables["tokens"] == list(map(float, grid.tokens))
     assert len(p.tables["prefill_s"]) == len(grid.prefill_chunks)
     assert all(s > 0 for s in p.tables["dense_s"])

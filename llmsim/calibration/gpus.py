@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..errors import UnknownNameError
+
 GiB = 1024**3
 
 
@@ -35,9 +37,8 @@ GPUS: dict[str, GpuSpec] = {
 }
 
 
-class UnknownGpuError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+class UnknownGpuError(UnknownNameError):
+    pass
 
 
 def get_gpu(name: str) -> GpuSpec:

@@ -118,7 +118,7 @@ def _extend(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
 
 class ProfileCostModel:
     def __init__(self, profile: Profile, allreduce_s_per_token: float = 0.0,
-                 allreduce_fixed_s: float = 0.0, scheduler_overhead_s: float = 0.0) -> None:
+                 allreduce_fixed_s: float = 0.0, engine_overhead_s: float = 0.0) -> None:
         t = profile.tables
         self.profile = profile
         self._tokens = np.asarray(t["tokens"], float)
@@ -131,8 +131,8 @@ class ProfileCostModel:
         self._batches = np.asarray(t["decode_batches"], float)
         self._dec_base = np.asarray(t["decode_base_s"], float)
         self._dec_slope = np.asarray(t["decode_per_token_s"], float)
-        self.overhead_s = float(t.get("overhead_s", 0.0)) + scheduler_overhead_s
-        self.scheduler_overhead_s = scheduler_overhead_s
+        self.overhead_s = float(t.get("overhead_s", 0.0)) + engine_overhead_s
+        self.engine_overhead_s = engine_overhead_s
         self._ar_token, self._ar_fixed = allreduce_s_per_token, allreduce_fixed_s
         m = profile.meta
         self.label = (f"measured profile ({m.get('gpu', '?')}, {profile.model.name}, "
@@ -142,7 +142,7 @@ class ProfileCostModel:
     def describe(self) -> dict:
         return {"kind": "profile", "meta": self.profile.meta, "model": self.profile.model.name,
                 "tp": self.profile.tp, "fidelity_mape": self.profile.fidelity.get("mape"),
-                "scheduler_overhead_s": self.scheduler_overhead_s,
+                "engine_overhead_s": self.engine_overhead_s,
                 "allreduce_s_per_token": self._ar_token}
 
     def prefill(self, chunk: int, cached: int) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..errors import UnknownNameError
 from ..files import read_json_object
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "bf16": 2, "fp16": 2, "float32": 4, "fp32": 4}
@@ -120,9 +121,8 @@ MODELS: dict[str, ModelShape] = {
 }
 
 
-class UnknownModelError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+class UnknownModelError(UnknownNameError):
+    pass
 
 
 def get_model(name: str) -> ModelShape:

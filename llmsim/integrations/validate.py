@@ -44,7 +44,7 @@ class ResultsFileError(ValueError):
 
 
 @dataclass(frozen=True, eq=False)
-class RealRun:
+class MeasuredRun:
     """What validation needs from a replay's results file, one row per request."""
 
     path: str
@@ -63,7 +63,7 @@ class RealRun:
         return len(self.start)
 
 
-def load_real_run(path: str | Path) -> RealRun:
+def load_measured_run(path: str | Path) -> MeasuredRun:
     """Read and check a replay results file; `ResultsFileError` says what is wrong."""
     path = Path(path)
     doc = read_json_object(path, ResultsFileError, "results file")
@@ -113,7 +113,7 @@ def load_real_run(path: str | Path) -> RealRun:
         engine = EngineConfig(**(meta.get("engine") or {}))
     except (TypeError, ValueError) as e:
         raise ResultsFileError(f"{path}: llmsim.engine: {e}") from None
-    return RealRun(str(path), nums["start_times"], inp.astype(np.int64), out.astype(np.int64),
+    return MeasuredRun(str(path), nums["start_times"], inp.astype(np.int64), out.astype(np.int64),
                    nums["ttfts"], nums["latencies"], ok, engine, meta.get("policy"),
                    None if priorities is None else np.asarray(priorities, dtype=np.int64),
                    dict(meta.get("deployment") or {}))
@@ -123,7 +123,7 @@ def _recorded_priority(priorities: np.ndarray, req: Request, now: float) -> floa
     return float(priorities[req.id])
 
 
-def real_policy(real: RealRun, rows: np.ndarray, name: str | None = None) -> Policy:
+def real_policy(real: MeasuredRun, rows: np.ndarray, name: str | None = None) -> Policy:
     """The policy the server ran: `name` if given, else the priorities sent, else the
     recorded policy name, else FCFS. `rows` are the simulated requests' rows in the file."""
     if name is not None:
@@ -143,7 +143,7 @@ class Validation:
     config: dict
 
 
-def validate(real: RealRun, deployment: Deployment, cost: CostModel | None = None,
+def validate(real: MeasuredRun, deployment: Deployment, cost: CostModel | None = None,
              policy: str | None = None) -> Validation:
     """Simulate the real run's completed requests on `deployment` (its engine settings
     replaced by the run's) and compare."""

@@ -9,23 +9,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import __version__
-from ..traces.errors import TraceError
-from .artifact import KINDS, ArtifactError, load_predictor, save_predictor
+from ..cli_kit import console, err, progress, user_errors
+from .artifact import KINDS, load_predictor, save_predictor
 from .data import RankData, rank_data, training_and_test
 from .encoder import EmbeddingCache
 from .evaluate import ceiling, evaluate_predictor
 from .length import PromptLengthPredictor
 from .train import default_cache_dir, train_predictor
-
-console = Console()
-err = Console(stderr=True)
-ERRORS = (ArtifactError, TraceError, FileNotFoundError, FileExistsError, ImportError,
-          ValueError)
 
 Data = Annotated[Path, typer.Option(
     help="CASTILLO folder (castillo_prompts.jsonl + castillo_output_lengths.jsonl).")]
@@ -38,6 +31,7 @@ NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor writ
                                                           "embedding cache.")]
 
 
+@user_errors
 def train(
     data: Data, model: Llm,
     predictor: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")] = "pars",
@@ -64,12 +58,8 @@ def train(
 
     It is evaluated on the held-out test split and saved as a folder: a JSON card plus
     safetensors weights or LightGBM's text model (never pickle)."""
-    try:
-        _train(data, model, predictor, out, epochs, finetune, max_tokens, partners,
-               option or [], limit, seed, cache_dir, no_cache, force)
-    except ERRORS as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    _train(data, model, predictor, out, epochs, finetune, max_tokens, partners,
+           option or [], limit, seed, cache_dir, no_cache, force)
 
 
 def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets, limit, seed,
@@ -100,13 +90,13 @@ def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets,
     cache = None if no_cache else EmbeddingCache(cache_dir or default_cache_dir(),
                                                  options.get("max_tokens", 256))
     err.print(f"training {kind} on {len(train_set)} prompts ({train_set.source})")
-    with _bar() as bar:
+    with progress("<34") as bar:
         task = bar.add_task(kind, total=None)
 
-        def progress(what: str, done: int, total: int) -> None:
+        def report(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        predictor, card = train_predictor(kind, train_set, cache=cache, progress=progress,
+        predictor, card = train_predictor(kind, train_set, cache=cache, progress=report,
                                           **options)
         bar.update(task, description="scoring test prompts", completed=0, total=len(test))
         started = time.perf_counter()
@@ -126,6 +116,7 @@ def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets,
                   f"{len(test)} test prompts in {score_s:.1f} s; predictor in [bold]{out}[/]")
 
 
+@user_errors
 def evaluate_ranker(
     predictors: Annotated[list[str], typer.Argument(
         help="Predictor folders (from `llmsim train`), or 'length' for prompt length.")],
@@ -142,11 +133,7 @@ def evaluate_ranker(
 
     Kendall tau, Spearman rho and impactful-pair accuracy against single generations,
     and the same for the mean of the other samples of each prompt (the noise ceiling)."""
-    try:
-        _evaluate(predictors, data, model, split, by_dataset, json_out, cache_dir, no_cache)
-    except ERRORS as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    _evaluate(predictors, data, model, split, by_dataset, json_out, cache_dir, no_cache)
 
 
 def _evaluate(names, data, model, split, by_dataset, json_out, cache_dir, no_cache) -> None:
@@ -161,7 +148,7 @@ def _evaluate(names, data, model, split, by_dataset, json_out, cache_dir, no_cac
                 p.cache = EmbeddingCache(cache_dir or default_cache_dir(), p.config.max_tokens)
             loaded.append((name, p))
     rows = []
-    with _bar() as bar:
+    with progress("<34") as bar:
         for name, p in loaded:
             task = bar.add_task(Path(name).name, total=len(test))
             result = evaluate_predictor(p, test, lambda k, task=task: bar.update(task, advance=k))
@@ -231,7 +218,3 @@ def _parse_set(text: str) -> tuple[str, object]:
 def _short(model: str) -> str:
     return model.split("--")[-1]
 
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)

@@ -3,11 +3,15 @@
 Workload: prompt/output lengths drawn with replacement from the Azure LLM conversation
 trace (2023), Poisson arrivals at 0.9 of the deployment's measured capacity; Llama-3-8B on
 one H100 (roofline costs), one replica; FCFS and oracle SJF. Each run is a fresh process,
-so its peak RSS is its own. The reference engine (one SimPy step per iteration) runs at
-10k requests for the ratio.
+so its peak RSS is its own. The reference simulator (one SimPy step per iteration) runs at
+10k requests for the ratio. `--baseline DIR` also runs every point with the llmsim of
+another checkout (e.g. `git worktree add ../base <commit>`), interleaved with this one, and
+prints the ratio: on a noisy machine, only a same-session ratio says whether a change
+made the simulator slower.
 
     python benchmarks/engine_scale.py                 # 10k, 100k, 1M; 3 repeats each
     python benchmarks/engine_scale.py --sizes 10000000 --repeats 1
+    python benchmarks/engine_scale.py --sizes 100000 1000000 --baseline ../base
 
 Targets: 1M requests <= 60 s and <= 2 GB RSS on one core; 10M <= 10 min; 1M <= 12x 100k.
 """
@@ -47,27 +51,35 @@ def build_workload(n: int, trace: Path, seed: int):
     return lengths.with_arrivals(times, f"poisson at {LOAD} x {capacity:.2f} req/s"), capacity
 
 
-def worker(n: int, policy: str, engine: str, trace: Path, seed: int) -> None:
+def worker(n: int, policy: str, simulator: str, trace: Path, seed: int) -> None:
+    import inspect
+
     from llmsim import Deployment, get_policy, simulate
 
     workload, capacity = build_workload(n, trace, seed)
+    # a baseline checkout from before the fast/reference choice was called `simulator`
+    choice = "simulator" if "simulator" in inspect.signature(simulate).parameters else "engine"
     t0 = time.perf_counter()
-    res = simulate(workload, get_policy(policy), Deployment(), engine=engine)
+    res = simulate(workload, get_policy(policy), Deployment(), **{choice: simulator})
     wall = time.perf_counter() - t0
     s = res.summary
     print(json.dumps({
-        "requests": n, "policy": policy, "engine": engine, "wall_s": wall,
+        "requests": n, "policy": policy, "simulator": simulator, "wall_s": wall,
         "iterations": s["iterations"], "capacity_rps": capacity,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mean_e2e_s": s["e2e"]["mean"], "completed": s["completed"],
     }))
 
 
-def run(n, policy, engine, trace, seed):
+def run(n, policy, simulator, trace, seed, code: Path | None = None):
+    """One fresh process; `code`: the checkout whose llmsim it imports (default: installed)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    if code is not None:
+        env["PYTHONPATH"] = str(code.resolve())
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(n), policy, engine, "--trace", str(trace),
+        [sys.executable, __file__, "--worker", str(n), policy, simulator, "--trace", str(trace),
          "--seed", str(seed)],
-        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+        check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -80,38 +92,50 @@ def main() -> None:
     ap.add_argument("--trace", type=Path,
                     default=Path(os.environ.get("LLMSIM_AZURE_CONV", DEFAULT_TRACE)))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--worker", nargs=3, metavar=("N", "POLICY", "ENGINE"))
+    ap.add_argument("--baseline", type=Path,
+                    help="Another llmsim checkout to run every point with as well, for ratios.")
+    ap.add_argument("--worker", nargs=3, metavar=("N", "POLICY", "SIMULATOR"))
     args = ap.parse_args()
     if args.worker:
-        n, policy, engine = args.worker
-        return worker(int(n), policy, engine, args.trace, args.seed)
+        n, policy, simulator = args.worker
+        return worker(int(n), policy, simulator, args.trace, args.seed)
 
     rows = []
     plan = [(n, p, "fast") for n in args.sizes for p in ("fcfs", "sjf")]
     if args.reference_size:
         plan += [(args.reference_size, p, "reference") for p in ("fcfs", "sjf")]
-    for n, policy, engine in plan:
-        runs = [run(n, policy, engine, args.trace, args.seed) for _ in range(args.repeats)]
+    for n, policy, simulator in plan:
+        runs, base = [], []
+        for _ in range(args.repeats):  # interleaved, so that both see the same noise
+            runs.append(run(n, policy, simulator, args.trace, args.seed))
+            if args.baseline:
+                base.append(run(n, policy, simulator, args.trace, args.seed, args.baseline))
         wall = statistics.median(r["wall_s"] for r in runs)
         r0 = runs[0]
         rows.append({**r0, "wall_s": wall, "walls": [round(r["wall_s"], 2) for r in runs],
                      "rss_mb": max(r["rss_mb"] for r in runs)})
-        print(f"{engine:>9} {policy:>4} {n:>9,} req: {wall:8.2f} s (median of "
+        print(f"{simulator:>9} {policy:>4} {n:>9,} req: {wall:8.2f} s (median of "
               f"{len(runs)}: {rows[-1]['walls']}), {n / wall:10,.0f} req/s, "
               f"{r0['iterations'] / wall:10,.0f} iter/s, {r0['iterations']:>10,} iterations, "
               f"peak RSS {rows[-1]['rss_mb']:6.0f} MB, mean E2E {r0['mean_e2e_s']:.2f} s",
               flush=True)
+        if base:
+            b_wall = statistics.median(r["wall_s"] for r in base)
+            same = all(r["mean_e2e_s"] == r0["mean_e2e_s"] for r in base)
+            print(f"{'baseline':>9} {policy:>4} {n:>9,} req: {b_wall:8.2f} s (median of "
+                  f"{len(base)}: {[round(r['wall_s'], 2) for r in base]}); this / baseline = "
+                  f"{wall / b_wall:.3f}; same mean E2E: {same}", flush=True)
 
-    def wall(n, policy, engine="fast"):
-        return next((r["wall_s"] for r in rows if (r["requests"], r["policy"], r["engine"]) ==
-                     (n, policy, engine)), None)
+    def wall(n, policy, simulator="fast"):
+        return next((r["wall_s"] for r in rows if (r["requests"], r["policy"], r["simulator"])
+                     == (n, policy, simulator)), None)
 
     print()
     for policy in ("fcfs", "sjf"):
         ref = wall(args.reference_size, policy, "reference")
         fast = wall(args.reference_size, policy)
         if ref and fast:
-            print(f"{policy}: fast engine is {ref / fast:.1f}x the reference at "
+            print(f"{policy}: the fast simulator is {ref / fast:.1f}x the reference at "
                   f"{args.reference_size:,} requests")
         a, b = wall(100_000, policy), wall(1_000_000, policy)
         if a and b:

@@ -25,6 +25,14 @@ class LinearCost:
                 + self.per_context * shape.decode_context)
 
 
+class RunLinearCost(LinearCost):
+    """LinearCost that also prices runs of decode iterations at once, as the fast simulator
+    asks of cost models that can (it logs only the shapes priced one by one)."""
+
+    def decode_times(self, num_decodes: int, contexts: np.ndarray) -> np.ndarray:
+        return self.base + self.per_token * num_decodes + self.per_context * contexts
+
+
 def workload(rows, source="test") -> Workload:
     """rows: (arrival, prompt_tokens, output_tokens)."""
     a, p, o = (np.array(c) for c in zip(*rows, strict=True))

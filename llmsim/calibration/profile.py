@@ -164,6 +164,18 @@ class ProfileCostModel:
             t += self._ar_fixed + self._ar_token * shape.num_tokens
         return max(t, 1e-9)
 
+    def decode_times(self, num_decodes: int, contexts: np.ndarray) -> np.ndarray:
+        """`iteration_time` of decode-only shapes, vectorised over their summed contexts:
+        the same operations in the same order, so the same floats."""
+        b = num_decodes
+        t = self.overhead_s + _extend(b, self._tokens, self._dense)
+        t += _extend(b, self._rows, self._head)
+        times = t + (_extend(b, self._batches, self._dec_base)
+                     + _extend(b, self._batches, self._dec_slope) * contexts)
+        if self._ar_token:
+            times += self._ar_fixed + self._ar_token * b
+        return np.maximum(times, 1e-9)
+
 
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"

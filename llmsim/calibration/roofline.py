@@ -16,6 +16,8 @@ takes max(FLOPs / (peak x compute efficiency), bytes / (bandwidth x memory effic
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..engine.cost import IterationShape
 from .gpus import GpuSpec
 from .shapes import ModelShape
@@ -77,6 +79,18 @@ class RooflineCostModel:
         if self._allreduce_s:
             t += self._allreduce_fixed_s + self._allreduce_s * shape.num_tokens
         return t
+
+    def decode_times(self, num_decodes: int, contexts: np.ndarray) -> np.ndarray:
+        """`iteration_time` of decode-only shapes, vectorised over their summed contexts:
+        the same operations in the same order, so the same floats."""
+        n = num_decodes
+        t = self._fixed_s + self.per_seq_overhead_s * n
+        t += max(self._linear_flops_s * n, self._linear_bytes_s)
+        t += max(self._head_flops_s * n, self._head_bytes_s)
+        times = t + self._kv_s * contexts
+        if self._allreduce_s:
+            times += self._allreduce_fixed_s + self._allreduce_s * n
+        return times
 
 
 def allreduce_costs(model: ModelShape, gpu: GpuSpec, tp: int,

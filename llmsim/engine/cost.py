@@ -1,9 +1,18 @@
 """What the engine asks of a cost model: the time of one iteration for a batch shape.
 
 The interface is deliberately narrow so that a roofline estimate and a measured GPU profile
-slot in the same way. One rule binds every implementation: for a decode-only batch with a
-fixed number of sequences, `iteration_time` is affine in `decode_context`, so that runs of
-decode iterations can later be priced in closed form.
+slot in the same way: `iteration_time(shape)` is all a new cost model needs. One rule binds
+every implementation: for a decode-only batch with a fixed number of sequences,
+`iteration_time` is affine in `decode_context`.
+
+The fast simulator prices a run of consecutive decode-only iterations at once when the
+cost model offers `decode_times(num_decodes, contexts) -> ndarray`: the times of decode-only
+iterations of `num_decodes` sequences whose summed contexts are `contexts` (each one token
+longer per sequence than the last). It must give exactly what `iteration_time` gives for
+each such shape (the same operations in the same order: the simulators' decisions depend on
+these times to the last bit where an arrival falls exactly at an iteration's end), and it
+may be asked for iterations that never happen (an arrival cuts the run short). A cost model
+without it is priced one iteration at a time: the same results, more slowly.
 """
 
 from __future__ import annotations
@@ -28,3 +37,4 @@ class CostModel(Protocol):
     label: str
 
     def iteration_time(self, shape: IterationShape) -> float: ...
+

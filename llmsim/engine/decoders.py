@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import heapq
 
+import numpy as np
+
 from .blocks import BlockPool
 from .request import Request
 
@@ -46,6 +48,26 @@ class DecoderAggregate:
     def context_after_step(self) -> int:
         """Summed KV tokens the members attend to at the next step, its new token included."""
         return self.base_sum + self.size * (self.tick + 1)
+
+    def steps_to_next_finish(self) -> int:
+        """Steps until the next member is done (it is done at the end of that step)."""
+        return self._finishing[0][0] - self.tick
+
+    def block_needs(self, k: int) -> np.ndarray:
+        """New KV blocks the members need at each of the next `k` steps (see above: at step
+        j, the bucket of base % block_size == -(tick + j) % block_size)."""
+        bs = self.pool.block_size
+        buckets = -(self.tick + np.arange(k)) % bs
+        return np.asarray(self.by_phase)[buckets]
+
+    def contexts(self, k: int) -> np.ndarray:
+        """`context_after_step` at each of the next `k` steps."""
+        return self.base_sum + self.size * (self.tick + 1 + np.arange(k, dtype=np.int64))
+
+    def skip(self, k: int) -> None:
+        """`k` steps in which no member is done, at once."""
+        assert k < self.steps_to_next_finish()
+        self.tick += k
 
     def step(self) -> list[Request]:
         """Every member computed and emitted one more token; returns those that are done,

@@ -9,7 +9,13 @@ iteration plus O(1) per request that joins, leaves or is still prefilling. Other
 order, chunking and preemption matter: the aggregate is dissolved (each request gets its
 progress back) and the scheduler plans the iteration request by request (`plan`), as the
 reference does. Every scheduling rule lives in the scheduler, the request and the block
-pool; this file only decides how many requests it handles at once.
+pool; this file only decides how many requests and iterations it handles at once.
+
+Between two events, a batch of decoders alone repeats the same step with every context
+one token longer: nobody waits, nobody prefills, nobody is done, the pool does not run
+dry. `_run_decodes` prices such a run at once (`cost.decode_times`, vectorised; a cost
+model without it runs one iteration at a time), finds the last of its iterations that ends
+by the next arrival, and applies them all in one go.
 
 No SimPy either: the cluster advances each replica up to the next arrival instant, then
 routes the arrivals, in the order `clock.py` fixes for simultaneous events. Results are
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .cluster import Cluster
 from .cost import CostModel
 from .decoders import DecoderAggregate
@@ -27,6 +35,8 @@ from .records import Records
 from .replica import Replica
 from .request import Request
 from .scheduler import Batch, Scheduler, batch_shape
+
+MIN_RUN = 4  # fewer decode iterations than this are cheaper to run one by one
 
 
 class FastReplica(Replica):
@@ -42,6 +52,7 @@ class FastReplica(Replica):
         self.prefilling: list[Request] = []  # running requests outside the aggregate, in order
         self.stale: list[Request] = []  # members whose last token is not at `last_end`
         self.last_end = 0.0
+        self.runs_at_once = hasattr(self.cost, "decode_times")  # see `_run_decodes`
 
     def add(self, req: Request, now: float) -> None:
         super().add(req, now)
@@ -60,6 +71,11 @@ class FastReplica(Replica):
                     return
             if not self.sched.has_work():
                 return
+            if self.runs_at_once and self.decoders.size and not self.prefilling \
+                    and not self.stale and not self.sched.waiting.heap:
+                self._run_decodes(until)
+                if self.now >= until:
+                    return
             self._start()
 
     # -- one iteration ---------------------------------------------------------------
@@ -131,6 +147,52 @@ class FastReplica(Replica):
         for req in done:
             self.sched.retire(req)
             self.finished(req, end)
+
+    def _run_decodes(self, until: float) -> None:
+        """Run at once the decode-only iterations that end by `until` before any event: the
+        replica holds decoders only and nobody waits, so each iteration of the run feeds
+        every decoder one token, admits nobody and preempts nobody, as long as no decoder
+        is done (that iteration is left to `_start`) and the blocks they need as they
+        cross block boundaries are free. Every figure the step-by-step loop would record is
+        recorded; the iteration ends are the same floats (a sequential sum)."""
+        dec, sched = self.decoders, self.sched
+        n = dec.size
+        if n > sched.config.max_num_batched_tokens:
+            return  # the budget cannot feed them all: plan decides who goes
+        k = min(dec.steps_to_next_finish() - 1, self.max_iterations - self.iterations)
+        if k < MIN_RUN:
+            return
+        if until != math.inf:
+            # Price no more than can end by `until`, judging by the last iteration: decode
+            # iterations only get longer as contexts grow (a wrong guess costs time, never
+            # correctness: only iterations that do end by `until` are applied).
+            k = min(k, int((until - self.now) / self.last_dt) + 1)
+            if k < MIN_RUN:
+                return
+        needs = np.cumsum(dec.block_needs(k))
+        k = min(k, int(np.searchsorted(needs, self.pool.free_blocks, side="right")))
+        if k < 1:
+            return
+        times = self.cost.decode_times(n, dec.contexts(k))
+        ends = np.cumsum(np.concatenate(([self.now], times)))[1:]
+        m = int(np.searchsorted(ends, until, side="right"))  # iterations that end by `until`
+        if m < 1:
+            return
+        times, ends, needs = times[:m], ends[:m], needs[:m]
+        assert (times > 0).all(), f"cost model returned {times.min()} for {n} decodes"
+        sched.iteration += m
+        sched.waiting.promote(sched.iteration)  # nobody waits: only promotions end
+        used = self.pool.used_blocks + needs  # blocks are taken when an iteration starts
+        self.pool.take(int(needs[-1]))
+        self.iterations += m
+        self.batched_seqs += n * m
+        self.busy_time += float(times.sum())
+        self.block_seconds += float(used @ times)
+        self.records.itl.add_many(np.diff(ends, prepend=self.last_end), n)
+        self.outstanding_tokens += n * m
+        dec.skip(m)
+        self.now = self.last_end = float(ends[-1])
+        self.last_dt = float(times[-1])
 
     # -- the aggregate ----------------------------------------------------------------
 

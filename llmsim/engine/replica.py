@@ -40,6 +40,7 @@ class Replica:
         self.batched_seqs = 0  # summed over iterations, for the mean batch size
         self.busy_time = 0.0
         self.block_seconds = 0.0  # used KV blocks x iteration time, for mean utilisation
+        self.last_dt = 0.0  # the last iteration's time
 
     def can_accept(self, req: Request) -> bool:
         return self.sched.can_accept(req)
@@ -72,6 +73,7 @@ class Replica:
         self.batched_seqs += shape.num_seqs
         self.busy_time += dt
         self.block_seconds += self.pool.used_blocks * dt
+        self.last_dt = dt
         return dt
 
     def complete(self, batch: Batch, now: float) -> None:

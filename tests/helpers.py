@@ -26,11 +26,11 @@ class LinearCost:
 
 
 class RunLinearCost(LinearCost):
-    """LinearCost that also prices runs of decode iterations at once, as the fast simulator
-    asks of cost models that can (it logs only the shapes priced one by one)."""
+    """LinearCost with the affine form of its decode-only iterations, so that the fast
+    simulator prices runs of them at once (it logs only the shapes priced one by one)."""
 
-    def decode_times(self, num_decodes: int, contexts: np.ndarray) -> np.ndarray:
-        return self.base + self.per_token * num_decodes + self.per_context * contexts
+    def decode_affine(self, num_decodes: int) -> tuple[float, float]:
+        return self.base + self.per_token * num_decodes, self.per_context
 
 
 def workload(rows, source="test") -> Workload:

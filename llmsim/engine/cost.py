@@ -5,14 +5,14 @@ slot in the same way: `iteration_time(shape)` is all a new cost model needs. One
 every implementation: for a decode-only batch with a fixed number of sequences,
 `iteration_time` is affine in `decode_context`.
 
-The fast simulator prices a run of consecutive decode-only iterations at once when the
-cost model offers `decode_times(num_decodes, contexts) -> ndarray`: the times of decode-only
-iterations of `num_decodes` sequences whose summed contexts are `contexts` (each one token
-longer per sequence than the last). It must give exactly what `iteration_time` gives for
-each such shape (the same operations in the same order: the simulators' decisions depend on
-these times to the last bit where an arrival falls exactly at an iteration's end), and it
-may be asked for iterations that never happen (an arrival cuts the run short). A cost model
-without it is priced one iteration at a time: the same results, more slowly.
+The fast simulator prices runs of consecutive decode-only iterations in closed form when
+the cost model offers `decode_affine(num_decodes) -> (a, b) | None`: for a decode-only batch
+of `num_decodes` sequences whose contexts sum to C, `iteration_time` is `a + b * C`,
+exactly: the same floats, because `iteration_time` adds the context term last. The
+simulators' decisions depend on iteration ends to the last bit (an arrival may fall exactly
+at one), so "about equal" is not enough. None means no such form for this batch size (e.g.
+a clamp could apply); a cost model without `decode_affine` is priced one iteration at a
+time: the same results, more slowly.
 """
 
 from __future__ import annotations

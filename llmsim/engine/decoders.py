@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import heapq
 
-import numpy as np
-
 from .blocks import BlockPool
 from .request import Request
 
@@ -52,17 +50,6 @@ class DecoderAggregate:
     def steps_to_next_finish(self) -> int:
         """Steps until the next member is done (it is done at the end of that step)."""
         return self._finishing[0][0] - self.tick
-
-    def block_needs(self, k: int) -> np.ndarray:
-        """New KV blocks the members need at each of the next `k` steps (see above: at step
-        j, the bucket of base % block_size == -(tick + j) % block_size)."""
-        bs = self.pool.block_size
-        buckets = -(self.tick + np.arange(k)) % bs
-        return np.asarray(self.by_phase)[buckets]
-
-    def contexts(self, k: int) -> np.ndarray:
-        """`context_after_step` at each of the next `k` steps."""
-        return self.base_sum + self.size * (self.tick + 1 + np.arange(k, dtype=np.int64))
 
     def skip(self, k: int) -> None:
         """`k` steps in which no member is done, at once."""

@@ -13,9 +13,9 @@ pool; this file only decides how many requests and iterations it handles at once
 
 Between two events, a batch of decoders alone repeats the same step with every context
 one token longer: nobody waits, nobody prefills, nobody is done, the pool does not run
-dry. `_run_decodes` prices such a run at once (`cost.decode_times`, vectorised; a cost
-model without it runs one iteration at a time), finds the last of its iterations that ends
-by the next arrival, and applies them all in one go.
+dry. `_run_decodes` prices such a run in closed form (`cost.decode_affine`; a cost model
+without it runs one iteration at a time) up to the next arrival, with decoders finishing
+on the way, and applies it with none of the per-iteration machinery.
 
 No SimPy either: the cluster advances each replica up to the next arrival instant, then
 routes the arrivals, in the order `clock.py` fixes for simultaneous events. Results are
@@ -25,8 +25,7 @@ identical to the reference simulator's (tests/test_engine_differential.py).
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from bisect import bisect_right
 
 from .cluster import Cluster
 from .cost import CostModel
@@ -35,8 +34,6 @@ from .records import Records
 from .replica import Replica
 from .request import Request
 from .scheduler import Batch, Scheduler, batch_shape
-
-MIN_RUN = 4  # fewer decode iterations than this are cheaper to run one by one
 
 
 class FastReplica(Replica):
@@ -52,7 +49,7 @@ class FastReplica(Replica):
         self.prefilling: list[Request] = []  # running requests outside the aggregate, in order
         self.stale: list[Request] = []  # members whose last token is not at `last_end`
         self.last_end = 0.0
-        self.runs_at_once = hasattr(self.cost, "decode_times")  # see `_run_decodes`
+        self.runs_at_once = hasattr(self.cost, "decode_affine")  # see `_run_decodes`
 
     def add(self, req: Request, now: float) -> None:
         super().add(req, now)
@@ -74,7 +71,9 @@ class FastReplica(Replica):
             if self.runs_at_once and self.decoders.size and not self.prefilling \
                     and not self.stale and not self.sched.waiting.heap:
                 self._run_decodes(until)
-                if self.now >= until:
+                if self.end is not None or self.now >= until:
+                    return  # in flight past `until`, or the last one ended at it
+                if not self.sched.has_work():
                     return
             self._start()
 
@@ -149,50 +148,96 @@ class FastReplica(Replica):
             self.finished(req, end)
 
     def _run_decodes(self, until: float) -> None:
-        """Run at once the decode-only iterations that end by `until` before any event: the
-        replica holds decoders only and nobody waits, so each iteration of the run feeds
-        every decoder one token, admits nobody and preempts nobody, as long as no decoder
-        is done (that iteration is left to `_start`) and the blocks they need as they
-        cross block boundaries are free. Every figure the step-by-step loop would record is
-        recorded; the iteration ends are the same floats (a sequential sum)."""
-        dec, sched = self.decoders, self.sched
+        """Run the decode-only iterations that end by `until`, in closed form.
+
+        The replica holds decoders only and nobody waits, so each iteration feeds every
+        decoder one token and admits nobody: its time is a + b * C (`cost.decode_affine`),
+        its context C grows by one token per decoder, and it needs the blocks of one phase
+        bucket (`DecoderAggregate`). The run goes on through decoders finishing (fewer
+        decoders, new a and b) and stops at the first iteration that would end after
+        `until` (started here, in flight, if the pool allows), or that finds the pool dry
+        (left to `_start`: preemption). Ends are summed one by one, as the step-by-step
+        loop sums them, so every decision is the same; what the loop would record is
+        recorded (ITL, blocks, busy time, tokens, finishes)."""
+        dec, sched, pool = self.decoders, self.sched, self.pool
+        budget = sched.config.max_num_batched_tokens
+        by_phase, bs = dec.by_phase, pool.block_size
+        itl, edges = self.records.itl, self.records.itl.edges
+        now, steps = self.now, 0
+        left = self.max_iterations - self.iterations
+        t = 0.0
+        while dec.size and dec.size <= budget:
+            n = dec.size
+            affine = self.cost.decode_affine(n)
+            if affine is None:
+                break
+            a, b = affine
+            to_finish = dec.steps_to_next_finish()
+            k = min(to_finish, left - steps)
+            tick, context = dec.tick, dec.context_after_step()
+            free = pool.free_blocks
+            used = pool.num_blocks - free
+            taken, busy, block_seconds, gaps = 0, 0.0, 0.0, 0.0
+            binned, lo, hi, pending = -1, 0.0, 0.0, 0
+            j = 0
+            while j < k:
+                t = a + b * context
+                end = now + t
+                need = by_phase[-(tick + j) % bs]
+                if end > until or need > free:
+                    break
+                free -= need
+                used += need
+                taken += need
+                busy += t
+                block_seconds += used * t
+                gap = end - now
+                gaps += gap
+                if not lo <= gap < hi:  # another ITL bin: the gaps grow slowly
+                    if pending:
+                        itl.counts[binned] += pending
+                    binned, pending = bisect_right(edges, gap), 0
+                    lo = edges[binned - 1] if binned else -math.inf
+                    hi = edges[binned] if binned < len(edges) else math.inf
+                pending += n
+                now = end
+                context += n
+                j += 1
+            if j:
+                if pending:
+                    itl.counts[binned] += pending
+                itl.total += n * j
+                itl.sum += gaps * n
+                pool.take(taken)
+                self.iterations += j
+                self.batched_seqs += n * j
+                self.busy_time += busy
+                self.block_seconds += block_seconds
+                self.outstanding_tokens += n * j
+                self.last_dt = t
+                steps += j
+                if j == to_finish:  # its last iteration finished some decoders
+                    dec.skip(j - 1)
+                    for req in dec.step():
+                        sched.retire(req)
+                        self.finished(req, now)
+                    continue
+                dec.skip(j)
+            break
+        if steps:
+            sched.iteration += steps
+            sched.waiting.promote(sched.iteration)  # nobody waits: only promotions end
+            self.now = self.last_end = now
         n = dec.size
-        if n > sched.config.max_num_batched_tokens:
-            return  # the budget cannot feed them all: plan decides who goes
-        k = min(dec.steps_to_next_finish() - 1, self.max_iterations - self.iterations)
-        if k < MIN_RUN:
-            return
-        if until != math.inf:
-            # Price no more than can end by `until`, judging by the last iteration: decode
-            # iterations only get longer as contexts grow (a wrong guess costs time, never
-            # correctness: only iterations that do end by `until` are applied).
-            k = min(k, int((until - self.now) / self.last_dt) + 1)
-            if k < MIN_RUN:
-                return
-        needs = np.cumsum(dec.block_needs(k))
-        k = min(k, int(np.searchsorted(needs, self.pool.free_blocks, side="right")))
-        if k < 1:
-            return
-        times = self.cost.decode_times(n, dec.contexts(k))
-        ends = np.cumsum(np.concatenate(([self.now], times)))[1:]
-        m = int(np.searchsorted(ends, until, side="right"))  # iterations that end by `until`
-        if m < 1:
-            return
-        times, ends, needs = times[:m], ends[:m], needs[:m]
-        assert (times > 0).all(), f"cost model returned {times.min()} for {n} decodes"
-        sched.iteration += m
-        sched.waiting.promote(sched.iteration)  # nobody waits: only promotions end
-        used = self.pool.used_blocks + needs  # blocks are taken when an iteration starts
-        self.pool.take(int(needs[-1]))
-        self.iterations += m
-        self.batched_seqs += n * m
-        self.busy_time += float(times.sum())
-        self.block_seconds += float(used @ times)
-        self.records.itl.add_many(np.diff(ends, prepend=self.last_end), n)
-        self.outstanding_tokens += n * m
-        dec.skip(m)
-        self.now = self.last_end = float(ends[-1])
-        self.last_dt = float(times[-1])
+        if now < until and n and n <= budget and self.iterations < self.max_iterations:
+            affine = self.cost.decode_affine(n)
+            need = by_phase[-dec.tick % bs]
+            if affine is not None and need <= pool.free_blocks:
+                # the iteration that ends after `until`, started as `_start` would start it
+                sched.begin_iteration()
+                pool.take(need)
+                self.items = []
+                self.end = now + self.account(n, affine[0] + affine[1] * dec.context_after_step())
 
     # -- the aggregate ----------------------------------------------------------------
 

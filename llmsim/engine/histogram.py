@@ -22,24 +22,17 @@ class LogHistogram:
         self.counts = np.zeros(self.num_bins, dtype=np.int64)  # [0]: below low, [-1]: above high
         self.total = 0
         self.sum = 0.0
-        # Bin i >= 1 holds [edge i-1, edge i); one value or many, the same comparisons place
-        # it, so a value lands in the same bin whichever way it is added.
-        self._edges_array = 10.0 ** (self._log_low + np.arange(self.num_bins - 1) / per_decade)
-        self._edges = self._edges_array.tolist()
+        # Bin i >= 1 holds [edges[i-1], edges[i]): plain comparisons, which a caller adding
+        # many values itself (the fast simulator's decode runs) makes the same way.
+        self.edges = (10.0 ** (self._log_low + np.arange(self.num_bins - 1) / per_decade)).tolist()
 
     def bin(self, value: float) -> int:
-        return bisect_right(self._edges, value)
+        return bisect_right(self.edges, value)
 
     def add(self, value: float, count: int = 1) -> None:
-        self.counts[bisect_right(self._edges, value)] += count
+        self.counts[bisect_right(self.edges, value)] += count
         self.total += count
         self.sum += value * count
-
-    def add_many(self, values: np.ndarray, count: int = 1) -> None:
-        """`add(v, count)` for every v in `values`."""
-        np.add.at(self.counts, np.searchsorted(self._edges_array, values, side="right"), count)
-        self.total += count * len(values)
-        self.sum += float(values.sum()) * count
 
     @property
     def mean(self) -> float:

@@ -134,7 +134,7 @@ def test_priority_victim_already_in_batch_returns_its_budget():
     assert [(r.id, n) for r, n in batch.items] == [(1, 1)]
     assert [r.id for r in batch.preempted] == [0]
     assert batch.shape.num_tokens == 1
-    assert long.computed == 0 and long.discarded == 3 and sched.waiting.peek() is long
+    assert long.computed == 0 and long.discarded == 3 and sched.waiting.head() is long
     assert pool.free_blocks == 1 and pool.held(short) == 2
 
 

@@ -47,7 +47,7 @@ class Scheduler:
         return self.pool.fits_ever(req)
 
     def add(self, req: Request, now: float) -> None:
-        assert self.can_accept(req)
+        """`req` waits for a seat; the caller checked `can_accept(req)`."""
         self.waiting.add(req, now, self.iteration)
 
     def schedule(self, now: float) -> Batch:
@@ -126,10 +126,10 @@ class Scheduler:
         """Admit waiting requests in policy order while budget, seats and blocks last;
         returns the budget left. The head of the queue blocks those behind it, unless the
         policy is preemptive and a running request ranks worse: that one is evicted."""
-        while budget > 0 and self.waiting:
-            req = self.waiting.peek()
-            if req in preempted:  # evicted in this iteration: not back before the next
-                break
+        while budget > 0:
+            req = self.waiting.head()
+            if req is None or req in preempted:  # evicted in this iteration: not back
+                break  # before the next
             n = req.chunk(budget)
             if len(self.running) >= self.config.max_num_seqs or not self.pool.can_allocate(req, n):
                 if self.policy.preemptive and self._evict_for(req, now, items, preempted):

@@ -163,9 +163,9 @@ class FastReplica(Replica):
         budget = sched.config.max_num_batched_tokens
         by_phase, bs = dec.by_phase, pool.block_size
         itl, edges = self.records.itl, self.records.itl.edges
+        counts, top = itl.counts, len(edges)
         now, steps = self.now, 0
         left = self.max_iterations - self.iterations
-        t = 0.0
         while dec.size and dec.size <= budget:
             n = dec.size
             affine = self.cost.decode_affine(n)
@@ -174,47 +174,43 @@ class FastReplica(Replica):
             a, b = affine
             to_finish = dec.steps_to_next_finish()
             k = min(to_finish, left - steps)
-            tick, context = dec.tick, dec.context_after_step()
+            phase, context, start = -dec.tick % bs, dec.context_after_step(), now
             free = pool.free_blocks
-            used = pool.num_blocks - free
-            taken, busy, block_seconds, gaps = 0, 0.0, 0.0, 0.0
-            binned, lo, hi, pending = -1, 0.0, 0.0, 0
+            used = first_used = pool.num_blocks - free
+            block_seconds = 0.0
+            binned, lo, hi, binned_from = 0, 0.0, -1.0, 0  # ITL bin of steps binned_from..
             j = 0
-            while j < k:
+            while j < k:  # one iteration per pass: keep it short
                 t = a + b * context
                 end = now + t
-                need = by_phase[-(tick + j) % bs]
-                if end > until or need > free:
+                need = by_phase[(phase - j) % bs]
+                if need:
+                    if need > free or end > until:
+                        break
+                    free -= need
+                    used += need
+                elif end > until:
                     break
-                free -= need
-                used += need
-                taken += need
-                busy += t
                 block_seconds += used * t
                 gap = end - now
-                gaps += gap
-                if not lo <= gap < hi:  # another ITL bin: the gaps grow slowly
-                    if pending:
-                        itl.counts[binned] += pending
-                    binned, pending = bisect_right(edges, gap), 0
+                if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
+                    counts[binned] += (j - binned_from) * n
+                    binned, binned_from = bisect_right(edges, gap), j
                     lo = edges[binned - 1] if binned else -math.inf
-                    hi = edges[binned] if binned < len(edges) else math.inf
-                pending += n
+                    hi = edges[binned] if binned < top else math.inf
                 now = end
                 context += n
                 j += 1
             if j:
-                if pending:
-                    itl.counts[binned] += pending
+                counts[binned] += (j - binned_from) * n
                 itl.total += n * j
-                itl.sum += gaps * n
-                pool.take(taken)
+                itl.sum += (now - start) * n  # the gaps of a run add up to its span
+                pool.take(used - first_used)
                 self.iterations += j
                 self.batched_seqs += n * j
-                self.busy_time += busy
+                self.busy_time += now - start
                 self.block_seconds += block_seconds
                 self.outstanding_tokens += n * j
-                self.last_dt = t
                 steps += j
                 if j == to_finish:  # its last iteration finished some decoders
                     dec.skip(j - 1)

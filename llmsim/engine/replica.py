@@ -40,7 +40,6 @@ class Replica:
         self.batched_seqs = 0  # summed over iterations, for the mean batch size
         self.busy_time = 0.0
         self.block_seconds = 0.0  # used KV blocks x iteration time, for mean utilisation
-        self.last_dt = 0.0  # the last iteration's time
 
     def can_accept(self, req: Request) -> bool:
         return self.pool.fits_ever(req)  # Scheduler.can_accept, one call fewer per request
@@ -77,7 +76,6 @@ class Replica:
         self.batched_seqs += num_seqs
         self.busy_time += dt
         self.block_seconds += self.pool.used_blocks * dt
-        self.last_dt = dt
         return dt
 
     def complete(self, batch: Batch, now: float) -> None:

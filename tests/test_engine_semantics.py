@@ -64,6 +64,27 @@ def test_budget_is_shared_running_first_then_waiting():
     assert cost.shapes[3].num_decodes == 1
 
 
+def test_admission_needs_room_for_the_whole_prompt_though_it_takes_only_a_chunk():
+    # vLLM V1 (scheduler_reserve_full_isl, on by default) admits a waiting request only if
+    # the free pool holds every token it has (prompt, plus any emitted before a preemption),
+    # though it allocates only the first chunk's blocks. Found by tests/vllm_diff.py.
+    pool = BlockPool(num_blocks=10, block_size=4)
+    sched = Scheduler(EngineConfig(max_num_seqs=4, max_num_batched_tokens=16, block_size=4),
+                      pool, FCFS)
+    a, b = Request(0, 0.0, 12, 2), Request(1, 0.0, 32, 1)  # b's prompt: 8 blocks
+    sched.add(a, 0.0)
+    sched.add(b, 0.0)
+    batch = sched.schedule(0.0)  # a takes 3 blocks; 7 free: room for b's first 4 tokens,
+    assert [(r.id, n) for r, n in batch.items] == [(0, 12)]  # not for its prompt
+    assert pool.free_blocks == 7
+    sched.complete(batch, 1.0)
+    batch = sched.schedule(1.0)  # a's last token takes a 4th block: 6 free, b still waits
+    assert [(r.id, n) for r, n in batch.items] == [(0, 1)]
+    sched.complete(batch, 2.0)  # a finishes: 10 free
+    batch = sched.schedule(2.0)  # b is admitted with a 16-token chunk: 4 blocks
+    assert [(r.id, n) for r, n in batch.items] == [(1, 16)] and pool.free_blocks == 6
+
+
 def test_max_num_seqs_limits_the_running_set():
     cost = LinearCost(base=1.0)
     res = simulate(workload([(0.0, 5, 3)] * 3), FCFS, deployment(max_num_seqs=2), cost=cost)

@@ -170,6 +170,24 @@ def test_priority_victim_can_be_the_requester_itself():
     assert pool.free_blocks == 1
 
 
+def test_running_requests_after_one_that_preempted_itself_still_run():
+    # vLLM's priority rule: a running request that needs a block when the pool is dry and
+    # ranks worst preempts itself; the running requests after it rank better and are still
+    # scheduled (they may fit in what it freed). Found by tests/vllm_diff.py.
+    pool = BlockPool(num_blocks=4, block_size=2)
+    sched = Scheduler(EngineConfig(block_size=2), pool, SJF)
+    long, short = Request(0, 0.0, 3, 5), Request(1, 1.0, 3, 3)  # SJF ranks 5 and 3
+    sched.add(long, 0.0)
+    sched.complete(sched.schedule(0.0), 1.0)  # long: prompt 3, 2 blocks
+    sched.add(short, 1.0)
+    batch = sched.schedule(1.0)  # long feeds its 4th token (2 blocks); short takes the rest
+    assert [(r.id, n) for r, n in batch.items] == [(0, 1), (1, 3)] and pool.free_blocks == 0
+    sched.complete(batch, 2.0)
+    batch = sched.schedule(2.0)  # long's 5th token needs a 3rd block: it is the victim
+    assert [r.id for r in batch.preempted] == [0]
+    assert [(r.id, n) for r, n in batch.items] == [(1, 1)] and pool.free_blocks == 2
+
+
 def test_no_admission_in_an_iteration_that_preempted():
     pool = BlockPool(num_blocks=3, block_size=2)
     sched = Scheduler(EngineConfig(block_size=2), pool, FCFS)

@@ -113,7 +113,10 @@ class Scheduler:
                 if victim is req:
                     break
             if req.state is not State.RUNNING:
-                break
+                # It preempted itself: it was the victim, so the running requests after
+                # it rank better (FCFS: there are none) and may fit in what it freed, as
+                # vLLM goes on with them.
+                continue
             self.pool.append(req, n)
             items.append((req, n))
             budget -= n

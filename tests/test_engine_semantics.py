@@ -188,6 +188,21 @@ def test_running_requests_after_one_that_preempted_itself_still_run():
     assert [(r.id, n) for r, n in batch.items] == [(1, 1)] and pool.free_blocks == 2
 
 
+def test_priority_victim_among_ties_is_the_first_in_running_order():
+    # vLLM's priority rule is max(running, key=(priority, arrival)): among running requests
+    # tied on both, the first in running order (admitted earliest), not the last id.
+    # Found by tests/vllm_diff.py.
+    pool = BlockPool(num_blocks=3, block_size=2)
+    sched = Scheduler(EngineConfig(block_size=2), pool, SJF)
+    a, b = Request(0, 0.0, 2, 3), Request(1, 0.0, 2, 3)  # same rank, same arrival
+    sched.add(a, 0.0)
+    sched.add(b, 0.0)
+    sched.complete(sched.schedule(0.0), 1.0)  # one block each
+    batch = sched.schedule(1.0)  # a takes the last block; b needs one: the victim is a
+    assert [r.id for r in batch.preempted] == [0]
+    assert [(r.id, n) for r, n in batch.items] == [(1, 1)] and pool.held(b) == 2
+
+
 def test_no_admission_in_an_iteration_that_preempted():
     pool = BlockPool(num_blocks=3, block_size=2)
     sched = Scheduler(EngineConfig(block_size=2), pool, FCFS)

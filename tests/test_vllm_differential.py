@@ -195,14 +195,13 @@ def timed_cases(draw):
 @given(case=timed_cases())
 def test_llmsim_times_equal_vllm_schedule_priced_by_the_same_cost(model_config, case):
     setup, jobs, cost_name = case
-    expected_first, expected_finish = vllm_timeline(setup, jobs, COSTS[cost_name](),
-                                                    model_config)
+    expected = vllm_timeline(setup, jobs, COSTS[cost_name](), model_config)
     rows = [(j.arrival, j.prompt, j.output) for j in jobs]
     deployment = Deployment(engine=EngineConfig(
         max_num_seqs=setup.max_num_seqs, max_num_batched_tokens=setup.max_num_batched_tokens,
         block_size=setup.block_size, num_gpu_blocks=setup.num_blocks))
-    first = np.array([expected_first[j.id] for j in jobs])
-    finish = np.array([expected_finish[j.id] for j in jobs])
+    first = np.array([expected.first_token[j.id] for j in jobs])
+    finish = np.array([expected.finish[j.id] for j in jobs])
     for engine in ("reference", "fast"):
         res = simulate(workload(rows), llmsim_policy(setup, jobs), deployment,
                        cost=COSTS[cost_name](), engine=engine)

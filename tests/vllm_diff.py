@@ -25,6 +25,7 @@ block: a pool of `num_blocks` usable blocks is vLLM's `num_blocks + 1`.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -73,9 +74,9 @@ class Fed(NamedTuple):
     """A scheduled request as the cost model needs it, read before the iteration ran."""
 
     tokens: int  # fed this iteration
-    computed: int  # tokens already in its KV cache
-    num_tokens: int  # prompt + emitted so far
-    emitted: int
+    computed: int  # tokens already in its KV cache (or scheduled into it, in flight)
+    emitted: int  # tokens sampled so far (or to be, in flight)
+    samples: bool  # it samples a token at the end of this iteration
 
 
 def llmsim_policy(setup: Setup, jobs: list[Job]) -> Policy:
@@ -98,17 +99,30 @@ def vllm_id(job_id: int) -> str:
     return f"{job_id:08d}"
 
 
-class VllmEngine:
-    """vLLM's V1 `Scheduler` with a synthetic model behind it."""
+class Scheduled(NamedTuple):
+    output: object  # vLLM's SchedulerOutput
+    fed: dict[int, Fed]  # by request id, in batch order
+    free_blocks: int  # right after scheduling
 
-    def __init__(self, setup: Setup, model_config) -> None:
+
+class VllmEngine:
+    """vLLM's V1 `Scheduler` (or `AsyncScheduler`) with a synthetic model behind it. With
+    `prefix_caching` (vLLM's default; off unless asked) no two prompts share a prefix: the
+    cache can only hit a request's own blocks, kept after a preemption."""
+
+    def __init__(self, setup: Setup, model_config, async_scheduling: bool = False,
+                 prefix_caching: bool = False) -> None:
+        from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+
         from tests.vllm_scheduler import build_scheduler
 
         self.max_model_len = model_config.max_model_len
         self.sched = build_scheduler(
-            model_config, num_blocks=setup.num_blocks + 1, block_size=setup.block_size,
-            max_num_seqs=setup.max_num_seqs,
-            max_num_batched_tokens=setup.max_num_batched_tokens, policy=setup.policy)
+            model_config, AsyncScheduler if async_scheduling else None,
+            num_blocks=setup.num_blocks + 1, block_size=setup.block_size,
+            max_num_seqs=setup.max_num_seqs, max_num_batched_tokens=setup.max_num_batched_tokens,
+            policy=setup.policy, async_scheduling=async_scheduling,
+            prefix_caching=prefix_caching)
         self.pool = self.sched.kv_cache_manager.block_pool
         self.fed: dict[int, Fed] = {}  # the last step's batch
 
@@ -117,35 +131,54 @@ class VllmEngine:
 
         assert job.prompt + job.output <= self.max_model_len, "vLLM would cut it short"
         self.sched.add_request(vllm_request(vllm_id(job.id), job.arrival, job.prompt,
-                                            max_tokens=job.output, priority=job.priority))
+                                            max_tokens=job.output, priority=job.priority,
+                                            first_token=1000 + job.id))
 
     def has_work(self) -> bool:
         return self.sched.get_num_unfinished_requests() > 0
 
-    def step(self) -> Step:
-        from vllm.v1.outputs import ModelRunnerOutput
+    def has_requests(self) -> bool:
+        """Unfinished requests, or finished ones the workers are yet to be told of: what
+        vLLM's engine core asks before it schedules."""
+        return self.sched.has_requests()
 
+    def schedule(self) -> Scheduled:
         sched = self.sched
-        before = {r.request_id: Fed(0, r.num_computed_tokens, r.num_tokens, r.num_output_tokens)
+        before = {r.request_id: (r.num_computed_tokens,
+                                 r.num_output_tokens + r.num_output_placeholders)
                   for r in sched.requests.values()}
         out = sched.schedule()
-        free_after_schedule = self.pool.get_num_free_blocks()
-        ids = list(out.num_scheduled_tokens)
-        self.fed = {int(i): before[i]._replace(tokens=n)
-                    for i, n in out.num_scheduled_tokens.items()}
-        sampled = [[SAMPLED_TOKEN] if sched.requests[i].num_computed_tokens
-                   >= sched.requests[i].num_tokens else [] for i in ids]
-        outputs = sched.update_from_output(out, ModelRunnerOutput(
+        # After scheduling, a request whose KV (counting what is in flight) covers all its
+        # tokens samples one; vLLM says so with `is_prefill_chunk`.
+        fed = {int(i): Fed(n, *before[i], not sched.requests[i].is_prefill_chunk)
+               for i, n in out.num_scheduled_tokens.items()}
+        return Scheduled(out, fed, self.pool.get_num_free_blocks())
+
+    def update(self, batch: Scheduled) -> tuple[list[int], list[int]]:
+        """The model's output for `batch`: returns (requests given a token, requests done)."""
+        from vllm.v1.outputs import ModelRunnerOutput
+
+        ids = list(batch.output.num_scheduled_tokens)
+        sampled = [[SAMPLED_TOKEN] if batch.fed[int(i)].samples else [] for i in ids]
+        outputs = self.sched.update_from_output(batch.output, ModelRunnerOutput(
             req_ids=ids, req_id_to_index={i: k for k, i in enumerate(ids)},
             sampled_token_ids=sampled))
-        finished = [o.request_id for eco in outputs.values() for o in eco.outputs
-                    if o.finish_reason is not None]
+        got = [o for eco in outputs.values() for o in eco.outputs]
+        return ([int(o.request_id) for o in got if o.new_token_ids],
+                [int(o.request_id) for o in got if o.finish_reason is not None])
+
+    def step(self) -> Step:
+        """One synchronous engine step: schedule, run, update."""
+        sched = self.sched
+        batch = self.schedule()
+        self.fed = batch.fed
+        _, finished = self.update(batch)
         live = sched.requests.values()
         return Step(
-            scheduled=tuple((int(i), n) for i, n in out.num_scheduled_tokens.items()),
-            preempted=tuple(sorted(int(i) for i in out.preempted_req_ids)),
-            finished=tuple(sorted(int(i) for i in finished)),
-            free_after_schedule=free_after_schedule,
+            scheduled=tuple((i, f.tokens) for i, f in batch.fed.items()),
+            preempted=tuple(sorted(int(i) for i in batch.output.preempted_req_ids)),
+            finished=tuple(sorted(finished)),
+            free_after_schedule=batch.free_blocks,
             free_after_step=self.pool.get_num_free_blocks(),
             running=tuple(int(r.request_id) for r in sched.running),
             waiting=tuple(sorted(int(r.request_id) for r in live
@@ -177,7 +210,8 @@ class LlmsimEngine:
     def step(self, now: float = 0.0) -> Step:
         batch = self.sched.schedule(now)
         free_after_schedule = self.pool.free_blocks
-        self.fed = {r.id: Fed(n, r.computed, r.num_tokens, r.emitted) for r, n in batch.items}
+        self.fed = {r.id: Fed(n, r.computed, r.emitted, r.computed + n == r.num_tokens)
+                    for r, n in batch.items}
         _, finished = self.sched.complete(batch, now)
         for req in finished:
             del self.requests[req.id]
@@ -198,13 +232,13 @@ class Mismatch(AssertionError):
     pass
 
 
-def lockstep(setup: Setup, arrivals: list[list[Job]], model_config,
-             max_steps: int = 5000) -> int:
+def lockstep(setup: Setup, arrivals: list[list[Job]], model_config, max_steps: int = 5000,
+             prefix_caching: bool = False) -> int:
     """Step both engines until both are idle and every arrival has joined (`arrivals[k]`
     join before step k); raise `Mismatch` at the first step they disagree on. Returns the
     number of steps run."""
     jobs = [job for batch in arrivals for job in batch]
-    vllm = VllmEngine(setup, model_config)
+    vllm = VllmEngine(setup, model_config, prefix_caching=prefix_caching)
     sim = LlmsimEngine(setup, llmsim_policy(setup, jobs))
     history: list[Step] = []
     k = 0
@@ -241,48 +275,73 @@ def describe(setup: Setup, jobs: list[Job], k: int, expected: Step, got: Step,
 
 def shape_of(fed: dict[int, Fed]) -> IterationShape:
     """The cost model's view of one batch, from the engine's per-request state: a request
-    feeding one token after it has emitted one, and finishing its context with it, decodes;
-    anything else is a prefill chunk (a prompt chunk, or a recomputation after preemption)."""
+    feeding one token after it has emitted one, and sampling the next, decodes; anything
+    else is a prefill chunk (a prompt chunk, or a recomputation after preemption)."""
     chunks = []
     num_tokens = num_decodes = decode_context = num_sampled = 0
     for f in fed.values():
         num_tokens += f.tokens
-        done = f.computed + f.tokens == f.num_tokens
-        num_sampled += done
-        if f.tokens == 1 and f.emitted > 0 and done:
+        num_sampled += f.samples
+        if f.tokens == 1 and f.emitted > 0 and f.samples:
             num_decodes += 1
-            decode_context += f.num_tokens
+            decode_context += f.computed + 1
         else:
             chunks.append((f.tokens, f.computed))
     return IterationShape(num_tokens, len(fed), tuple(chunks), num_decodes, decode_context,
                           num_sampled)
 
 
-def vllm_timeline(setup: Setup, jobs: list[Job], cost: CostModel,
-                  model_config) -> tuple[dict[int, float], dict[int, float]]:
-    """Run vLLM's scheduler on a clock: requests join at the first iteration that starts at
-    or after their arrival (one arriving as an iteration ends joins the next), an idle
-    engine waits for the next arrival, and each iteration lasts what `cost` prices its
-    batch at. Returns each request's (first token time, finish time)."""
-    vllm = VllmEngine(setup, model_config)
+class Timeline(NamedTuple):
+    first_token: dict[int, float]  # by request id
+    finish: dict[int, float]
+    iterations: int  # forward passes
+
+
+def vllm_timeline(setup: Setup, jobs: list[Job], cost: CostModel, model_config,
+                  async_scheduling: bool = False) -> Timeline:
+    """Run vLLM's scheduler on a clock, each forward pass lasting what `cost` prices its
+    batch at, and return when each request got its first token and finished.
+
+    Synchronous (`Scheduler`): schedule, run, update, as llmsim's iterations; a request
+    joins the first iteration that starts at or after its arrival (one arriving as an
+    iteration ends joins the next), and an idle engine waits for the next arrival.
+
+    Asynchronous (`AsyncScheduler`, vLLM's default for `vllm serve`): the engine core's batch
+    queue of two (`EngineCore.step_with_batch_queue`): it schedules batch k+1 while batch k
+    runs, and applies batch k's output (tokens, finished requests and their freed blocks)
+    only after that. Batches run back to back on the device; scheduling takes no time."""
+    vllm = VllmEngine(setup, model_config, async_scheduling)
     first_token: dict[int, float] = {}
     finish: dict[int, float] = {}
     pending = sorted(jobs, key=lambda j: (j.arrival, j.id))
-    now, i = 0.0, 0
-    while i < len(pending) or vllm.has_work():
-        if not vllm.has_work():
-            now = max(now, pending[i].arrival)
+    queue: deque[tuple[Scheduled, float]] = deque()  # in flight, newest first, with end time
+    depth = 2 if async_scheduling else 1
+    now = device_free = 0.0
+    i = iterations = 0
+    while i < len(pending) or vllm.has_requests() or queue:
+        if not vllm.has_work() and not queue and i < len(pending):
+            now = max(now, pending[i].arrival)  # idle: wait for the next arrival
         while i < len(pending) and pending[i].arrival <= now:
             vllm.add(pending[i])
             i += 1
-        step = vllm.step()
-        if not vllm.fed:  # every candidate preempted itself: no forward pass, no time
-            assert step.preempted, "vLLM scheduled nothing while it had work"
-            continue
-        now = now + cost.iteration_time(shape_of(vllm.fed))
-        for rid, f in vllm.fed.items():
-            if f.emitted == 0 and f.computed + f.tokens == f.num_tokens:
-                first_token.setdefault(rid, now)
-        for rid in step.finished:
+        if vllm.has_requests():
+            batch = vllm.schedule()
+            ran = bool(batch.fed)
+            if ran:
+                start = max(now, device_free)
+                device_free = start + cost.iteration_time(shape_of(batch.fed))
+                iterations += 1
+            else:  # every candidate preempted itself, or all are in flight (async)
+                assert batch.output.preempted_req_ids or queue or not vllm.has_work(), \
+                    "vLLM scheduled nothing"
+            queue.appendleft((batch, device_free if ran else max(now, device_free)))
+            if len(queue) < depth and (ran or vllm.has_requests()):
+                continue  # the queue has room: schedule the next batch first
+        batch, end = queue.pop()
+        now = max(now, end)
+        emitted, finished = vllm.update(batch)
+        for rid in emitted:
+            first_token.setdefault(rid, now)
+        for rid in finished:
             finish[rid] = now
-    return first_token, finish
+    return Timeline(first_token, finish, iterations)

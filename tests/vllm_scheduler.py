@@ -25,7 +25,8 @@ def tiny_model_config(folder: Path, max_model_len: int = 512):
 
 def build_scheduler(model_config, scheduler_cls=None, *, num_blocks: int, block_size: int = 16,
                     max_num_seqs: int = 1, max_num_batched_tokens: int = 512,
-                    policy: str = "priority", async_scheduling: bool = False):
+                    policy: str = "priority", async_scheduling: bool = False,
+                    prefix_caching: bool = False):
     """A vLLM V1 scheduler (`scheduler_cls`, default vLLM's own `Scheduler`) over a KV pool of
     `num_blocks` blocks, one of which vLLM keeps as its null block: `num_blocks - 1` are free."""
     import torch
@@ -41,7 +42,7 @@ def build_scheduler(model_config, scheduler_cls=None, *, num_blocks: int, block_
             max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
             max_model_len=max_model_len, policy=policy, enable_chunked_prefill=True,
             is_encoder_decoder=False, async_scheduling=async_scheduling),
-        cache_config=CacheConfig(block_size=block_size, enable_prefix_caching=False),
+        cache_config=CacheConfig(block_size=block_size, enable_prefix_caching=prefix_caching),
         device_config=DeviceConfig(device="cpu"),
     )
     vllm_config.cache_config.num_gpu_blocks = num_blocks
@@ -56,12 +57,14 @@ def build_scheduler(model_config, scheduler_cls=None, *, num_blocks: int, block_
 
 
 def vllm_request(request_id: str, arrival: float, prompt_tokens: int = 8, xargs=None,
-                 max_tokens: int = 64, priority: int = 0):
-    """A request of `prompt_tokens` tokens that stops after exactly `max_tokens` (no EOS)."""
+                 max_tokens: int = 64, priority: int = 0, first_token: int = 7):
+    """A request of `prompt_tokens` tokens that stops after exactly `max_tokens` (no EOS).
+    Its prompt is `first_token` then 7s: distinct first tokens share no prefix block."""
     from vllm.sampling_params import SamplingParams
     from vllm.v1.request import Request
 
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, extra_args=xargs)
-    return Request(request_id=request_id, prompt_token_ids=[7] * prompt_tokens,
+    return Request(request_id=request_id,
+                   prompt_token_ids=[first_token] + [7] * (prompt_tokens - 1),
                    sampling_params=params, pooling_params=None, arrival_time=arrival,
                    priority=priority)

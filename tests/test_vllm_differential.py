@@ -24,6 +24,7 @@ from tests.helpers import LinearCost, workload
 from tests.vllm_diff import (
     Job,
     LlmsimEngine,
+    Mismatch,
     Setup,
     VllmEngine,
     llmsim_policy,
@@ -44,6 +45,12 @@ def model_config(tmp_path_factory):
     from tests.vllm_scheduler import tiny_model_config
 
     return tiny_model_config(tmp_path_factory.mktemp("tiny-llama"), MAX_MODEL_LEN)
+
+
+def deployment_of(setup: Setup) -> Deployment:
+    return Deployment(engine=EngineConfig(
+        max_num_seqs=setup.max_num_seqs, max_num_batched_tokens=setup.max_num_batched_tokens,
+        block_size=setup.block_size, num_gpu_blocks=setup.num_blocks))
 
 
 # -- random workloads -----------------------------------------------------------------------
@@ -153,6 +160,59 @@ def test_vllm_priority_victim_among_ties_is_the_first_running(model_config):
     lockstep(setup, arrivals, model_config)
 
 
+# -- what llmsim does not model: pinned, so that a change on either side fails here -------
+
+def test_vllm_defaults_llmsim_assumes(model_config):
+    """llmsim mirrors vLLM's scheduler at these settings' defaults; a new default is a
+    semantic change to look at (docs/vllm.md)."""
+    from vllm.config import CacheConfig, SchedulerConfig
+
+    config = SchedulerConfig(max_model_len=MAX_MODEL_LEN, is_encoder_decoder=False)
+    assert config.scheduler_reserve_full_isl is True  # the whole-prompt admission gate
+    assert config.watermark == 0.0  # no headroom kept at admission
+    assert config.long_prefill_token_threshold == 0  # prompt chunks take what budget is left
+    assert config.prefill_schedule_interval == 1  # prefills in every iteration
+    assert config.max_num_active_seqs is None  # seats: max_num_seqs
+    assert config.enable_chunked_prefill is True
+    assert config.max_num_scheduled_tokens is None  # budget: max_num_batched_tokens
+    # Not modelled, pinned by the two tests below: async scheduling (None: on, unless the
+    # executor cannot) and prefix caching.
+    assert config.async_scheduling is None
+    assert CacheConfig().enable_prefix_caching is True
+
+
+def test_async_scheduling_admits_an_arrival_one_iteration_later(model_config):
+    """vLLM's default async scheduling schedules batch k+1 while batch k runs: a request
+    arriving at a busy engine joins one iteration later than llmsim (synchronous) says.
+    benchmarks/vllm_async_gap.py measures the effect: TTFT +14% to +18% on the bundled
+    workload, TPOT and E2E within 1%."""
+    setup = Setup("fcfs", 4, 64, 4, 40)
+    jobs = [Job(0, 0.0, 4, 10), Job(1, 2.5, 4, 2)]  # iterations of 1 s; 1 arrives in the 3rd
+    sync = vllm_timeline(setup, jobs, LinearCost(1.0), model_config)
+    later = vllm_timeline(setup, jobs, LinearCost(1.0), model_config, async_scheduling=True)
+    sim = simulate(workload([(j.arrival, j.prompt, j.output) for j in jobs]),
+                   llmsim_policy(setup, jobs), deployment_of(setup), cost=LinearCost(1.0))
+    assert sync.first_token == {0: 1.0, 1: 4.0} and sync.finish == {0: 10.0, 1: 5.0}
+    assert later.first_token == {0: 1.0, 1: 5.0} and later.finish == {0: 10.0, 1: 6.0}
+    assert list(sim.records.first_token) == [1.0, 4.0] and list(sim.records.finish) == [10, 5]
+
+
+def test_prefix_caching_resumes_a_preempted_request_from_its_cached_blocks(model_config):
+    """vLLM caches prefixes by default: a preempted request's full blocks stay cached until
+    evicted, and on resuming it recomputes only what was evicted; llmsim recomputes it all.
+    Here (no two prompts share a prefix) B, preempted with 25 tokens, gets 3 of its blocks
+    back from the cache and recomputes 13 tokens, not 25."""
+    setup = Setup("fcfs", 2, 64, 4, 12)
+    arrivals = [[Job(0, 0.0, 16, 20), Job(1, 0.0, 16, 20)]]
+    assert lockstep(setup, arrivals, model_config) == 31  # the same without caching
+    with pytest.raises(Mismatch) as caught:
+        lockstep(setup, arrivals, model_config, prefix_caching=True)
+    d = caught.value
+    assert d.step == 20
+    assert d.vllm.scheduled == ((1, 13),) and d.llmsim.scheduled == ((1, 25),)
+    assert d.vllm._replace(scheduled=()) == d.llmsim._replace(scheduled=())
+
+
 # -- simulated time -------------------------------------------------------------------------
 
 class AttentionCost:
@@ -197,9 +257,7 @@ def test_llmsim_times_equal_vllm_schedule_priced_by_the_same_cost(model_config, 
     setup, jobs, cost_name = case
     expected = vllm_timeline(setup, jobs, COSTS[cost_name](), model_config)
     rows = [(j.arrival, j.prompt, j.output) for j in jobs]
-    deployment = Deployment(engine=EngineConfig(
-        max_num_seqs=setup.max_num_seqs, max_num_batched_tokens=setup.max_num_batched_tokens,
-        block_size=setup.block_size, num_gpu_blocks=setup.num_blocks))
+    deployment = deployment_of(setup)
     first = np.array([expected.first_token[j.id] for j in jobs])
     finish = np.array([expected.finish[j.id] for j in jobs])
     for engine in ("reference", "fast"):
@@ -226,9 +284,8 @@ def test_shapes_priced_from_vllm_state_are_llmsim_shapes(model_config):
     vllm_timeline(setup, jobs, Spy(), model_config)
     rows = [(j.arrival, j.prompt, j.output) for j in jobs]
     seen = LinearCost(base=1.0)
-    res = simulate(workload(rows), llmsim_policy(setup, jobs), Deployment(engine=EngineConfig(
-        max_num_seqs=3, max_num_batched_tokens=8, block_size=2, num_gpu_blocks=12)),
-        cost=seen, engine="reference")
+    res = simulate(workload(rows), llmsim_policy(setup, jobs), deployment_of(setup),
+                   cost=seen, engine="reference")
     assert priced == seen.shapes
     assert any(ctx > 0 for s in priced for _, ctx in s.prefill_chunks)  # a later chunk
     assert any(s.num_decodes for s in priced)

@@ -114,7 +114,7 @@ class VllmEngine:
                  prefix_caching: bool = False) -> None:
         from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 
-        from tests.vllm_scheduler import build_scheduler
+        from tests.vllm_scheduler import block_hasher, build_scheduler
 
         self.max_model_len = model_config.max_model_len
         self.sched = build_scheduler(
@@ -123,6 +123,7 @@ class VllmEngine:
             max_num_seqs=setup.max_num_seqs, max_num_batched_tokens=setup.max_num_batched_tokens,
             policy=setup.policy, async_scheduling=async_scheduling,
             prefix_caching=prefix_caching)
+        self.hasher = block_hasher(setup.block_size) if prefix_caching else None
         self.pool = self.sched.kv_cache_manager.block_pool
         self.fed: dict[int, Fed] = {}  # the last step's batch
 
@@ -132,7 +133,7 @@ class VllmEngine:
         assert job.prompt + job.output <= self.max_model_len, "vLLM would cut it short"
         self.sched.add_request(vllm_request(vllm_id(job.id), job.arrival, job.prompt,
                                             max_tokens=job.output, priority=job.priority,
-                                            first_token=1000 + job.id))
+                                            first_token=1000 + job.id, hasher=self.hasher))
 
     def has_work(self) -> bool:
         return self.sched.get_num_unfinished_requests() > 0
@@ -229,7 +230,12 @@ class LlmsimEngine:
 
 
 class Mismatch(AssertionError):
-    pass
+    """The engines disagree at `step`: `vllm` and `llmsim` are what each did."""
+
+    def __init__(self, message: str, step: int = -1, vllm: Step | None = None,
+                 llmsim: Step | None = None) -> None:
+        super().__init__(message)
+        self.step, self.vllm, self.llmsim = step, vllm, llmsim
 
 
 def lockstep(setup: Setup, arrivals: list[list[Job]], model_config, max_steps: int = 5000,
@@ -250,7 +256,7 @@ def lockstep(setup: Setup, arrivals: list[list[Job]], model_config, max_steps: i
             sim.add(job)
         expected, got = vllm.step(), sim.step(float(k))
         if expected != got:
-            raise Mismatch(describe(setup, jobs, k, expected, got, history))
+            raise Mismatch(describe(setup, jobs, k, expected, got, history), k, expected, got)
         history.append(expected)
         k += 1
     return k

@@ -56,10 +56,22 @@ def build_scheduler(model_config, scheduler_cls=None, *, num_blocks: int, block_
                block_size=block_size)
 
 
+def block_hasher(block_size: int):
+    """What vLLM's engine core gives each request when prefix caching is on: the function
+    that hashes its full blocks (without it a request never hits the cache)."""
+    from vllm.utils.hashing import get_hash_fn_by_name
+    from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
+
+    hash_fn = get_hash_fn_by_name("sha256")  # CacheConfig's default
+    init_none_hash(hash_fn)
+    return get_request_block_hasher(block_size, hash_fn)
+
+
 def vllm_request(request_id: str, arrival: float, prompt_tokens: int = 8, xargs=None,
-                 max_tokens: int = 64, priority: int = 0, first_token: int = 7):
+                 max_tokens: int = 64, priority: int = 0, first_token: int = 7, hasher=None):
     """A request of `prompt_tokens` tokens that stops after exactly `max_tokens` (no EOS).
-    Its prompt is `first_token` then 7s: distinct first tokens share no prefix block."""
+    Its prompt is `first_token` then 7s: distinct first tokens share no prefix block.
+    `hasher`: `block_hasher(...)` when the scheduler caches prefixes."""
     from vllm.sampling_params import SamplingParams
     from vllm.v1.request import Request
 
@@ -67,4 +79,4 @@ def vllm_request(request_id: str, arrival: float, prompt_tokens: int = 8, xargs=
     return Request(request_id=request_id,
                    prompt_token_ids=[first_token] + [7] * (prompt_tokens - 1),
                    sampling_params=params, pooling_params=None, arrival_time=arrival,
-                   priority=priority)
+                   priority=priority, block_hasher=hasher)

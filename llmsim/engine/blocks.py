@@ -44,9 +44,13 @@ class BlockPool:
         return need if need > 0 else 0
 
     def can_allocate(self, req: Request, num_new_tokens: int) -> bool:
-        """Room for a request entering the running set with its first `num_new_tokens`."""
+        """Room for a request entering the running set with its first `num_new_tokens`. As
+        vLLM V1's admission gate (`scheduler_reserve_full_isl`, on by default), the free pool
+        must hold all the tokens it has (prompt, plus those emitted before a preemption),
+        though `allocate` takes only the first chunk's blocks."""
         assert req.id not in self._held, f"request {req.id} already holds blocks"
-        return self.missing(req, num_new_tokens) <= self.free_blocks
+        whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
+        return -(-whole // self.block_size) <= self.free_blocks
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
         need = self.missing(req, num_new_tokens)

@@ -82,7 +82,8 @@ class Request:
         return self.promoted_at >= 0
 
     def sort_key(self) -> tuple[int, float, float, int]:
-        """Waiting-queue order and priority-victim order: (rank, arrival, id), as vLLM's heap;
-        requests promoted against starvation go first, among themselves by rank, as
-        vllm-ltr sorts by (promoted, score)."""
+        """Waiting-queue order: (rank, arrival, id), as vLLM's heap; the priority victim is
+        the largest without the id (ties: the first in running order). Requests promoted
+        against starvation go first, among themselves by rank, as vllm-ltr sorts by
+        (promoted, score)."""
         return (0 if self.promoted_at >= 0 else 1, self.rank, self.arrival, self.id)

@@ -79,7 +79,10 @@ class Scheduler:
                 if victim is req:
                     break
             if req.state is not State.RUNNING:
-                break
+                # It preempted itself: it was the victim, so the running requests after
+                # it rank better (FCFS: there are none) and may fit in what it freed, as
+                # vLLM goes on with them.
+                continue
             self.pool.append(req, n)
             items.append((req, n))
             budget -= n
@@ -171,7 +174,9 @@ class Scheduler:
             return order[-1]
         if self.policy.preemptive:
             return max(order, key=lambda r: self._key_now(r, now))
-        return max(order, key=Request.sort_key)
+        # vLLM's max over (priority, arrival): ties go to the first in running order, so the
+        # id, which breaks ties in the waiting queue, must not break them here.
+        return max(order, key=lambda r: r.sort_key()[:-1])
 
     def _key_now(self, req: Request, now: float) -> tuple[int, float, float, int]:
         if req.promoted:

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
+from .calibration import fit_cli
 from .calibration.gpus import UnknownGpuError
 from .calibration.memory import InsufficientMemoryError
 from .calibration.profile import ProfileError
@@ -414,3 +415,4 @@ app.command("capacity-search")(sweep_cli.capacity)
 app.command("replay")(integrations_cli.replay)
 app.command("validate")(integrations_cli.validate)
 app.command("run-transformers")(integrations_cli.run_transformers)
+app.command("fit")(fit_cli.fit)

@@ -32,7 +32,7 @@ def test_presets_are_distinct_where_they_should_be():
     assert get_model("qwen2.5-7b").num_kv_heads == 4
     assert get_model("mistral-7b").vocab_size == 32768
     assert get_model("llama-3.1-70b").num_layers == 80
-    assert {"h100", "h200", "a100"} == set(GPUS)
+    assert {"h100", "h200", "a100", "b200"} == set(GPUS)
     assert len(MODELS) >= 7
 
 

@@ -38,8 +38,9 @@ from .measured import (
 )
 from .physical import PARAM_NAMES, GpuParams, PhysicalCostModel
 
-FREE = ("weight_bandwidth", "gemm_flops", "attention_bandwidth", "sampling_passes",
-        "per_seq_s", "fixed_s", "per_layer_s", "cpu_fixed_s", "cpu_per_seq_s",
+FREE = ("weight_bandwidth", "gemm_flops", "attention_bandwidth", "attention_half_items",
+        "sampling_passes",
+        "seq_layer_s", "fixed_s", "per_layer_s", "norm_s", "cpu_fixed_s", "cpu_per_seq_s",
         "allreduce_latency_s")
 MAX_MEDIAN_SAMPLES = 6000  # iterations kept for a run's median ITL (evenly strided)
 
@@ -49,9 +50,10 @@ def datasheet_start(gpu: GpuSpec) -> GpuParams:
     peaks times typical efficiencies, engine overheads of the order vLLM shows."""
     return GpuParams(
         weight_bandwidth=0.85 * gpu.memory_bandwidth, gemm_flops=0.6 * gpu.peak_flops,
-        gemm_tile_tokens=64.0, attention_bandwidth=0.5 * gpu.memory_bandwidth,
-        attention_flops=0.4 * gpu.peak_flops, sampling_passes=10.0, per_seq_s=5e-6,
-        fixed_s=1e-3, per_layer_s=20e-6, cpu_fixed_s=2e-3, cpu_per_seq_s=15e-6,
+        gemm_tile_tokens=64.0, attention_bandwidth=0.7 * gpu.memory_bandwidth,
+        attention_half_items=64.0,
+        attention_flops=0.4 * gpu.peak_flops, sampling_passes=10.0, seq_layer_s=0.2e-6,
+        fixed_s=1e-3, per_layer_s=20e-6, norm_s=3e-6, cpu_fixed_s=2e-3, cpu_per_seq_s=15e-6,
         allreduce_bandwidth=0.7 * gpu.interconnect_bandwidth, allreduce_latency_s=8e-6)
 
 
@@ -61,9 +63,11 @@ def datasheet_bounds(gpu: GpuSpec) -> dict[str, tuple[float, float]]:
     bw, fl = gpu.memory_bandwidth, gpu.peak_flops
     return {
         "weight_bandwidth": (0.3 * bw, bw), "gemm_flops": (0.15 * fl, fl),
-        "gemm_tile_tokens": (0.0, 512.0), "attention_bandwidth": (0.05 * bw, bw),
+        "gemm_tile_tokens": (1.0, 512.0), "attention_bandwidth": (0.05 * bw, bw),
+        "attention_half_items": (0.1, 4096.0),
         "attention_flops": (0.05 * fl, fl), "sampling_passes": (0.5, 400.0),
-        "per_seq_s": (1e-8, 2e-4), "fixed_s": (1e-6, 10e-3), "per_layer_s": (1e-8, 200e-6),
+        "seq_layer_s": (1e-10, 5e-6), "fixed_s": (1e-6, 10e-3), "per_layer_s": (1e-8, 200e-6),
+        "norm_s": (1e-8, 50e-6),
         "cpu_fixed_s": (1e-6, 50e-3), "cpu_per_seq_s": (1e-8, 500e-6),
         "allreduce_bandwidth": (0.05 * gpu.interconnect_bandwidth,
                                 gpu.interconnect_bandwidth),
@@ -255,3 +259,83 @@ def with_params(params: GpuParams, **changes) -> GpuParams:
 __all__ = ["FREE", "PARAM_NAMES", "Fitted", "HeldOut", "Problem", "datasheet_bounds",
            "datasheet_start", "errors", "fit", "fit_params", "leave_one_out", "predict_points",
            "prompt_grid"]
+
+
+def at_bound(fitted: Fitted, bounds: dict[str, tuple[float, float]]) -> dict[str, str]:
+    """Free parameters the fit left at a bound (the data did not pin them)."""
+    out = {}
+    for n in fitted.free:
+        v, (lo, hi) = getattr(fitted.params, n), bounds[n]
+        if v <= lo * 1.001:
+            out[n] = "lower"
+        elif v >= hi * 0.999:
+            out[n] = "upper"
+    return out
+
+
+def fitted_profile(fitted: Fitted, gpu: GpuSpec, source: str,
+                   points: Sequence[MeasuredPoint], preds: Sequence[Prediction],
+                   held_out: Sequence[HeldOut] = (), command: str = "",
+                   bounds: dict | None = None, fixed_why: dict[str, str] | None = None):
+    """The JSON-able profile of a fit: parameters with provenance, the prompt nuisance, the
+    per-model errors in the fit (and held out, if given), every point real vs simulated."""
+    from .fitted import FittedProfile
+
+    bounds = {**datasheet_bounds(gpu), **(bounds or {})}
+    edge = at_bound(fitted, bounds)
+    groups = sorted({p.group for p in points})
+    prov = {}
+    for n in PARAM_NAMES:
+        if n in fitted.free:
+            prov[n] = f"fitted to {source} ({len(points)} runs: {', '.join(groups)})"
+            if n in edge:
+                prov[n] += f"; at its {edge[n]} bound {bounds[n][edge[n] == 'upper']:.4g}"
+        else:
+            prov[n] = (fixed_why or {}).get(n) or FIXED_WHY.get(n, "assumed")
+    per_group = {}
+    for g in groups:
+        pp = [(p, q) for p, q in zip(points, preds, strict=True) if p.group == g]
+        per_group[g] = errors([p for p, _ in pp], [q for _, q in pp])
+    fit = {
+        "command": command,
+        "prompt_lengths": {fam: {**pr.to_dict(), "provenance":
+                                 "nuisance: log-normal fitted jointly (prompt lengths of these "
+                                 "runs were not published)"}
+                           for fam, pr in fitted.prompts.items()},
+        "residual_cost": fitted.cost, "evaluations": fitted.evaluations,
+        "in_fit": per_group,
+        "points": [_point_json(p, q) for p, q in zip(points, preds, strict=True)],
+    }
+    if held_out:
+        fit["held_out"] = {h.group: {**errors(h.points, h.predictions),
+                                     "prompt_lengths": {f: pr.to_dict()
+                                                        for f, pr in h.fitted.prompts.items()},
+                                     "points": [_point_json(p, q) for p, q in
+                                                zip(h.points, h.predictions, strict=True)]}
+                           for h in held_out}
+        worst_itl = max(v["itl_mape"] for v in fit["held_out"].values())
+        worst_tps = max(v["tps_mape"] for v in fit["held_out"].values())
+        fit["held_out_summary"] = (f"worst model: ITL MAPE {100 * worst_itl:.1f}%, throughput "
+                                   f"MAPE {100 * worst_tps:.1f}%")
+    return FittedProfile(gpu.name, source, fitted.params, prov, True, fit)
+
+
+FIXED_WHY = {
+    "gemm_tile_tokens": "assumed: half of a 128-token GEMM tile wasted on average",
+    "attention_flops": "assumed: 40% of the datasheet BF16 peak (prefill attention is a small "
+                       "share of chat runs, so the data cannot pin it)",
+    "allreduce_bandwidth": "assumed: 70% of the datasheet NVLink bandwidth",
+    "allreduce_latency_s": "assumed: 8 us per call (no tensor-parallel runs in the fit)",
+}
+
+
+def _point_json(p: MeasuredPoint, q: Prediction) -> dict:
+    return {"label": p.label, "group": p.group, "tp": p.tp,
+            "max_num_seqs": p.engine.max_num_seqs, "requests": p.num_requests,
+            "median_itl_ms": [_r(p.median_itl_s, 1e3), _r(q.median_itl_s, 1e3)],
+            "steady_output_tps": [_r(p.steady_output_tps), _r(q.steady_output_tps)],
+            "mean_running": [_r(p.mean_running), _r(q.mean_running)]}
+
+
+def _r(x, scale: float = 1.0):
+    return None if x is None or not math.isfinite(x) else round(x * scale, 4)

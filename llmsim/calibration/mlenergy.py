@@ -30,15 +30,18 @@ SOURCE = "ML.ENERGY Benchmark v3 (ml-energy/leaderboard @ 0cd52da, vLLM 0.11)"
 MAX_OUTPUT = 4096
 MAX_PROMPT = 20480 - MAX_OUTPUT
 
-# model id -> (llmsim preset, prompt family = tokenizer)
+# model id -> llmsim preset
 MODELS = {
-    "Qwen/Qwen3-8B": ("qwen3-8b", "qwen3"),
-    "Qwen/Qwen3-14B": ("qwen3-14b", "qwen3"),
-    "Qwen/Qwen3-32B": ("qwen3-32b", "qwen3"),
-    "Qwen/Qwen3-30B-A3B-Instruct-2507": ("qwen3-30b-a3b", "qwen3"),
-    "google/gemma-3-12b-it": ("gemma-3-12b", "gemma3"),
-    "google/gemma-3-27b-it": ("gemma-3-27b", "gemma3"),
+    "Qwen/Qwen3-8B": "qwen3-8b",
+    "Qwen/Qwen3-14B": "qwen3-14b",
+    "Qwen/Qwen3-32B": "qwen3-32b",
+    "Qwen/Qwen3-30B-A3B-Instruct-2507": "qwen3-30b-a3b",
+    "google/gemma-3-12b-it": "gemma-3-12b",
+    "google/gemma-3-27b-it": "gemma-3-27b",
 }
+# Every model ran the same LMArena prompts: one prompt-length distribution for all of them
+# (the Qwen and Gemma tokenizers count the same text a few percent apart; ignored).
+PROMPT_FAMILY = "lmarena-chat"
 # Engine settings the benchmark's configs override, by (model id, GPU).
 BLOCK_SIZE = {("google/gemma-3-12b-it", "B200"): 32}  # "FlashInfer bug" in its config
 
@@ -88,7 +91,7 @@ def load_mlenergy(folder: str | Path, gpus: tuple[str, ...] = ("H100", "B200"),
         if mid not in MODELS:
             skipped.append(Skipped(f.name, mid, "no llmsim preset for this model"))
             continue
-        preset, family = MODELS[mid]
+        preset = MODELS[mid]
         model = get_model(preset)
         for c in d["configurations"]:
             gpu_name = c["gpu_model"]
@@ -117,7 +120,8 @@ def load_mlenergy(folder: str | Path, gpus: tuple[str, ...] = ("H100", "B200"),
             points.append(MeasuredPoint(
                 label=f"{name} {gpu_name} tp{tp} max_num_seqs={mns}",
                 group=f"{name} {gpu_name}",
-                model=model, tp=tp, engine=engine, output_tokens=out, prompt_family=family,
+                model=model, tp=tp, engine=engine, output_tokens=out,
+                prompt_family=PROMPT_FAMILY,
                 median_itl_s=float(c["median_itl_ms"]) / 1e3,
                 steady_output_tps=float(c["output_throughput_tokens_per_sec"]),
                 mean_running=float(c["avg_batch_size"]),

@@ -4,12 +4,13 @@ One set of GPU parameters (`GpuParams`) prices any model shape: the shape says h
 bytes and FLOPs each term moves, the parameters say how fast this GPU and engine move them.
 Per iteration, on one GPU of the tensor-parallel group:
 
-    gpu = fixed + per_layer * layers                        launches, syncs, kernel tails
+    gpu = fixed + per_layer * layers + norm * norms         launches, syncs, kernel tails
         + max(weights / weight_bw, flops * (tokens + tile) / gemm_flops)    weight GEMMs
         + activation bytes(tokens) / weight_bw                norms, RoPE, SiLU, residuals
         + max(head / weight_bw, head flops * (rows + tile) / gemm_flops)      LM head
         + rows * vocab * 4 B * sampling_passes / weight_bw      sampling over fp32 logits
-        + KV bytes read by decodes / attention_bw + per_seq * seqs       decode attention
+        + KV bytes read by decodes / (attention_bw * items / (items + half_items))
+        + seq_layer * seqs * layers            decode attention, items = decodes x KV heads
         + prefill attention FLOPs / attention_flops + cached KV / attention_bw
         + 2 * layers * (allreduce_latency + ring bytes(tokens) / allreduce_bw)   TP > 1
     cpu = cpu_fixed + cpu_per_seq * seqs          the engine's scheduling and output work
@@ -22,9 +23,9 @@ token. Sliding-window layers read at most `window` cached tokens per sequence.
 
 The decode rule (engine/cost.py): for a decode-only batch of n sequences, the time is
 piecewise affine in the summed context C: the GPU part is affine in C, except that
-sliding-window layers read min(C, n * window) tokens (an upper bound of the per-sequence
-sum: exact when every context is on the same side of the window), and async scheduling
-takes max(gpu, cpu). `decode_pieces(n)` gives the pieces and their breakpoints.
+sliding-window layers read a concave piecewise-affine estimate of sum(min(c_i, window))
+(`windowed`: the engine tells a cost model only n and C), and async scheduling takes
+max(gpu, cpu). `decode_pieces(n)` gives the pieces and their breakpoints.
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ class GpuParams:
     weight_bandwidth: float  # B/s streaming weights and activations (memory-bound GEMMs)
     gemm_flops: float  # FLOP/s of the weight GEMMs once compute-bound
     gemm_tile_tokens: float  # tokens of tile/wave waste added to each GEMM's compute time
-    attention_bandwidth: float  # B/s reading paged KV in decode attention
+    attention_bandwidth: float  # B/s reading paged KV in decode attention, GPU filled
+    attention_half_items: float  # (sequence, KV head) pairs at which decode attention
+    # reaches half that bandwidth: fewer work items than SMs cannot fill the GPU
     attention_flops: float  # FLOP/s of prefill attention
     sampling_passes: float  # fp32 passes over the vocabulary per sampled row
-    per_seq_s: float  # GPU seconds per sequence in the batch (attention metadata, per row)
+    seq_layer_s: float  # GPU seconds per sequence per layer (attention setup, split-KV merge)
     fixed_s: float  # GPU seconds per iteration
     per_layer_s: float  # GPU seconds per decoder layer per iteration
+    norm_s: float  # GPU seconds per RMSNorm kernel (each layer runs norms_per_layer)
     cpu_fixed_s: float  # engine CPU seconds per step
     cpu_per_seq_s: float  # engine CPU seconds per scheduled sequence per step
     allreduce_bandwidth: float  # B/s per GPU, one direction, for the TP all-reduce
@@ -83,6 +87,24 @@ class GpuParams:
 
 
 PARAM_NAMES = tuple(f.name for f in fields(GpuParams))
+PARAM_INFO = {  # name: (unit, what it prices)
+    "weight_bandwidth": ("B/s", "HBM bandwidth streaming weights and activations"),
+    "gemm_flops": ("FLOP/s", "weight GEMMs once compute-bound"),
+    "gemm_tile_tokens": ("tokens", "tile and wave waste added to each GEMM's token count"),
+    "attention_bandwidth": ("B/s", "paged decode attention reading KV, GPU filled"),
+    "attention_half_items": ("(seq, KV head)", "decode work items at half that bandwidth"),
+    "attention_flops": ("FLOP/s", "prefill attention"),
+    "sampling_passes": ("passes", "fp32 passes over the vocabulary per sampled row"),
+    "seq_layer_s": ("s", "GPU time per sequence per layer (attention setup, merges)"),
+    "fixed_s": ("s", "GPU time per iteration (launch, sync, sampler setup)"),
+    "per_layer_s": ("s", "GPU time per decoder layer per iteration"),
+    "norm_s": ("s", "GPU time per RMSNorm kernel per iteration"),
+    "cpu_fixed_s": ("s", "engine CPU time per step (scheduling, inputs, outputs)"),
+    "cpu_per_seq_s": ("s", "engine CPU time per scheduled sequence per step"),
+    "allreduce_bandwidth": ("B/s", "tensor-parallel all-reduce, per GPU one way"),
+    "allreduce_latency_s": ("s", "per all-reduce call (two per layer)"),
+}
+assert set(PARAM_INFO) == set(PARAM_NAMES)
 
 
 class Features(NamedTuple):
@@ -127,6 +149,7 @@ class ShapeCosts(NamedTuple):
     """A model shape on one GPU of its TP group, in bytes and FLOPs per unit of work."""
 
     layers: int
+    norms: int  # RMSNorm kernels, all layers
     weight_bytes: float  # dense linear weights (attention + dense MLP, or attention + router)
     weight_flops: float  # FLOPs per token through them
     expert_bytes: float  # one expert of one layer, times layers (0: dense)
@@ -140,6 +163,7 @@ class ShapeCosts(NamedTuple):
     kv_full: float  # KV bytes per token, full-attention layers
     kv_local: float  # KV bytes per token, sliding-window layers
     window: int
+    kv_heads: int  # KV heads on this GPU
     attn_flops_full: float  # FLOPs per (query, key) pair, full-attention layers
     attn_flops_local: float
     allreduce_bytes: float  # ring bytes per token per all-reduce (0 at TP 1)
@@ -160,24 +184,25 @@ class ShapeCosts(NamedTuple):
             dense = m.linear_params(tp)
             expert = 0
             mlp_act = 3 * m.intermediate_size // tp
-        # Elementwise traffic per token and layer, read + write: two fused add+RMSNorms
+        # Elementwise traffic per token and layer, read + write: the fused add+RMSNorms
         # (4 hidden each), q/k norm, RoPE and the KV-cache write over the heads, SiLU-and-mul.
         qk = (heads + 2 * kv_heads) * m.head_dim
-        act = m.num_layers * (8 * m.hidden_size + 3 * qk + mlp_act) * b
+        act = m.num_layers * (4 * m.norms_per_layer * m.hidden_size + 3 * qk + mlp_act) * b
         kv_layer = 2 * kv_heads * m.head_dim * b
         pair_flops = 4 * heads * m.head_dim
         ring = 2 * (tp - 1) / tp * m.hidden_size * b
-        return cls(m.num_layers, dense * b, 2.0 * dense, expert * b, 2.0 * expert,
+        return cls(m.num_layers, m.num_layers * m.norms_per_layer, dense * b, 2.0 * dense,
+                   expert * b, 2.0 * expert,
                    m.num_experts, m.experts_per_token, act, m.lm_head_params(tp) * b,
                    2.0 * m.lm_head_params(tp), m.vocab_size, m.full_attention_layers * kv_layer,
-                   m.sliding_layers * kv_layer, m.sliding_window,
+                   m.sliding_layers * kv_layer, m.sliding_window, kv_heads,
                    m.full_attention_layers * pair_flops, m.sliding_layers * pair_flops, ring)
 
 
 def gpu_time(c: ShapeCosts, p: GpuParams, f: Features, mx=max, power=pow):
     """The GPU part of an iteration's time; `mx` and `power` are `max` and `pow` for scalars,
     `np.maximum` and `np.power` for arrays of iterations."""
-    t = p.fixed_s + p.per_layer_s * c.layers
+    t = p.fixed_s + p.per_layer_s * c.layers + p.norm_s * c.norms
     tile = p.gemm_tile_tokens
     if c.num_experts:
         untouched = power(1.0 - c.experts_per_token / c.num_experts, f.tokens)
@@ -195,8 +220,11 @@ def gpu_time(c: ShapeCosts, p: GpuParams, f: Features, mx=max, power=pow):
     t = t + f.sampled * (c.vocab * FP32 * p.sampling_passes / p.weight_bandwidth)
     kv = c.kv_full * f.context
     if c.window:
-        kv = kv + c.kv_local * -mx(-f.context, -f.decodes * c.window)  # min(C, n * window)
-    t = t + kv / p.attention_bandwidth + p.per_seq_s * f.seqs
+        kv = kv + c.kv_local * windowed(f.context, f.decodes * c.window, mx)
+    # Bandwidth attn_bw * items / (items + half): at a fixed batch still affine in C.
+    items = mx(f.decodes * c.kv_heads, 1)
+    t = t + kv * (1 + p.attention_half_items / items) / p.attention_bandwidth
+    t = t + p.seq_layer_s * c.layers * f.seqs
     t = t + (c.attn_flops_full * f.pf_pairs + c.attn_flops_local * f.pf_pairs_local) \
         / p.attention_flops
     t = t + (c.kv_full * f.pf_kv + c.kv_local * f.pf_kv_local) / p.attention_bandwidth
@@ -204,6 +232,19 @@ def gpu_time(c: ShapeCosts, p: GpuParams, f: Features, mx=max, power=pow):
         t = t + 2 * c.layers * (p.allreduce_latency_s
                                 + c.allreduce_bytes * f.tokens / p.allreduce_bandwidth)
     return t
+
+
+def windowed(context, cap, mx=max):
+    """Tokens the sliding-window layers read, from the summed context C of n sequences
+    (cap = n * window): min(C, cap / e + (1 - 2 / e) C, cap). The true sum of
+    min(c_i, window) needs every c_i; were contexts exponential with mean m it would be
+    n m (1 - exp(-window / m)), and the middle line is its tangent at m = window. Concave and
+    piecewise affine in C, with breakpoints at C = cap / 2 and C = cap (e - 1) / (e - 2)."""
+    return -mx(mx(-context, -(cap / math.e + WINDOW_SLOPE * context)), -cap)
+
+
+WINDOW_SLOPE = 1 - 2 / math.e
+WINDOW_KNEES = (0.5, (math.e - 1) / (math.e - 2))  # breakpoints of `windowed`, in units of cap
 
 
 def cpu_time(p: GpuParams, f: Features):
@@ -254,13 +295,15 @@ class PhysicalCostModel:
             return gpu_time(self.costs, self.params,
                             Features(n, n, n, ctx, n, 0, 0, 0, 0)) + self.extra_overhead_s
 
-        bw = self.params.attention_bandwidth
+        items = max(n * self.costs.kv_heads, 1)
+        bw = self.params.attention_bandwidth / (1 + self.params.attention_half_items / items)
         slope_full = (self.costs.kv_full + self.costs.kv_local) / bw
         gpu = [(0.0, at(0.0), slope_full)]
         if self.costs.window and self.costs.kv_local:
-            knee = float(n * self.costs.window)
-            slope = self.costs.kv_full / bw
-            gpu.append((knee, at(knee) - slope * knee, slope))
+            cap = float(n * self.costs.window)
+            for knee, local_slope in zip(WINDOW_KNEES, (WINDOW_SLOPE, 0.0), strict=True):
+                slope = (self.costs.kv_full + self.costs.kv_local * local_slope) / bw
+                gpu.append((knee * cap, at(knee * cap) - slope * knee * cap, slope))
         cpu = cpu_time(self.params, Features(n, n, n, 0, n, 0, 0, 0, 0))
         if not self.async_scheduling:
             return [(s, a + cpu, b) for s, a, b in gpu]

@@ -30,6 +30,7 @@ class ModelShape:
     num_experts: int = 0  # routed experts per MoE layer (0: a dense SwiGLU MLP)
     experts_per_token: int = 0  # experts each token is routed to
     moe_intermediate_size: int = 0  # SwiGLU width of one expert
+    norms_per_layer: int = 2  # RMSNorms on the residual stream per layer (Gemma 3: 4)
 
     def __post_init__(self) -> None:
         if self.sliding_layers and not 0 < self.sliding_layers <= self.num_layers:
@@ -145,6 +146,9 @@ class ModelShape:
             experts_per_token=int(cfg.get("num_experts_per_tok") or 0) if experts else 0,
             moe_intermediate_size=int(cfg.get("moe_intermediate_size")
                                       or cfg.get("intermediate_size")) if experts else 0,
+            # Gemma 2/3 norm before and after both attention and MLP.
+            norms_per_layer=4 if str(cfg.get("model_type", "")).startswith(("gemma2", "gemma3"))
+            else 2,
         )
 
 
@@ -190,9 +194,10 @@ MODELS: dict[str, ModelShape] = {
         # google/gemma-3-{12b,27b}-it text_config: 5 sliding-window (1024) layers per global
         # one; embeddings tied.
         ModelShape("gemma-3-12b", 48, 3840, 16, 8, 256, 15360, 262208, tie_word_embeddings=True,
-                   sliding_window=1024, sliding_layers=40),
+                   sliding_window=1024, sliding_layers=40, norms_per_layer=4),
         ModelShape("gemma-3-27b", 62, 5376, 32, 16, 128, 21504, 262208,
-                   tie_word_embeddings=True, sliding_window=1024, sliding_layers=52),
+                   tie_word_embeddings=True, sliding_window=1024, sliding_layers=52,
+                   norms_per_layer=4),
         ModelShape("mistral-7b", 32, 4096, 32, 8, 128, 14336, 32768),  # Mistral-7B-v0.3
         # Not a real model: small enough to calibrate on a CPU in seconds, for tests.
         ModelShape("tiny", 2, 64, 4, 2, 16, 128, 256, dtype_bytes=4),

@@ -263,6 +263,20 @@ class PhysicalCostModel:
         self.async_scheduling = async_scheduling
         self.extra_overhead_s = extra_overhead_s
         self.label = label
+        self._dense = not self.costs.num_experts and not self.costs.window
+        c, q = self.costs, params
+        # The simulator calls iteration_time once per iteration: dense models take a path
+        # of precomputed constants (the same formula as gpu_time; tests hold them equal).
+        self._k = (q.fixed_s + q.per_layer_s * c.layers + q.norm_s * c.norms + extra_overhead_s,
+                   c.weight_bytes / q.weight_bandwidth, c.weight_flops / q.gemm_flops,
+                   q.gemm_tile_tokens, c.activation_bytes / q.weight_bandwidth,
+                   c.head_bytes / q.weight_bandwidth, c.head_flops / q.gemm_flops,
+                   c.vocab * FP32 * q.sampling_passes / q.weight_bandwidth,
+                   c.kv_full / q.attention_bandwidth, q.attention_half_items, c.kv_heads,
+                   q.seq_layer_s * c.layers, c.attn_flops_full / q.attention_flops,
+                   2 * c.layers * q.allreduce_latency_s if c.allreduce_bytes else 0.0,
+                   2 * c.layers * c.allreduce_bytes / q.allreduce_bandwidth,
+                   q.cpu_fixed_s, q.cpu_per_seq_s)
 
     def describe(self) -> dict:
         return {"kind": "physical", "model": self.model.to_dict(), "tp": self.tp,
@@ -271,10 +285,33 @@ class PhysicalCostModel:
 
     def iteration_time(self, shape: IterationShape) -> float:
         assert shape.num_tokens > 0, f"empty iteration {shape}"
+        if self._dense:
+            return self._dense_time(shape)
         f = features(shape, self.costs.window)
         gpu = gpu_time(self.costs, self.params, f) + self.extra_overhead_s
         cpu = cpu_time(self.params, f)
         return float(max(gpu, cpu) if self.async_scheduling else gpu + cpu)
+
+    def _dense_time(self, s: IterationShape) -> float:
+        (fixed, w_read, w_flop, tile, act, h_read, h_flop, sample, kv, half, kv_heads,
+         seq, pair, ar_fixed, ar_tok, cpu0, cpu1) = self._k
+        tokens, rows, n = s.num_tokens, s.num_sampled, s.num_decodes
+        gpu = fixed + max(w_read, w_flop * (tokens + tile)) + act * tokens
+        if rows:
+            gpu += max(h_read, h_flop * (rows + tile)) + rows * sample
+        if n:
+            gpu += s.decode_context * kv * (1 + half / max(n * kv_heads, 1))
+        gpu += seq * s.num_seqs
+        if s.prefill_chunks:
+            pairs = ctx = 0
+            for chunk, cached in s.prefill_chunks:
+                pairs += (2 * cached + chunk + 1) * chunk // 2
+                ctx += cached + chunk
+            gpu += pair * pairs + kv * ctx
+        if ar_fixed:
+            gpu += ar_fixed + ar_tok * tokens
+        cpu = cpu0 + cpu1 * s.num_seqs
+        return max(gpu, cpu) if self.async_scheduling else gpu + cpu
 
     def iteration_times(self, f: Features) -> np.ndarray:
         """Times of many iterations at once (arrays in `f`); the same numbers as

@@ -99,7 +99,7 @@ def test_window_pairs_by_brute_force(chunk, cached, window):
 def test_terms_by_hand_for_a_dense_decode():
     """Qwen3-8B decoding 8 sequences of 1,000 tokens, with only bandwidth terms switched on."""
     p = GpuParams(weight_bandwidth=2e12, gemm_flops=1e18, gemm_tile_tokens=0,
-                  attention_bandwidth=1e12, attention_half_items=0, attention_flops=1e18,
+                  attention_bandwidth=1e12, attention_half_seqs=0, attention_flops=1e18,
                   sampling_passes=0, seq_layer_s=0, fixed_s=0, per_layer_s=0, norm_s=0,
                   cpu_fixed_s=0, cpu_per_seq_s=0, allreduce_bandwidth=1, allreduce_latency_s=0)
     shape = get_model("qwen3-8b")
@@ -128,7 +128,7 @@ def test_moe_reads_the_experts_the_batch_touches():
 def test_sliding_window_layers_read_at_most_the_window():
     gemma = get_model("gemma-3-12b")
     assert gemma.sliding_layers == 40 and gemma.full_attention_layers == 8
-    m = PhysicalCostModel(gemma, 1, replace(H100, attention_half_items=0), "t")
+    m = PhysicalCostModel(gemma, 1, replace(H100, attention_half_seqs=0), "t")
     short = m.iteration_time(decode(4, 4 * 50_000)) - m.iteration_time(decode(4, 4 * 40_000))
     # past 2.39 windows per sequence only the 8 global layers read more
     assert short == pytest.approx(4 * 10_000 * m.costs.kv_full / H100.attention_bandwidth)

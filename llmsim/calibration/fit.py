@@ -38,7 +38,7 @@ from .measured import (
 )
 from .physical import PARAM_NAMES, GpuParams, PhysicalCostModel
 
-FREE = ("weight_bandwidth", "gemm_flops", "attention_bandwidth", "attention_half_items",
+FREE = ("weight_bandwidth", "gemm_flops", "attention_bandwidth", "attention_half_seqs",
         "sampling_passes",
         "seq_layer_s", "fixed_s", "per_layer_s", "norm_s", "cpu_fixed_s", "cpu_per_seq_s",
         "allreduce_latency_s")
@@ -51,7 +51,7 @@ def datasheet_start(gpu: GpuSpec) -> GpuParams:
     return GpuParams(
         weight_bandwidth=0.85 * gpu.memory_bandwidth, gemm_flops=0.6 * gpu.peak_flops,
         gemm_tile_tokens=64.0, attention_bandwidth=0.7 * gpu.memory_bandwidth,
-        attention_half_items=64.0,
+        attention_half_seqs=8.0,
         attention_flops=0.4 * gpu.peak_flops, sampling_passes=10.0, seq_layer_s=0.2e-6,
         fixed_s=1e-3, per_layer_s=20e-6, norm_s=3e-6, cpu_fixed_s=2e-3, cpu_per_seq_s=15e-6,
         allreduce_bandwidth=0.7 * gpu.interconnect_bandwidth, allreduce_latency_s=8e-6)
@@ -64,7 +64,7 @@ def datasheet_bounds(gpu: GpuSpec) -> dict[str, tuple[float, float]]:
     return {
         "weight_bandwidth": (0.3 * bw, bw), "gemm_flops": (0.15 * fl, fl),
         "gemm_tile_tokens": (1.0, 512.0), "attention_bandwidth": (0.05 * bw, bw),
-        "attention_half_items": (0.1, 4096.0),
+        "attention_half_seqs": (0.01, 1024.0),
         "attention_flops": (0.05 * fl, fl), "sampling_passes": (0.5, 400.0),
         "seq_layer_s": (1e-10, 5e-6), "fixed_s": (1e-6, 10e-3), "per_layer_s": (1e-8, 200e-6),
         "norm_s": (1e-8, 50e-6),

@@ -9,8 +9,8 @@ Per iteration, on one GPU of the tensor-parallel group:
         + activation bytes(tokens) / weight_bw                norms, RoPE, SiLU, residuals
         + max(head / weight_bw, head flops * (rows + tile) / gemm_flops)      LM head
         + rows * vocab * 4 B * sampling_passes / weight_bw      sampling over fp32 logits
-        + KV bytes read by decodes / (attention_bw * items / (items + half_items))
-        + seq_layer * seqs * layers            decode attention, items = decodes x KV heads
+        + KV bytes read by decodes / (attention_bw * n / (n + half_seqs))
+        + seq_layer * seqs * layers                 decode attention, n decoding sequences
         + prefill attention FLOPs / attention_flops + cached KV / attention_bw
         + 2 * layers * (allreduce_latency + ring bytes(tokens) / allreduce_bw)   TP > 1
     cpu = cpu_fixed + cpu_per_seq * seqs          the engine's scheduling and output work
@@ -51,8 +51,8 @@ class GpuParams:
     gemm_flops: float  # FLOP/s of the weight GEMMs once compute-bound
     gemm_tile_tokens: float  # tokens of tile/wave waste added to each GEMM's compute time
     attention_bandwidth: float  # B/s reading paged KV in decode attention, GPU filled
-    attention_half_items: float  # (sequence, KV head) pairs at which decode attention
-    # reaches half that bandwidth: fewer work items than SMs cannot fill the GPU
+    attention_half_seqs: float  # decoding sequences at which decode attention reaches half
+    # that bandwidth: a small batch cannot fill the GPU
     attention_flops: float  # FLOP/s of prefill attention
     sampling_passes: float  # fp32 passes over the vocabulary per sampled row
     seq_layer_s: float  # GPU seconds per sequence per layer (attention setup, split-KV merge)
@@ -92,7 +92,7 @@ PARAM_INFO = {  # name: (unit, what it prices)
     "gemm_flops": ("FLOP/s", "weight GEMMs once compute-bound"),
     "gemm_tile_tokens": ("tokens", "tile and wave waste added to each GEMM's token count"),
     "attention_bandwidth": ("B/s", "paged decode attention reading KV, GPU filled"),
-    "attention_half_items": ("(seq, KV head)", "decode work items at half that bandwidth"),
+    "attention_half_seqs": ("sequences", "decoding sequences at half that bandwidth"),
     "attention_flops": ("FLOP/s", "prefill attention"),
     "sampling_passes": ("passes", "fp32 passes over the vocabulary per sampled row"),
     "seq_layer_s": ("s", "GPU time per sequence per layer (attention setup, merges)"),
@@ -163,7 +163,6 @@ class ShapeCosts(NamedTuple):
     kv_full: float  # KV bytes per token, full-attention layers
     kv_local: float  # KV bytes per token, sliding-window layers
     window: int
-    kv_heads: int  # KV heads on this GPU
     attn_flops_full: float  # FLOPs per (query, key) pair, full-attention layers
     attn_flops_local: float
     allreduce_bytes: float  # ring bytes per token per all-reduce (0 at TP 1)
@@ -195,7 +194,7 @@ class ShapeCosts(NamedTuple):
                    expert * b, 2.0 * expert,
                    m.num_experts, m.experts_per_token, act, m.lm_head_params(tp) * b,
                    2.0 * m.lm_head_params(tp), m.vocab_size, m.full_attention_layers * kv_layer,
-                   m.sliding_layers * kv_layer, m.sliding_window, kv_heads,
+                   m.sliding_layers * kv_layer, m.sliding_window,
                    m.full_attention_layers * pair_flops, m.sliding_layers * pair_flops, ring)
 
 
@@ -221,9 +220,8 @@ def gpu_time(c: ShapeCosts, p: GpuParams, f: Features, mx=max, power=pow):
     kv = c.kv_full * f.context
     if c.window:
         kv = kv + c.kv_local * windowed(f.context, f.decodes * c.window, mx)
-    # Bandwidth attn_bw * items / (items + half): at a fixed batch still affine in C.
-    items = mx(f.decodes * c.kv_heads, 1)
-    t = t + kv * (1 + p.attention_half_items / items) / p.attention_bandwidth
+    # Bandwidth attn_bw * n / (n + half): at a fixed batch still affine in C.
+    t = t + kv * (1 + p.attention_half_seqs / mx(f.decodes, 1)) / p.attention_bandwidth
     t = t + p.seq_layer_s * c.layers * f.seqs
     t = t + (c.attn_flops_full * f.pf_pairs + c.attn_flops_local * f.pf_pairs_local) \
         / p.attention_flops
@@ -272,7 +270,7 @@ class PhysicalCostModel:
                    q.gemm_tile_tokens, c.activation_bytes / q.weight_bandwidth,
                    c.head_bytes / q.weight_bandwidth, c.head_flops / q.gemm_flops,
                    c.vocab * FP32 * q.sampling_passes / q.weight_bandwidth,
-                   c.kv_full / q.attention_bandwidth, q.attention_half_items, c.kv_heads,
+                   c.kv_full / q.attention_bandwidth, q.attention_half_seqs,
                    q.seq_layer_s * c.layers, c.attn_flops_full / q.attention_flops,
                    2 * c.layers * q.allreduce_latency_s if c.allreduce_bytes else 0.0,
                    2 * c.layers * c.allreduce_bytes / q.allreduce_bandwidth,
@@ -293,14 +291,14 @@ class PhysicalCostModel:
         return float(max(gpu, cpu) if self.async_scheduling else gpu + cpu)
 
     def _dense_time(self, s: IterationShape) -> float:
-        (fixed, w_read, w_flop, tile, act, h_read, h_flop, sample, kv, half, kv_heads,
+        (fixed, w_read, w_flop, tile, act, h_read, h_flop, sample, kv, half,
          seq, pair, ar_fixed, ar_tok, cpu0, cpu1) = self._k
         tokens, rows, n = s.num_tokens, s.num_sampled, s.num_decodes
         gpu = fixed + max(w_read, w_flop * (tokens + tile)) + act * tokens
         if rows:
             gpu += max(h_read, h_flop * (rows + tile)) + rows * sample
         if n:
-            gpu += s.decode_context * kv * (1 + half / max(n * kv_heads, 1))
+            gpu += s.decode_context * kv * (1 + half / n)
         gpu += seq * s.num_seqs
         if s.prefill_chunks:
             pairs = ctx = 0
@@ -332,8 +330,7 @@ class PhysicalCostModel:
             return gpu_time(self.costs, self.params,
                             Features(n, n, n, ctx, n, 0, 0, 0, 0)) + self.extra_overhead_s
 
-        items = max(n * self.costs.kv_heads, 1)
-        bw = self.params.attention_bandwidth / (1 + self.params.attention_half_items / items)
+        bw = self.params.attention_bandwidth / (1 + self.params.attention_half_seqs / n)
         slope_full = (self.costs.kv_full + self.costs.kv_local) / bw
         gpu = [(0.0, at(0.0), slope_full)]
         if self.costs.window and self.costs.kv_local:

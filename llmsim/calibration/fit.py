@@ -190,7 +190,8 @@ def fit(points: Sequence[MeasuredPoint], gpu: GpuSpec, grid: Sequence[PromptLeng
 
     if not unknown:
         params, cost = solve({}, start)
-    for _ in range(sweeps if unknown else 0):
+    # One family: one pass over the grid is exhaustive; several: coordinate descent.
+    for _ in range((sweeps if len(unknown) > 1 else 1) if unknown else 0):
         for fam in unknown:
             best = None
             for pr in grid:

@@ -7,9 +7,12 @@ every run simulated the way it was measured (llmsim's engine, all requests at t=
 run's output lengths, its engine settings). Prints MAPE per held-out model, and the MoE
 model priced with the parameters fitted on every dense model (never fitted on), and
 writes docs/img/fidelity-<gpu>.png. `--bundle` also writes the fits on every dense model
-as llmsim's bundled profiles (llmsim/calibration/fitted/<gpu>.json).
+as llmsim's bundled profiles (llmsim/calibration/fitted/<gpu>.json). `--roofline` instead
+prices every run with the datasheet roofline (the default before fitted profiles), with the
+bundled profile's prompt lengths, for comparison.
 
     python benchmarks/fidelity_mlenergy.py [--gpus h100,b200] [--bundle]
+    python benchmarks/fidelity_mlenergy.py --roofline
 
 CPU: one unit-time simulation per (run, prompt-length setting), cached in
 $XDG_CACHE_HOME/llmsim/fit (about 10 CPU-minutes per GPU the first time on one core),
@@ -44,7 +47,11 @@ def main() -> None:
     ap.add_argument("--prompt-sigmas", default="0.7,1.0")
     ap.add_argument("--bundle", action="store_true",
                     help="write the all-model fits as llmsim's bundled profiles")
+    ap.add_argument("--roofline", action="store_true",
+                    help="only price every run with the datasheet roofline")
     args = ap.parse_args()
+    if args.roofline:
+        return roofline(args)
     grid = _grid(args.prompt_medians, args.prompt_sigmas)
     cache = default_cache()
     summary = []
@@ -99,6 +106,37 @@ def main() -> None:
     missed = [f"{g} {m}" for g, m, _, ok in summary if not ok]
     print("\ntargets met for every held-out dense model" if not missed
           else f"\ntargets missed: {', '.join(missed)}")
+
+
+def roofline(args) -> None:
+    """MAPE of the datasheet roofline on the same runs, simulated the same way."""
+    from llmsim.calibration.fitted import load_fitted
+    from llmsim.calibration.measured import Prediction, PromptLengths, workload_of
+    from llmsim.calibration.roofline import RooflineCostModel
+    from llmsim.policies import FCFS
+    from llmsim.simulate import Deployment, simulate
+
+    for name in args.gpus.split(","):
+        gpu = get_gpu(name)
+        prompts = load_fitted(f"fitted-{gpu.name}").fit["prompt_lengths"]
+        points, _ = load_mlenergy(args.data, (gpu.name.upper(),))
+        print(f"\n{gpu.name.upper()}: datasheet roofline, MAPE over max_num_seqs")
+        for group in dict.fromkeys(p.group for p in points):
+            pts = [p for p in points if p.group == group]
+            preds = []
+            for p in pts:
+                pr = prompts[p.prompt_family]
+                w = workload_of(p, PromptLengths(pr["median"], pr["sigma"], pr["max_tokens"]))
+                r = simulate(w, FCFS, Deployment(engine=p.engine),
+                             cost=RooflineCostModel(p.model, gpu, p.tp))
+                s = r.summary
+                preds.append(Prediction(s["itl"]["median"], s["throughput_output_tps_steady"],
+                                        s["mean_batch_size"]))
+            e = F.errors(pts, preds)
+            bias = sum(q.median_itl_s / p.median_itl_s - 1
+                       for p, q in zip(pts, preds, strict=True)) / len(pts)
+            print(f"{group:<34} {len(pts):>4} median ITL {100 * e['itl_mape']:5.1f}% "
+                  f"(mean error {100 * bias:+.1f}%)  tok/s {100 * e['tps_mape']:5.1f}%")
 
 
 if __name__ == "__main__":

@@ -133,10 +133,17 @@ def test_fit_recovers_the_parameters_that_made_the_data():
         measured.append(replace(p, median_itl_s=q.median_itl_s,
                                 steady_output_tps=q.steady_output_tps,
                                 mean_running=q.mean_running))
-    free = ("weight_bandwidth", "attention_bandwidth", "fixed_s")
+    free = ("weight_bandwidth", "attention_bandwidth", "fixed_s", "cpu_per_seq_s")
     got = F.fit(measured, H100, [], free=free, start=TRUE,
                 traces=lambda p, pr: traces[p.label])
-    for name in free:
+    # the GPU bounds every step of these runs: the CPU cost is not identified, and says so
+    assert got.unidentified == ("cpu_per_seq_s",)
+    assert got.params.cpu_per_seq_s == TRUE.cpu_per_seq_s
+    prof = F.fitted_profile(got, H100, "synthetic", measured, [q for q in
+                            F.predict_points(measured, got, traces=lambda p, pr: traces[p.label])])
+    assert prof.provenance["cpu_per_seq_s"].startswith("not identified")
+    assert prof.provenance["fixed_s"].startswith("fitted to synthetic")
+    for name in free[:3]:
         assert getattr(got.params, name) == pytest.approx(getattr(truth, name), rel=0.02)
     preds = F.predict_points(measured, got, traces=lambda p, pr: traces[p.label])
     e = F.errors(measured, preds)
@@ -156,8 +163,10 @@ def test_leave_one_out_never_sees_the_held_out_group():
 
     held = F.leave_one_out(points, H100, [], free=("fixed_s",), traces=get)
     assert [h.group for h in held] == ["qwen3-8b", "qwen3-14b"]
-    # each fit saw only the other group; the held-out group was traced after its fit
-    assert seen[:2] == ["qwen3-14b"] * 2 and seen[2:4] == ["qwen3-8b"] * 2
+    # each fit saw only the other group (its 2 runs, twice: fit, then sensitivity); the
+    # held-out group's 2 runs were traced after the fit, to be predicted
+    a, b = "qwen3-8b", "qwen3-14b"
+    assert seen == [b] * 4 + [a] * 2 + [a] * 4 + [b] * 2
 
 
 def test_fitted_profile_round_trip_and_defaults(tmp_path, monkeypatch):

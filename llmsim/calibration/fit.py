@@ -84,6 +84,7 @@ class Fitted:
     points: int
     evaluations: int
     history: list = field(default_factory=list)  # (family, PromptLengths, cost) tried
+    unidentified: tuple[str, ...] = ()  # free parameters no run responds to (left at start)
 
 
 class Problem:
@@ -203,7 +204,26 @@ def fit(points: Sequence[MeasuredPoint], gpu: GpuSpec, grid: Sequence[PromptLeng
                 if best is None or c < best[2]:
                     best = (pr, got, c)
             chosen[fam], params, cost = best
-    return Fitted(params, chosen, free, cost, len(points), evals, history)
+    prob = Problem(points, [get(p, chosen.get(p.prompt_family)) for p in points],
+                   async_scheduling)
+    idle = insensitive(prob, params, free)
+    params = replace(params, **{n: getattr(start, n) for n in idle})  # undo round-off drift
+    return Fitted(params, chosen, free, cost, len(points), evals, history, idle)
+
+
+def insensitive(problem: Problem, params: GpuParams, free: Sequence[str]) -> tuple[str, ...]:
+    """Free parameters that move no residual when changed by 10% (e.g. CPU costs when the
+    GPU bounds every step): the data says nothing about them."""
+    base = problem.residuals(params, fast=False)
+    out = []
+    for n in free:
+        for k in (1.1, 0.9):
+            moved = problem.residuals(replace(params, **{n: getattr(params, n) * k}), fast=False)
+            if np.max(np.abs(moved - base)) > 1e-9:
+                break
+        else:
+            out.append(n)
+    return tuple(out)
 
 
 def _informative(name: str, points: Sequence[MeasuredPoint]) -> bool:
@@ -299,7 +319,10 @@ def fitted_profile(fitted: Fitted, gpu: GpuSpec, source: str,
     groups = sorted({p.group for p in points})
     prov = {}
     for n in PARAM_NAMES:
-        if n in fitted.free:
+        if n in fitted.unidentified:
+            prov[n] = (f"not identified by {source}: no run responds to it (e.g. the GPU, "
+                       "not the CPU, bounds every step), so it keeps the assumed start value")
+        elif n in fitted.free:
             prov[n] = f"fitted to {source} ({len(points)} runs: {', '.join(groups)})"
             if n in edge:
                 prov[n] += f"; at its {edge[n]} bound {bounds[n][edge[n] == 'upper']:.4g}"

@@ -20,10 +20,14 @@ def plot_fit(points: Sequence[MeasuredPoint], preds: Sequence[Prediction], title
     series: dict[str, list[int]] = {}
     for i, p in enumerate(points):
         series.setdefault(f"{p.group} tp{p.tp}", []).append(i)
-    cols = len(series)
-    fig, axes = plt.subplots(2, cols, figsize=(2.9 * cols + 0.6, 5.6), squeeze=False)
-    for c, (name, idx) in enumerate(series.items()):
-        idx.sort(key=lambda i: points[i].engine.max_num_seqs)
+    cols = min(len(series), 5)
+    bands = -(-len(series) // cols)  # each band: an ITL row over a throughput row
+    fig, grid = plt.subplots(2 * bands, cols, figsize=(3.1 * cols + 0.4, 4.6 * bands + 0.5),
+                             squeeze=False)
+    for k, (name, idx) in enumerate(series.items()):
+        band, c = divmod(k, cols)
+        axes = grid[2 * band: 2 * band + 2]
+        idx.sort(key=lambda i: (points[i].engine.max_num_seqs, points[i].num_requests))
         x = [points[i].engine.max_num_seqs for i in idx]
         kind = "held out" if all(held_out[i] for i in idx) else "fitted"
         for r, (want, got, unit) in enumerate((
@@ -37,11 +41,15 @@ def plot_fit(points: Sequence[MeasuredPoint], preds: Sequence[Prediction], title
             ax.set_xscale("log", base=2)
             ax.set_xlabel("max_num_seqs")
             if c == 0:
-                ax.set_ylabel(unit)
+                ax.set_ylabel(unit, fontsize=8)
             ax.grid(alpha=0.3)
             if r == 0:
                 ax.set_title(name, fontsize=9)
         axes[0][c].legend(fontsize=7, loc="upper left")
+    for k in range(len(series), bands * cols):  # empty cells of the last band
+        band, c = divmod(k, cols)
+        grid[2 * band][c].axis("off")
+        grid[2 * band + 1][c].axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)

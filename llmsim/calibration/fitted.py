@@ -61,6 +61,7 @@ class FittedProfile:
             with os.fdopen(fd, "w") as f:
                 json.dump(self.to_json(), f, indent=1)
                 f.write("\n")
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; profiles are shared files
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

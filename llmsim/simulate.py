@@ -51,14 +51,14 @@ class Deployment:
 
     def cost_model(self) -> CostModel:
         model, gpu = get_model(self.model), get_gpu(self.gpu)
+        if not self.engine_overhead_s >= 0:
+            raise ValueError(f"engine_overhead_s must be >= 0, got {self.engine_overhead_s}")
         fitted = fitted_cost_model(self.profile, model, self.gpu, self.tp,
                                    self.engine.async_scheduling, self.engine_overhead_s)
         if fitted is not None:
             return fitted
         profile = (find_profile(self.profile) if self.profile is not None
                    else default_profile(self.model, self.gpu, self.tp))
-        if not self.engine_overhead_s >= 0:
-            raise ValueError(f"engine_overhead_s must be >= 0, got {self.engine_overhead_s}")
         if profile is None:
             return RooflineCostModel(model, gpu, tp=self.tp,
                                      overhead_s=1.0e-3 + self.engine_overhead_s)

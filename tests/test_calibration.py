@@ -101,11 +101,14 @@ def test_calibrate_without_cuda_is_a_clear_error(tmp_path):
 
 
 def test_bundled_profile_is_the_default_for_its_model(tiny_profile, tmp_path, monkeypatch):
+    from llmsim.calibration import fitted as fitted_module
     from llmsim.calibration import profile as profile_module
 
     path = tmp_path / "h100-tiny-tp1.json"
     tiny_profile.save(path)
     monkeypatch.setattr(profile_module, "bundled_profiles", lambda: {path.stem: path})
+    # where a GPU has a fitted profile, that is its default (tests/test_fit.py); without one
+    monkeypatch.setattr(fitted_module, "bundled_fitted", lambda: {})
     assert Deployment(model="tiny", gpu="h100").cost_model().label.startswith("measured")
     assert "roofline" in Deployment(model="llama-3-8b", gpu="h100").cost_model().label
     assert "roofline" in Deployment(model="tiny", gpu="a100").cost_model().label

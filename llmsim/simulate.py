@@ -140,8 +140,8 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
     if describe is not None:
         config["cost_model_parameters"] = describe()
     summary = summarize(records, engine_stats, slo)
-    summary["throughput_output_tps_steady"] = steady_output_tps(
-        records, deployment.engine.max_num_seqs * deployment.num_replicas)
+    steady = steady_output_tps(records, deployment.engine.max_num_seqs * deployment.num_replicas)
+    summary["throughput_output_tps_steady"] = steady if steady == steady else None  # NaN: none
     return RunResult(policy.name, records, summary, config)
 
 

@@ -37,9 +37,9 @@ class Deployment:
     num_replicas: int = 1
     router: str = "round-robin"
     engine: EngineConfig = field(default_factory=EngineConfig)
-    profile: str | None = None  # a fitted or measured profile (path or bundled name); None:
-    # the bundled fitted profile for the GPU, else the bundled measured profile for (gpu,
-    # model, tp), else the roofline estimate
+    profile: str | None = None  # a fitted or measured profile (path or bundled name), or
+    # "roofline"; None: the bundled fitted profile for the GPU, else the bundled measured
+    # profile for (gpu, model, tp), else the roofline estimate
     engine_overhead_s: float = 0.0  # per iteration, on top of the cost model: the engine's own
     # work beyond the model's kernels (scheduling, sampling, Python), which a kernel profile
     # does not time; measure it on the real engine (docs: `benchmarks/validate_cpu.sh`)
@@ -57,8 +57,9 @@ class Deployment:
                                    self.engine.async_scheduling, self.engine_overhead_s)
         if fitted is not None:
             return fitted
-        profile = (find_profile(self.profile) if self.profile is not None
-                   else default_profile(self.model, self.gpu, self.tp))
+        profile = (find_profile(self.profile) if self.profile not in (None, "roofline")
+                   else default_profile(self.model, self.gpu, self.tp) if self.profile is None
+                   else None)
         if profile is None:
             return RooflineCostModel(model, gpu, tp=self.tp,
                                      overhead_s=1.0e-3 + self.engine_overhead_s)

@@ -202,6 +202,7 @@ def test_bundled_fitted_profiles_are_the_default_for_their_gpus():
         assert isinstance(cost, PhysicalCostModel)
         assert cost.label.startswith(f"fitted profile ({gpu}, fitted to ML.ENERGY")
     assert "roofline" in Deployment(model="qwen3-8b", gpu="a100").cost_model().label
+    assert "roofline" in Deployment(model="qwen3-8b", profile="roofline").cost_model().label
     no_async = Deployment(model="qwen3-8b", engine=EngineConfig(async_scheduling=False))
     assert not no_async.cost_model().async_scheduling
 

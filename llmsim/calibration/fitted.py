@@ -59,8 +59,7 @@ class FittedProfile:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f, indent=1)
-                f.write("\n")
+                f.write(_dumps(self.to_json()) + "\n")
             os.chmod(tmp, 0o644)  # mkstemp makes it private; profiles are shared files
             os.replace(tmp, path)
         except BaseException:
@@ -93,6 +92,27 @@ class FittedProfile:
         except json.JSONDecodeError as e:
             raise ProfileError(f"{path}: not a profile (invalid JSON: {e})") from None
         return cls.from_json(d, str(path))
+
+
+def _dumps(d: dict) -> str:
+    """Indented JSON with each run of a `points` list on one line (a profile stays a few
+    hundred lines)."""
+    rows: list[str] = []
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: (_mark(v, rows) if k == "points" else strip(v)) for k, v in x.items()}
+        return x
+
+    text = json.dumps(strip(d), indent=1)
+    for i, row in enumerate(rows):
+        text = text.replace(f'"@points{i}@"', row)
+    return text
+
+
+def _mark(points: list, rows: list[str]) -> str:
+    rows.append("[\n  " + ",\n  ".join(json.dumps(p) for p in points) + "\n ]")
+    return f"@points{len(rows) - 1}@"
 
 
 def bundled_fitted() -> dict[str, Path]:

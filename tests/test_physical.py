@@ -173,3 +173,15 @@ def test_hf_config_with_text_config_sliding_layers_and_experts(tmp_path):
     m = ModelShape.from_hf_config(path, "m")
     assert (m.num_experts, m.experts_per_token, m.moe_intermediate_size) == (128, 8, 768)
     assert m.sliding_layers == 0
+
+
+def test_calibrate_refuses_layers_it_cannot_time(tmp_path):
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+
+    pytest.importorskip("torch")
+    res = CliRunner().invoke(app, ["calibrate", "--model", "qwen3-30b-a3b", "--device", "cpu",
+                                   "--out", str(tmp_path / "p.json")])
+    assert res.exit_code == 2 and "MoE and sliding-window layers" in res.output
+    assert not (tmp_path / "p.json").exists()

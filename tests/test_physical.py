@@ -181,7 +181,8 @@ def test_calibrate_refuses_layers_it_cannot_time(tmp_path):
     from llmsim.cli import app
 
     pytest.importorskip("torch")
-    res = CliRunner().invoke(app, ["calibrate", "--model", "qwen3-30b-a3b", "--device", "cpu",
-                                   "--out", str(tmp_path / "p.json")])
+    args = ["calibrate", "--model", "qwen3-30b-a3b", "--device", "cpu",
+            "--out", str(tmp_path / "p.json")]
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
     assert res.exit_code == 2 and "MoE and sliding-window layers" in res.output
     assert not (tmp_path / "p.json").exists()

@@ -3,6 +3,7 @@ column per model (and TP), for a fit's points."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def plot_fit(points: Sequence[MeasuredPoint], preds: Sequence[Prediction], title
         band, c = divmod(k, cols)
         grid[2 * band][c].axis("off")
         grid[2 * band + 1][c].axis("off")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, width=32 * cols), fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -181,22 +181,17 @@ def fit(points: Sequence[MeasuredPoint], gpu: GpuSpec, grid: Sequence[PromptLeng
     history = []
     params, cost, evals = start, math.inf, 0
 
-    def solve(prompts: dict[str, PromptLengths], at: GpuParams,
-              first: bool) -> tuple[GpuParams, float]:
+    def solve(prompts: dict[str, PromptLengths], at: GpuParams) -> tuple[GpuParams, float]:
         nonlocal evals
         tr = [get(p, prompts.get(p.prompt_family)) for p in points]
         prob = Problem(points, tr, async_scheduling)
-        starts = [at]
-        if first and {"cpu_fixed_s", "cpu_per_seq_s"} & set(free):
-            starts.append(cpu_bound_start(at, bounds, free))
-        out = min((fit_params(prob, s, free, bounds) for s in starts), key=lambda r: r[1])
+        out = fit_params(prob, at, free, bounds)
         evals += prob.evaluations
         return out
 
     if not unknown:
-        params, cost = solve({}, start, True)
-    # One family: one pass over the grid is exhaustive; several: coordinate descent. Each
-    # setting starts from the best parameters found so far.
+        params, cost = solve({}, start)
+    # One family: one pass over the grid is exhaustive; several: coordinate descent.
     for _ in range((sweeps if len(unknown) > 1 else 1) if unknown else 0):
         for fam in unknown:
             best = None
@@ -204,7 +199,7 @@ def fit(points: Sequence[MeasuredPoint], gpu: GpuSpec, grid: Sequence[PromptLeng
                 trial = {**chosen, fam: pr}
                 if progress:
                     progress(f"fitting ({fam}: prompt median {pr.median:g}, sigma {pr.sigma:g})")
-                got, c = solve(trial, best[1] if best else params, not history)
+                got, c = solve(trial, params if math.isfinite(cost) else start)
                 history.append((fam, pr, c))
                 if best is None or c < best[2]:
                     best = (pr, got, c)
@@ -214,17 +209,6 @@ def fit(points: Sequence[MeasuredPoint], gpu: GpuSpec, grid: Sequence[PromptLeng
     idle = insensitive(prob, params, free)
     params = replace(params, **{n: getattr(start, n) for n in idle})  # undo round-off drift
     return Fitted(params, chosen, free, cost, len(points), evals, history, idle)
-
-
-def cpu_bound_start(params: GpuParams, bounds: dict[str, tuple[float, float]],
-                    free: Sequence[str]) -> GpuParams:
-    """A second start where the engine's CPU bounds small-model steps: from a start where it
-    never does, the CPU costs have no gradient and the fit could not find that explanation.
-    (6 ms + 60 us per sequence: vLLM's Python scheduling and output handling, in order of
-    magnitude.) Only free parameters move."""
-    at = {"cpu_fixed_s": 6e-3, "cpu_per_seq_s": 60e-6}
-    return replace(params, **{n: min(max(getattr(params, n), v), bounds[n][1])
-                              for n, v in at.items() if n in free})
 
 
 def insensitive(problem: Problem, params: GpuParams, free: Sequence[str]) -> tuple[str, ...]:

@@ -20,7 +20,8 @@ noisy machine only a same-session ratio says whether a change made the simulator
 
     python benchmarks/engine_scale.py                       # both, 10k/100k/1M, 3 repeats
     python benchmarks/engine_scale.py --workloads arxiv --sizes 100000
-    python benchmarks/engine_scale.py --sizes 10000000 --repeats 1 --reference-size 0
+    python benchmarks/engine_scale.py --sizes 10000000 --repeats 1 --reference-size 0 \
+        --policies fcfs
     python benchmarks/engine_scale.py --sizes 100000 --baseline ../base
 
 Figures are CPU seconds of the simulation alone (median over fresh processes): on a shared,
@@ -115,6 +116,7 @@ def main() -> None:
     ap.add_argument("--workloads", nargs="+", choices=sorted(TRACES),
                     default=["azure", "arxiv"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--policies", nargs="+", choices=["fcfs", "sjf"], default=["fcfs", "sjf"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reference-size", type=int, default=10_000)
     ap.add_argument("--data", type=Path, default=DATA, help="The shared data folder.")
@@ -131,10 +133,10 @@ def main() -> None:
 
     rows = []
     plan = [(k, n, p, "fast") for k in args.workloads for n in args.sizes
-            for p in ("fcfs", "sjf")]
+            for p in args.policies]
     if args.reference_size:
         plan += [(k, args.reference_size, p, "reference") for k in args.workloads
-                 for p in ("fcfs", "sjf")]
+                 for p in args.policies]
     for kind, n, policy, simulator in plan:
         runs, base = [], []
         for _ in range(args.repeats):  # interleaved, so that both see the same noise
@@ -166,7 +168,7 @@ def main() -> None:
 
     print()
     for kind in args.workloads:
-        for policy in ("fcfs", "sjf"):
+        for policy in args.policies:
             ref = cpu(kind, args.reference_size, policy, "reference")
             fast = cpu(kind, args.reference_size, policy)
             if ref and fast:

@@ -85,5 +85,6 @@ def bootstrap_ci(figures: Callable[[np.ndarray], dict], n: int, resamples: int,
         for k, v in figures(rng.integers(0, n, n)).items():
             draws.setdefault(k, []).append(v)
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    return {k: [float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))]
+    return {k: ([float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))]
+                if not np.all(np.isnan(v)) else [float("nan")] * 2)  # e.g. no tail at all
             for k, v in draws.items()}

@@ -1,0 +1,258 @@
+"""Scheduling-value metrics and cost-trained rankers: request cost, cost shares at the back
+of a ranking, tail AUC, the one-server batch SJF gap, bootstrap intervals, `{prompt,
+output_len}` files, multi-model training, older predictor folders, and the vLLM plug-in's
+priorities ordering requests as the simulator's scores do."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsim.predictors import (
+    EmbeddingCache,
+    evaluate_scores,
+    load_predictor,
+    save_predictor,
+    score_workload,
+    train_predictor,
+    training_and_test,
+)
+from llmsim.predictors.cost import RequestCost, capped
+from llmsim.predictors.cost_metrics import (
+    auc,
+    batch_gap,
+    leave_one_out_cost,
+    scheduling_metrics,
+    top_share,
+)
+from llmsim.predictors.data import other_llms_training, rank_data_file
+from llmsim.predictors.evaluate import ceiling
+
+from .castillo_synth import write_castillo
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def castillo(tmp_path_factory):
+    return write_castillo(tmp_path_factory.mktemp("castillo"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return EmbeddingCache(tmp_path_factory.mktemp("emb"), 64)
+
+
+# -- cost ---------------------------------------------------------------------------------
+
+def test_default_cost_is_kv_tokens_attended_and_broadcasts_over_samples():
+    cost = RequestCost()
+    assert cost(100, 10) == pytest.approx(100 * 10 + 10 * 10 / 2)
+    m = cost(np.array([1, 100]), np.array([[2, 4], [6, 8]]))
+    assert m.shape == (2, 2) and m[1, 0] == pytest.approx(100 * 6 + 18)
+    np.testing.assert_array_equal(capped(np.array([5, 9000]), 4096), [5, 4096])
+    assert capped(np.array([9000]), None)[0] == 9000
+
+
+def test_cost_from_a_deployment_prices_context_and_grows_with_output():
+    from llmsim.simulate import Deployment
+
+    cost = RequestCost.from_cost_model(Deployment(model="llama-3.1-8b").cost_model())
+    assert cost.per_context_token > 0 and cost.per_output_token > 0
+    assert cost(500, 15000) > 100 * cost(500, 300)  # a runaway outweighs a hundred answers
+    assert RequestCost.from_dict(cost.to_dict()) == cost
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+def test_top_share_counts_the_tied_group_at_the_cut_pro_rata():
+    costs = np.array([1.0, 2.0, 3.0, 10.0])
+    assert top_share(np.array([0, 1, 2, 3.0]), costs, 0.25) == pytest.approx(10 / 16)
+    assert top_share(np.array([3, 2, 1, 0.0]), costs, 0.25) == pytest.approx(1 / 16)
+    # all tied: each place of the top 2 holds the mean cost
+    assert top_share(np.zeros(4), costs, 0.5) == pytest.approx(2 * 4 / 16)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.booleans()), min_size=2, max_size=30))
+def test_auc_is_the_mann_whitney_probability(rows):
+    scores = np.array([r[0] for r in rows], float)
+    positive = np.array([r[1] for r in rows])
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        assert np.isnan(auc(scores, positive))
+        return
+    brute = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg])
+    assert auc(scores, positive) == pytest.approx(brute)
+
+
+def _completion_sum(order: np.ndarray, costs: np.ndarray) -> float:
+    return float(np.cumsum(costs[order]).sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10_000), st.floats(-5, 5)), min_size=2,
+                max_size=9, unique_by=lambda r: r[1]))
+def test_batch_gap_is_the_share_of_the_one_server_sjf_gap_closed(rows):
+    costs = np.array([r[0] for r in rows], float)
+    scores = np.array([r[1] for r in rows])
+    n = len(costs)
+    mine = _completion_sum(np.argsort(scores), costs)
+    best = _completion_sum(np.argsort(costs), costs)
+    random_order = np.mean([_completion_sum(np.array(p), costs)
+                            for p in itertools.permutations(range(n))]) if n <= 7 else \
+        costs.sum() + sum((costs[i] + costs[j]) / 2 for i, j in
+                          itertools.combinations(range(n), 2))
+    if random_order == best:
+        assert np.isnan(batch_gap(scores, costs))
+        return
+    assert batch_gap(scores, costs, chunk=3) == pytest.approx(
+        (random_order - mine) / (random_order - best))
+
+
+def test_ceiling_scores_each_sample_by_the_others_and_perfect_is_the_best_share():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(10, 500, 200)
+    lengths = np.maximum(1, rng.lognormal(5, 1.2, (200, 6))).astype(int)
+    loo = leave_one_out_cost(tokens, lengths)
+    c = RequestCost()(tokens, lengths)
+    assert loo[3, 2] == pytest.approx(np.delete(c[3], 2).mean())
+    own = scheduling_metrics(c, tokens, lengths)
+    noisy = scheduling_metrics(loo, tokens, lengths)
+    assert own["batch_gap"] == pytest.approx(1.0)
+    assert own["cost_share_top5"] >= noisy["cost_share_top5"]
+    assert scheduling_metrics(-c, tokens, lengths)["batch_gap"] == pytest.approx(-1.0)
+
+
+def test_evaluation_reports_scheduling_figures_with_bootstrap_intervals(castillo):
+    _, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    truth = RequestCost()(test.prompt_tokens, test.lengths).mean(axis=1)
+    r = evaluate_scores(truth, test, bootstrap=30, seed=1)["all"]
+    for key in ("kendall_tau", "cost_share_top1", "cost_share_top5", "auc_2k", "batch_gap"):
+        assert key in r and key in r["ci"]
+    lo, hi = r["ci"]["batch_gap"]
+    assert lo <= r["batch_gap"] <= hi and hi - lo > 0
+    assert np.isnan(r["auc_2k"])  # no synthetic answer reaches 2k tokens
+    worse = evaluate_scores(-truth, test)["all"]
+    assert worse["batch_gap"] < 0 < r["batch_gap"]
+    top = ceiling(test, cap=300)
+    assert top["perfect"]["cost_share_top5"] >= top["all"]["cost_share_top5"]
+    assert ceiling(test.select(np.arange(5)), bootstrap=0)["all"]["prompts"] == 5
+
+
+# -- data ---------------------------------------------------------------------------------
+
+def test_a_prompt_output_file_groups_repeated_prompts_into_samples(tmp_path):
+    rows = [("b", 5), ("a", 1), ("b", 7), ("a", 3)]
+    path = tmp_path / "req.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p, "output_len": n}) + "\n" for p, n in rows))
+    d = rank_data_file(path)
+    assert list(d.text) == ["b", "a"] and d.lengths.tolist() == [[5, 7], [1, 3]]
+    path.write_text("".join(json.dumps({"prompt": p, "output_len": n}) + "\n"
+                            for p, n in rows[:3]))
+    single = rank_data_file(path)  # uneven repeats: each row its own prompt
+    assert single.lengths.shape == (3, 1) and ceiling(single) is None
+
+
+def test_other_llms_training_rows_leave_out_the_test_prompts(castillo):
+    train, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    others = other_llms_training(castillo, train.model, "all", test)
+    assert [o.model for o in others] == ["Qwen--Qwen2.5-7B-Instruct-1M"]
+    assert not set(others[0].prompt_id) & set(test.prompt_id)
+    assert set(others[0].prompt_id) == set(train.prompt_id)
+
+
+# -- training -----------------------------------------------------------------------------
+
+def test_the_cost_ranker_learns_trains_members_and_round_trips(castillo, cache, tmp_path):
+    train, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    predictor, card = train_predictor("pars", train, cache=cache, epochs=15, max_tokens=64,
+                                      folds=3, tail_threshold=500)
+    assert len(predictor.heads) == 3 and len(card["training"]["members"]) == 3
+    assert card["config"]["tail_mix"] in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    assert set(predictor.validation) == set(train.prompt_id)  # every prompt validated once
+    result = evaluate_scores(predictor.score(test.text, test.prompt_tokens), test)["all"]
+    # chance is 0, the noise ceiling 0.93 / 0.86 on these prompts
+    assert result["batch_gap"] > 0.3 and result["kendall_tau"] > 0.4, result
+    folder = save_predictor(predictor, tmp_path / "pars", card)
+    again = load_predictor(folder, cache)
+    np.testing.assert_allclose(again.score(test.text, test.prompt_tokens),
+                               predictor.score(test.text, test.prompt_tokens), rtol=1e-5)
+
+
+def test_multi_model_training_takes_the_llm_as_an_input(castillo, cache):
+    train, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    others = other_llms_training(castillo, train.model, "all", test)
+    predictor, card = train_predictor("pars", train, cache=cache, extra=others, epochs=10,
+                                      max_tokens=64, folds=2)
+    assert predictor.config.model_list == [train.model, others[0].model]
+    assert predictor.head[0].in_features == 384 + 1 + 2
+    assert card["data"]["other_llms"] == [others[0].model]
+    result = evaluate_scores(predictor.score(test.text, test.prompt_tokens), test)["all"]
+    assert result["kendall_tau"] > 0.4, result
+    with pytest.raises(ValueError, match="other LLMs"):
+        train_predictor("pars", train, cache=cache, models="x,y", epochs=1)
+
+
+def test_a_folder_from_before_cost_training_still_loads_and_scores(castillo, cache, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    train, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    old = {"target": "mean_length", "select": "tau", "tail_threshold": 0,
+           "prompt_feature": False, "folds": 1}
+    predictor, card = train_predictor("pars", train, cache=cache, epochs=3, max_tokens=64,
+                                      **old)
+    folder = save_predictor(predictor, tmp_path / "old", card)
+    doc = json.loads((folder / "card.json").read_text())
+    for key in ("target", "cap", "tail_threshold", "tail_weight", "tail_mix",
+                "prompt_feature", "select", "folds", "models"):
+        del doc["config"][key]
+    (folder / "card.json").write_text(json.dumps(doc))
+    tensors = load_file(folder / "head.safetensors")
+    save_file({k[3:]: v for k, v in tensors.items() if k.startswith("m0.")},
+              str(folder / "head.safetensors"))  # the old file: the head's own keys
+    np.testing.assert_allclose(load_predictor(folder, cache).score(test.text, None),
+                               predictor.score(test.text, None), rtol=1e-5)
+
+
+def test_lgbm_learns_the_cost_and_keeps_trees_by_the_batch_gap(castillo):
+    train, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    predictor, card = train_predictor("lgbm", train, trees=40, min_child_samples=3,
+                                      group_size=10, target="cost", select="batch_gap")
+    assert "heldout_batch_gap" in card["training"]
+    result = evaluate_scores(predictor.score(test.text, test.prompt_tokens), test)["all"]
+    assert result["batch_gap"] > 0.3, result
+    with pytest.raises(ValueError, match="target"):
+        train_predictor("lgbm", train, target="tokens")
+
+
+# -- the vLLM plug-in's path --------------------------------------------------------------
+
+def test_the_plugin_priorities_order_requests_as_the_simulator_scores(castillo, cache,
+                                                                     tmp_path):
+    from llmsim.integrations.vllm_priority import PredictorScorer, PromptInfo, priority_for
+    from llmsim.traces import load_castillo_pool, synthesize
+
+    train, _ = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    predictor, card = train_predictor("pars", train, cache=cache, epochs=5, max_tokens=64,
+                                      folds=2)
+    folder = save_predictor(predictor, tmp_path / "pars", card)
+    pool = load_castillo_pool(castillo, model="Llama-3.1-8B-Instruct", split="test")
+    w = synthesize(300, pool, np.zeros(300), np.random.default_rng(0))
+    simulator = score_workload(load_predictor(folder, cache), w)  # batched, cached
+    scorer = PredictorScorer(folder)  # as `vllm serve` loads it: no cache, one at a time
+    plugin = np.array([priority_for(scorer(PromptInfo(None, [1] * int(n), lambda t=t: t)))
+                       for t, n in zip(pool.text[w.prompt_id], w.prompt_tokens, strict=True)])
+    # same scores: the plug-in's integer priority is the simulator's score to 1/scale
+    np.testing.assert_allclose(plugin / 1000, simulator, atol=0.5e-3 + 1e-5)
+    i, j = np.triu_indices(len(w), 1)
+    # same order: a pair the scores tell apart by more than the priority's resolution is
+    # ordered alike by vLLM; none is ever reversed (closer pairs may only tie)
+    ds, dp = np.sign(simulator[i] - simulator[j]), np.sign(plugin[i] - plugin[j])
+    apart = np.abs(simulator[i] - simulator[j]) > 1.01e-3
+    assert np.array_equal(ds[apart], dp[apart]) and not np.any(ds * dp < 0)

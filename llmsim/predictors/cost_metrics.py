@@ -57,16 +57,22 @@ def scheduling_metrics(scores: np.ndarray, prompt_tokens: np.ndarray, lengths: n
     return out
 
 
-def batch_gap(scores: np.ndarray, costs: np.ndarray, chunk: int = 1024) -> float:
-    """Cost-difference-weighted pair concordance (see the module docstring)."""
+def batch_gap(scores: np.ndarray, costs: np.ndarray) -> float:
+    """Cost-difference-weighted pair concordance (see the module docstring), in
+    O(n log n): each request against those scored below and above it."""
     scores = np.asarray(scores, dtype=np.float64)
     costs = np.asarray(costs, dtype=np.float64)
-    num = den = 0.0
-    for lo in range(0, len(costs), chunk):  # rows in chunks: n^2 pairs, bounded memory
-        dc = costs[lo:lo + chunk, None] - costs[None, :]
-        num += float((dc * np.sign(scores[lo:lo + chunk, None] - scores[None, :])).sum())
-        den += float(np.abs(dc).sum())
-    return num / den if den else float("nan")
+    n = len(costs)
+    order = np.argsort(scores, kind="stable")
+    s, c = scores[order], costs[order]
+    prefix = np.concatenate([[0.0], np.cumsum(c)])
+    below = np.searchsorted(s, s, side="left")  # requests scored strictly lower
+    above = np.searchsorted(s, s, side="right")  # ... and n - this: strictly higher
+    num = (c * below - prefix[below]).sum() - (c * (n - above) - (prefix[n] - prefix[above])).sum()
+    by_cost = np.sort(costs)
+    before = np.cumsum(by_cost) - by_cost  # sum of the cheaper ones
+    den = 2.0 * (by_cost * np.arange(n) - before).sum()
+    return float(num / den) if den > 0 else float("nan")
 
 
 def top_share(scores: np.ndarray, costs: np.ndarray, fraction: float) -> float:

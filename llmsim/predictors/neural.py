@@ -52,7 +52,7 @@ from .objectives import (
 
 MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 # What a folder written before these fields existed was trained with.
-LEGACY = {"target": "mean_length", "cap": 0, "tail_threshold": 0, "tail_weight": 0.0,
+LEGACY = {"layers": 6, "target": "mean_length", "cap": 0, "tail_threshold": 0, "tail_weight": 0.0,
           "tail_mix": 0.0, "prompt_feature": False, "select": "tau", "folds": 1, "models": ""}
 
 
@@ -81,6 +81,7 @@ class NeuralConfig:
     dropout: float = 0.1
     finetune: bool = False
     max_tokens: int = 256
+    layers: int = 6  # MiniLM transformer layers kept (0: token embeddings only; cheaper)
     holdout: float = 0.1  # folds=1: share of training prompts held out for early stopping
     patience: int = 8  # epochs without a better held-out figure before stopping
     seed: int = 0
@@ -107,6 +108,8 @@ class NeuralConfig:
         if self.tail_mix != "auto" and not (isinstance(self.tail_mix, (int, float))
                                             and self.tail_mix >= 0):
             raise ValueError(f"tail_mix must be 'auto' or a number >= 0, got {self.tail_mix!r}")
+        if not 0 <= self.layers <= 6:
+            raise ValueError(f"layers must be within 0..6, got {self.layers}")
         if self.finetune and self.folds != 1:
             raise ValueError("finetune trains one encoder: set folds=1")
 
@@ -145,7 +148,7 @@ class NeuralPredictor:
     @property
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
-            self._encoder = TextEncoder(self.config.max_tokens)
+            self._encoder = TextEncoder(self.config.max_tokens, layers=self.config.layers)
         return self._encoder
 
     def score(self, texts, prompt_tokens=None,
@@ -153,7 +156,8 @@ class NeuralPredictor:
         import torch
 
         # A fine-tuned encoder's embeddings are its own: the shared cache is for the stock one.
-        cache = None if self.config.finetune else self.cache
+        cache = None if self.config.finetune or self.cache is None else \
+            self.cache.like(self.config.max_tokens, self.config.layers)
         emb = embed_texts(self.encoder, list(texts), cache, progress)
         x = torch.from_numpy(head_inputs(emb, prompt_tokens, self.config, self.norm))
         with torch.inference_mode():
@@ -218,7 +222,9 @@ def train_neural(train: RankData, config: NeuralConfig, cache: EmbeddingCache | 
     target = label(rows, config.target)
     tail_p = ((rows.lengths >= config.tail_threshold).mean(axis=1)
               if config.tail_threshold else None)
-    encoder = encoder or TextEncoder(config.max_tokens)
+    encoder = encoder or TextEncoder(config.max_tokens, layers=config.layers)
+    if cache is not None:
+        cache = cache.like(config.max_tokens, config.layers)
     z = np.log1p(rows.prompt_tokens.astype(np.float64))
     norm = (float(z.mean()), float(z.std() or 1.0))
     if config.finetune:
@@ -445,7 +451,7 @@ def load_neural(folder: Path, card: dict, cache: EmbeddingCache | None) -> Neura
         heads.append(head)
     encoder = None
     if config.finetune:
-        encoder = TextEncoder(config.max_tokens)
+        encoder = TextEncoder(config.max_tokens, layers=config.layers)
         encoder.model.load_state_dict(load_file(folder / "encoder.safetensors"))
         encoder.model.eval()
     return NeuralPredictor(card["kind"], heads, encoder, config, norm, cache)

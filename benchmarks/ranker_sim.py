@@ -23,8 +23,12 @@ vLLM plug-in's own path (`PriorityAssigner`: one request at a time, the score ma
 vLLM's integer priority), and the script checks that it orders requests exactly as the
 simulator's scores do.
 
-    python benchmarks/ranker_sim.py --predictors llmsim-out/study --replicates 20 \
-        --json docs/results/ranker-study.json
+    python benchmarks/ranker_sim.py --predictors llmsim-out/study --replicates 12 \
+        --out docs/results/ranker-study
+    python benchmarks/ranker_sim.py --out docs/results/ranker-study --report  # table, plot
+
+Each setting is written to its own JSON file in `--out` as soon as it is done, and a
+setting whose file exists is not run again: an interrupted study resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -69,14 +73,22 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=19000)
     ap.add_argument("--policies", default="fcfs,sjf,ceiling,length," + ",".join(LEARNED))
     ap.add_argument("--gpu", default="h100")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("llmsim-out/ranker-study"),
+                    help="folder of one JSON file per setting")
+    ap.add_argument("--report", action="store_true",
+                    help="only print the table (and draw the plot) of the settings in --out")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.report:
+        report(args.out)
+        return
 
     names = args.policies.split(",")
     assert {"fcfs", "sjf"} <= set(names), "the gap needs fcfs and sjf"
     gaps = np.diff(load_trace(args.azure).arrival) if "azure" in args.arrivals else None
-    results, started = [], time.perf_counter()
+    started = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    done = 0
     for llm in args.llms.split(","):
         pool = load_castillo_pool(args.data, model=llm, split="test")
         deployment = Deployment(model=DEPLOYMENT_OF.get(llm, "llama-3.1-8b"), gpu=args.gpu)
@@ -85,12 +97,16 @@ def main() -> None:
             capped_pool = _capped(pool, cap)
             probe = _workload(capped_pool, np.arange(len(pool)).repeat(4),
                               np.random.default_rng(12345), np.zeros(4 * len(pool)))
+            settings = [(load, arrivals) for load, arrivals in itertools.product(
+                (float(x) for x in args.loads.split(",")), args.arrivals.split(","))
+                if not _path(args.out, llm, cap, load, arrivals).exists()]
+            if not settings:
+                continue
             capacity = capacity_rps(probe, deployment, cost_model)
             scores = {name: [_scores(args, name, llm, cap, s, capped_pool)
                              for s in range(args.train_seeds)]
                       for name in names if name in LEARNED}
-            for load, arrivals in itertools.product(
-                    (float(x) for x in args.loads.split(",")), args.arrivals.split(",")):
+            for load, arrivals in settings:
                 setting = {"llm": llm, "cap": cap, "load": load, "arrivals": arrivals,
                            "capacity_rps": capacity, "rate_rps": load * capacity,
                            "deployment": deployment.to_dict(), "cost_model": cost_model.label}
@@ -101,17 +117,21 @@ def main() -> None:
                                    gaps, deployment, cost_model)
                 summary = summarise(runs, names)
                 _print(summary, names)
-                results.append({"setting": setting, "runs": runs, "summary": summary})
-    elapsed = time.perf_counter() - started
-    print(f"\n{len(results)} settings x {args.replicates} replicates x {len(names)} policies "
-          f"in {elapsed:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "requests": args.requests, "replicates": args.replicates,
-            "train_seeds": args.train_seeds, "predictors": args.predictors,
-            "arrival_trace": args.azure, "results": results}, indent=1) + "\n")
-        print(f"figures in {args.json}")
+                doc = {"setting": setting, "requests": args.requests,
+                       "replicates": args.replicates, "train_seeds": args.train_seeds,
+                       "predictors": args.predictors, "arrival_trace": args.azure,
+                       "summary": summary, "runs": runs}
+                path = _path(args.out, llm, cap, load, arrivals)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(doc, indent=1) + "\n")
+                tmp.rename(path)  # whole or absent: a rerun skips only finished settings
+                done += 1
+    print(f"\n{done} settings x {args.replicates} replicates x {len(names)} policies in "
+          f"{time.perf_counter() - started:.0f} s; figures in {args.out}")
+
+
+def _path(out: Path, llm: str, cap: int, load: float, arrivals: str) -> Path:
+    return out / f"{llm}-cap{cap}-load{load:g}-{arrivals}.json"
 
 
 def _capped(pool: PromptPool, cap: int) -> PromptPool:
@@ -271,6 +291,84 @@ def _print(summary: dict, names: list[str]) -> None:
                          if d else "")
         print(f"  | {n} | {g['closed']:.0%} | {g['ci'][0]:.0%} to {g['ci'][1]:.0%} | "
               f"{g['mean_s']:.2f} | {diffs[0]} | {diffs[1]} |")
+
+
+def report(out: Path, plot: Path | None = None) -> None:
+    """The table of every setting in `out`, the targets checked, and a plot."""
+    docs = sorted((json.loads(p.read_text()) for p in out.glob("*.json")),
+                  key=lambda d: (d["setting"]["llm"], d["setting"]["load"],
+                                 d["setting"]["cap"], d["setting"]["arrivals"]))
+    if not docs:
+        raise SystemExit(f"{out}: no settings yet")
+    names = [n for n in docs[0]["summary"]["gap"] if n not in ("fcfs", "sjf")]
+    print("| LLM | load | cap | arrivals | FCFS / SJF mean E2E (s) | " +
+          " | ".join(names) + " |")
+    print("|---|---:|---:|---|---:|" + "---:|" * len(names))
+    for d in docs:
+        st, sm = d["setting"], d["summary"]
+        cells = [f"{sm['gap'][n]['closed']:.0%} [{sm['gap'][n]['ci'][0]:.0%}, "
+                 f"{sm['gap'][n]['ci'][1]:.0%}]" for n in names]
+        print(f"| {st['llm'].split('-Instruct')[0]} | {st['load']:g} | {st['cap'] or '-'} | "
+              f"{st['arrivals']} | {sm['fcfs_mean_s']:.2f} / {sm['sjf_mean_s']:.2f} | " +
+              " | ".join(cells) + " |")
+    print("\npaired: pars minus length and minus lgbm, gap closed [95% CI]")
+    for d in docs:
+        st, vs = d["setting"], d["summary"]["vs"]
+        cells = [f"{b}: {vs[b]['pars']['difference']:+.0%} [{vs[b]['pars']['ci'][0]:+.0%}, "
+                 f"{vs[b]['pars']['ci'][1]:+.0%}]" for b in ("length", "lgbm")
+                 if b in vs and "pars" in vs[b]]
+        print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
+              f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
+    print("\ntargets at load 1.0 (pars >= 80% of the gap; lower CI bound of pars above the "
+          "point figure of length and lgbm; paired difference CI above 0):")
+    for d in docs:
+        st, sm = d["setting"], d["summary"]
+        if st["load"] != 1.0 or "pars" not in sm["gap"]:
+            continue
+        g = sm["gap"]["pars"]
+        checks = [f"gap {g['closed']:.0%} {'>=' if g['closed'] >= 0.8 else '<'} 80%"]
+        for b in ("length", "lgbm"):
+            if b in sm["gap"]:
+                above = g["ci"][0] > sm["gap"][b]["closed"]
+                paired = sm["vs"][b]["pars"]["ci"][0] > 0
+                checks.append(f"vs {b}: CI low {g['ci'][0]:.0%} "
+                              f"{'>' if above else '<='} {sm['gap'][b]['closed']:.0%}, "
+                              f"paired {'above 0' if paired else 'not above 0'}")
+        print(f"  {st['llm'].split('-Instruct')[0]}, cap {st['cap'] or '-'}, "
+              f"{st['arrivals']}: " + "; ".join(checks))
+    _plot(docs, names, plot or out / "gap-closed.png")
+
+
+def _label(st: dict) -> str:
+    cap = f"cap {st['cap']}" if st["cap"] else "uncapped"
+    return f"{st['llm'].split('-')[0]}\n{st['load']:g}x {cap}\n{st['arrivals']}"
+
+
+def _plot(docs: list[dict], names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(docs)), 4.5))
+    width = 0.8 / len(names)
+    for k, n in enumerate(names):
+        mid = [d["summary"]["gap"][n]["closed"] * 100 for d in docs]
+        lo = [m - d["summary"]["gap"][n]["ci"][0] * 100 for m, d in zip(mid, docs, strict=True)]
+        hi = [d["summary"]["gap"][n]["ci"][1] * 100 - m for m, d in zip(mid, docs, strict=True)]
+        x = np.arange(len(docs)) + (k - (len(names) - 1) / 2) * width
+        ax.bar(x, mid, width, label=n, yerr=[lo, hi], capsize=2)
+    ax.axhline(80, color="k", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(docs)))
+    ax.set_xticklabels([_label(d["setting"]) for d in docs], fontsize=7)
+    ax.set_ylabel("% of FCFS -> oracle-SJF mean-E2E gap closed")
+    ax.set_ylim(-50, 110)
+    ax.legend(fontsize=7, ncol=len(names))
+    ax.set_title("Gap closed per predictor (95% CI over prompts, draws, arrivals, training seeds)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot in {path}")
 
 
 if __name__ == "__main__":

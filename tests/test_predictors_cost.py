@@ -293,3 +293,49 @@ def test_a_static_embedding_ranker_trains_on_its_own_cache(castillo, tmp_path):
     assert not (tmp_path / "all-MiniLM-L6-v2-64").exists()
     result = evaluate_scores(predictor.score(test.text, test.prompt_tokens), test)["all"]
     assert result["kendall_tau"] > 0.4, result  # the task words alone carry the cue
+
+
+# -- the command --------------------------------------------------------------------------
+
+def test_evaluate_ranker_reads_any_prompt_output_file_and_prices_with_a_deployment(
+        castillo, tmp_path):
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+    from llmsim.predictors import rank_data
+
+    test = rank_data(castillo, "Llama-3.1-8B-Instruct", ("test",))
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps({"prompt": t, "output_len": int(n)}) + "\n"
+                            for t, row in zip(test.text, test.lengths, strict=True)
+                            for n in row[:3]))
+    runner = CliRunner(env={"COLUMNS": "250"})
+    res = runner.invoke(app, ["evaluate-ranker", "length", "--data", str(path), "--cap", "300",
+                              "--cost-of", "llama-3.1-8b", "--bootstrap", "20", "--json",
+                              str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    assert "cost top 1%" in res.output and "perfect ranking" in res.output
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["cap"] == 300 and "marginal seconds" in doc["cost"]["label"]
+    figures = doc["predictors"][0]["all"]
+    assert figures["prompts"] == len(test) and "batch_gap" in figures["ci"]
+    assert doc["noise_ceiling"]["all"]["batch_gap"] > figures["batch_gap"]
+    res = runner.invoke(app, ["evaluate-ranker", "length", "--data", str(castillo)])
+    assert res.exit_code == 2 and "needs --model" in res.output
+
+
+def test_the_numpy_scoring_path_is_the_torch_function():
+    from llmsim.predictors.encoder import TextEncoder
+    from llmsim.predictors.neural import make_head
+    from llmsim.predictors.static import HeadStack, StaticEncoder
+
+    texts = ["Write a Python function that sorts.", "Ünïcödé ✓ " * 40, "x",
+             "Answer yes or no: is tea hot?\n" * 30]
+    np.testing.assert_allclose(StaticEncoder(32).embed(texts, batch_size=3),
+                               TextEncoder(32, layers=0).embed(texts), atol=2e-6)
+    torch.manual_seed(0)
+    heads = [make_head(10, 8, 0.1, 2).eval() for _ in range(3)]
+    x = np.random.default_rng(0).normal(size=(5, 10)).astype(np.float32)
+    with torch.inference_mode():
+        expected = np.stack([h(torch.from_numpy(x)).numpy() for h in heads])
+    np.testing.assert_allclose(HeadStack(heads)(x), expected, rtol=1e-5, atol=1e-6)

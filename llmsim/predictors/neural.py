@@ -40,6 +40,7 @@ import numpy as np
 
 from .data import RankData, holdout
 from .encoder import DIM, EmbeddingCache, TextEncoder, embed_texts
+from .features import SHAPE, prompt_features
 from .labels import SELECT, TARGETS, Rows, label, validation_figure
 from .objectives import (
     OBJECTIVES,
@@ -52,8 +53,9 @@ from .objectives import (
 
 MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 # What a folder written before these fields existed was trained with.
-LEGACY = {"layers": 6, "target": "mean_length", "cap": 0, "tail_threshold": 0, "tail_weight": 0.0,
-          "tail_mix": 0.0, "prompt_feature": False, "select": "tau", "folds": 1, "models": ""}
+LEGACY = {"layers": 6, "shape_features": False, "target": "mean_length", "cap": 0,
+          "tail_threshold": 0, "tail_weight": 0.0, "tail_mix": 0.0, "prompt_feature": False,
+          "select": "tau", "folds": 1, "models": ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class NeuralConfig:
     tail_weight: float = 1.0  # weight of the tail head's cross-entropy in the loss
     tail_mix: float | str = "auto"  # score = rank + tail_mix * tail log-odds; "auto": chosen
     prompt_feature: bool = True  # the prompt's token count (log, standardised) as an input
+    shape_features: bool = False  # and LightGBM's cheap shape features (chars, lines, ...)
     select: str = "batch_gap"  # batch_gap | cost_share | tau: early stopping, tail_mix
     folds: int = 5  # cross-fitted ensemble of this many members; 1: one, `holdout` held out
     models: str = ""  # other LLMs whose lengths were trained on too (comma-separated)
@@ -115,7 +118,8 @@ class NeuralConfig:
 
     @property
     def inputs(self) -> int:
-        return DIM + int(self.prompt_feature) + (len(self.model_list) if self.models else 0)
+        return (DIM + int(self.prompt_feature) + (len(SHAPE) - 2) * int(self.shape_features)
+                + (len(self.model_list) if self.models else 0))
 
     @property
     def model_list(self) -> list[str]:
@@ -134,12 +138,13 @@ class NeuralPredictor:
     """Scores prompts: higher means a costlier (longer) expected answer."""
 
     def __init__(self, kind: str, heads: list, encoder: TextEncoder | None,
-                 config: NeuralConfig, norm: tuple[float, float] = (0.0, 1.0),
+                 config: NeuralConfig, norm: np.ndarray | None = None,
                  cache: EmbeddingCache | None = None):
         self.kind, self.heads, self.config, self.norm = kind, heads, config, norm
         for h in heads:
             h.eval()
         self._encoder, self.cache = encoder, cache
+        self._stack = None  # the heads as NumPy arrays, made at the first score
 
     @property
     def head(self):  # the first member (the only one unless cross-fitted)
@@ -148,20 +153,27 @@ class NeuralPredictor:
     @property
     def encoder(self) -> TextEncoder:
         if self._encoder is None:
-            self._encoder = TextEncoder(self.config.max_tokens, layers=self.config.layers)
+            if self.config.layers == 0 and not self.config.finetune:
+                from .static import StaticEncoder  # the same function, a fraction of the cost
+
+                self._encoder = StaticEncoder(self.config.max_tokens)
+            else:
+                self._encoder = TextEncoder(self.config.max_tokens, layers=self.config.layers)
         return self._encoder
 
     def score(self, texts, prompt_tokens=None,
               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        import torch
-
         # A fine-tuned encoder's embeddings are its own: the shared cache is for the stock one.
         cache = None if self.config.finetune or self.cache is None else \
             self.cache.like(self.config.max_tokens, self.config.layers)
         emb = embed_texts(self.encoder, list(texts), cache, progress)
-        x = torch.from_numpy(head_inputs(emb, prompt_tokens, self.config, self.norm))
-        with torch.inference_mode():
-            return np.mean([combine(h(x), self.config) for h in self.heads], axis=0)
+        x = head_inputs(emb, numeric_features(texts, prompt_tokens, self.config), self.config,
+                        self.norm)
+        if self._stack is None:
+            from .static import HeadStack
+
+            self._stack = HeadStack(self.heads)
+        return np.mean([combine(out, self.config) for out in self._stack(x)], axis=0)
 
     def tensors(self) -> dict[str, dict]:
         """Weights to save: the heads (and input scaling), the encoder when fine-tuned."""
@@ -169,7 +181,8 @@ class NeuralPredictor:
 
         head = {f"m{k}.{name}": v.contiguous() for k, h in enumerate(self.heads)
                 for name, v in h.state_dict().items()}
-        head["norm"] = torch.tensor(self.norm, dtype=torch.float64)
+        if self.norm is not None:
+            head["norm"] = torch.from_numpy(np.ascontiguousarray(self.norm))
         out = {"head": head}
         if self.config.finetune:
             out["encoder"] = {k: v.contiguous()
@@ -177,16 +190,34 @@ class NeuralPredictor:
         return out
 
 
-def head_inputs(emb: np.ndarray, prompt_tokens, config: NeuralConfig,
-                norm: tuple[float, float], model_index: np.ndarray | None = None) -> np.ndarray:
-    """The head's input rows: embedding, then the scaled log prompt tokens, then the LLM
-    one-hot (index 0, the scored LLM, unless `model_index` says otherwise)."""
-    parts = [np.asarray(emb, dtype=np.float32)]
+def numeric_features(texts, prompt_tokens, config: NeuralConfig) -> np.ndarray:
+    """The head's inputs besides the embedding, unscaled: log prompt tokens (with
+    `prompt_feature`), then LightGBM's shape features (with `shape_features`: counts as
+    log(1 + n), shares as they are)."""
+    n = len(texts)
+    cols = []
     if config.prompt_feature:
         if prompt_tokens is None:
             raise ValueError("this predictor reads the prompt's token count; none was given")
-        z = (np.log1p(np.asarray(prompt_tokens, dtype=np.float64)) - norm[0]) / norm[1]
-        parts.append(z.astype(np.float32)[:, None])
+        cols.append(np.log1p(np.asarray(prompt_tokens, dtype=np.float64))[:, None])
+    if config.shape_features:
+        tokens = np.zeros(n) if prompt_tokens is None else np.asarray(prompt_tokens)
+        shape = prompt_features(list(texts), tokens)[:, 1:len(SHAPE) - 1].astype(np.float64)
+        shares = [SHAPE.index(k) - 1 for k in ("digit_share", "upper_share")]
+        counts = [k for k in range(shape.shape[1]) if k not in shares]
+        shape[:, counts] = np.log1p(shape[:, counts])
+        cols.append(shape)
+    return np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))
+
+
+def head_inputs(emb: np.ndarray, numeric: np.ndarray, config: NeuralConfig,
+                norm: np.ndarray | None, model_index: np.ndarray | None = None) -> np.ndarray:
+    """The head's input rows: embedding, the standardised numeric features (`norm`: their
+    training mean and standard deviation), then the LLM one-hot (index 0, the scored LLM,
+    unless `model_index` says otherwise)."""
+    parts = [np.asarray(emb, dtype=np.float32)]
+    if numeric.shape[1]:
+        parts.append(((numeric - norm[0]) / norm[1]).astype(np.float32))
     if config.models:
         hot = np.zeros((len(emb), len(config.model_list)), dtype=np.float32)
         hot[np.arange(len(emb)), 0 if model_index is None else model_index] = 1.0
@@ -225,8 +256,9 @@ def train_neural(train: RankData, config: NeuralConfig, cache: EmbeddingCache | 
     encoder = encoder or TextEncoder(config.max_tokens, layers=config.layers)
     if cache is not None:
         cache = cache.like(config.max_tokens, config.layers)
-    z = np.log1p(rows.prompt_tokens.astype(np.float64))
-    norm = (float(z.mean()), float(z.std() or 1.0))
+    numeric = numeric_features(rows.texts, rows.prompt_tokens, config)
+    sd = numeric.std(axis=0)
+    norm = np.stack([numeric.mean(axis=0), np.where(sd > 0, sd, 1.0)])
     if config.finetune:
         encoder.model.train()
         emb = None
@@ -234,7 +266,7 @@ def train_neural(train: RankData, config: NeuralConfig, cache: EmbeddingCache | 
         emb = embed_texts(encoder, rows.texts, cache,
                           _tick(progress, "embedding", len(set(rows.texts))))
     extra_x = torch.from_numpy(head_inputs(np.zeros((len(rows.texts), 0), np.float32),
-                                           rows.prompt_tokens, config, norm, rows.model))
+                                           numeric, config, norm, rows.model))
     x = None if emb is None else torch.cat([torch.from_numpy(emb), extra_x], dim=1)
 
     heads, records = [], []
@@ -268,7 +300,9 @@ def train_neural(train: RankData, config: NeuralConfig, cache: EmbeddingCache | 
         record.update({k: records[0][k] for k in ("epochs_run", "best_epoch",
                                                   "heldout_prompts", "fit_prompts")})
     encoder.model.eval()
-    predictor = NeuralPredictor(config.objective, heads, encoder, config, norm, cache)
+    static = config.layers == 0 and not config.finetune  # scores through `static`
+    predictor = NeuralPredictor(config.objective, heads, None if static else encoder, config,
+                                norm, cache)
     predictor.validation = dict(zip(train.prompt_id[held_all], oof.tolist(), strict=True))
     return predictor, record
 
@@ -436,7 +470,9 @@ def load_neural(folder: Path, card: dict, cache: EmbeddingCache | None) -> Neura
     config = NeuralConfig(**{**LEGACY, **card["config"]})
     config.check()
     tensors = load_file(folder / "head.safetensors")
-    norm = tuple(float(v) for v in tensors.pop("norm", [0.0, 1.0]))
+    norm = tensors.pop("norm", None)
+    if norm is not None:  # (2, features); a single feature's was saved as (2,)
+        norm = norm.double().numpy().reshape(2, -1)
     outputs = 2 if config.tail_threshold else 1
     if any(k.startswith("m0.") for k in tensors):
         members = sorted({int(k.split(".")[0][1:]) for k in tensors})

@@ -339,3 +339,21 @@ def test_the_numpy_scoring_path_is_the_torch_function():
     with torch.inference_mode():
         expected = np.stack([h(torch.from_numpy(x)).numpy() for h in heads])
     np.testing.assert_allclose(HeadStack(heads)(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tuned_token_embeddings_score_in_numpy_and_round_trip(castillo, tmp_path):
+    from llmsim.predictors.static import StaticEncoder
+
+    train, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
+    predictor, card = train_predictor("pars", train.select(np.arange(30)), epochs=2,
+                                      max_tokens=16, partners=2, batch_size=16, folds=1,
+                                      layers=0, finetune=True, encoder_lr=1e-2)
+    assert isinstance(predictor.encoder, StaticEncoder)
+    stock = StaticEncoder(16)
+    assert not np.allclose(predictor.encoder.word, stock.word)  # the embeddings moved
+    folder = save_predictor(predictor, tmp_path / "ft0", card)
+    again = load_predictor(folder)
+    assert isinstance(again.encoder, StaticEncoder)
+    tokens = test.prompt_tokens[:8]
+    np.testing.assert_allclose(again.score(test.text[:8], tokens),
+                               predictor.score(test.text[:8], tokens), rtol=1e-5)

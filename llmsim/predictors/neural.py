@@ -5,8 +5,10 @@ generations (`cost`: prompt x output + output^2 / 2, lengths capped at `cap` whe
 not its mean length: a scheduler gains by sending the costly requests to the back, and
 those are the few long generations that a mean-length ranking weighs like any other
 (`target="mean_length"` is the original PARS label). The head reads the prompt's
-embedding and, with `prompt_feature`, its token count; with `tail_threshold` it has a
-second output, the log-odds that a generation reaches that many tokens, trained on the
+embedding (MiniLM with its first `layers` transformer layers; 0: the token embeddings
+alone, scored in NumPy by `static` in about a millisecond), with `prompt_feature` its
+token count, with `shape_features` LightGBM's cheap shape features; with `tail_threshold`
+it has a second output, the log-odds that a generation reaches that many tokens, trained on the
 share of the prompt's samples that do. The score is
 
     rank output + tail_mix * tail log-odds      (averaged over the ensemble's members)
@@ -17,17 +19,19 @@ Model selection never looks at test prompts: with `folds` = K > 1 the training p
 are split into K folds and member k trains on the others, early-stopped on fold k; the
 members' scores are averaged (a cross-fitted seed ensemble), and `tail_mix` is chosen on
 the pooled out-of-fold scores, so every training prompt validates once. `select` is the
-figure early stopping and the mix maximise: `cost_share` (mean share of the cost that the
-top 1, 2 and 5% of the ranking hold) or `tau` (Kendall tau with the mean length, the
-original criterion).
+figure early stopping and the mix maximise (see `labels`): `batch_gap` (the share of the
+FCFS -> SJF gap a one-server batch of these requests would see closed), `cost_share`
+(the share of the cost the top 1, 2 and 5% of the ranking hold) or `tau` (Kendall tau
+with the mean length, the original criterion).
 
 `extra` lengths of other LLMs on the same training prompts (multi-model training) add
 rows whose pairs are formed within each LLM, and the LLM is an input of the head (one-hot;
 the scored LLM is the first).
 
 Head-only training (the default) runs on cached prompt embeddings; `finetune=True` trains
-the encoder too (a smaller learning rate for it), re-encoding the prompts of every batch,
-which wants a GPU for real data (a member and a fold at most: `folds` must be 1).
+the encoder too (a smaller learning rate for it), re-encoding the prompts of every batch;
+the full encoder wants a GPU for real data, the token embeddings alone (`layers=0`) train
+on a CPU in minutes (one member: `folds` must be 1).
 """
 
 from __future__ import annotations
@@ -300,9 +304,11 @@ def train_neural(train: RankData, config: NeuralConfig, cache: EmbeddingCache | 
         record.update({k: records[0][k] for k in ("epochs_run", "best_epoch",
                                                   "heldout_prompts", "fit_prompts")})
     encoder.model.eval()
-    static = config.layers == 0 and not config.finetune  # scores through `static`
-    predictor = NeuralPredictor(config.objective, heads, None if static else encoder, config,
-                                norm, cache)
+    if config.layers == 0:  # scores through `static`: the same function in NumPy
+        from .static import StaticEncoder
+
+        encoder = StaticEncoder(torch_encoder=encoder) if config.finetune else None
+    predictor = NeuralPredictor(config.objective, heads, encoder, config, norm, cache)
     predictor.validation = dict(zip(train.prompt_id[held_all], oof.tolist(), strict=True))
     return predictor, record
 
@@ -490,4 +496,8 @@ def load_neural(folder: Path, card: dict, cache: EmbeddingCache | None) -> Neura
         encoder = TextEncoder(config.max_tokens, layers=config.layers)
         encoder.model.load_state_dict(load_file(folder / "encoder.safetensors"))
         encoder.model.eval()
+        if config.layers == 0:
+            from .static import StaticEncoder
+
+            encoder = StaticEncoder(torch_encoder=encoder)
     return NeuralPredictor(card["kind"], heads, encoder, config, norm, cache)

@@ -25,12 +25,16 @@ from .encoder import DIM
 class StaticEncoder:
     """`TextEncoder(max_tokens, layers=0)` without torch at scoring time."""
 
-    def __init__(self, max_tokens: int = 256):
+    def __init__(self, max_tokens: int = 256, torch_encoder=None):
+        """From MiniLM's stock weights, or from `torch_encoder` (a `TextEncoder` with
+        layers=0 whose embeddings were fine-tuned)."""
         from tokenizers import Tokenizer
 
         from .encoder import TextEncoder
 
-        torch_encoder = TextEncoder(max_tokens, layers=0)
+        torch_encoder = torch_encoder or TextEncoder(max_tokens, layers=0)
+        assert torch_encoder.layers == 0, "the static path is the embedding layer alone"
+        max_tokens = torch_encoder.max_tokens
         self.layers, self.max_tokens = 0, max_tokens
         # A copy of the fast tokenizer set as `tokenize` calls it: truncated, unpadded.
         self.tokenizer = Tokenizer.from_str(torch_encoder.tokenizer.backend_tokenizer.to_str())

@@ -3,53 +3,33 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
-from .calibration.gpus import UnknownGpuError
-from .calibration.memory import InsufficientMemoryError
-from .calibration.profile import ProfileError
-from .calibration.shapes import UnknownModelError
-from .capacity import capacity_rps
+from .calibration import fit_cli
+from .cli_kit import console, default_out, err, ms, progress, user_errors
 from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .integrations import cli as integrations_cli
-from .output import OutputExistsError, check_target, write_results
-from .policies import UnknownPolicyError, get_policy
-from .predictors import (
-    ArtifactError,
-    default_cache_dir,
-    is_predictor_name,
-    load_predictor_policy,
-)
+from .output import check_target, write_results
+from .policies import get_policy
+from .predictors import default_cache_dir, is_predictor_name, load_predictor_policy
 from .predictors.cli import evaluate_ranker, train
-from .simulate import ENGINES, Deployment, simulate
+from .simulate import SIMULATORS, Deployment, simulate
 from .sweep import cli as sweep_cli
-from .traces import arrivals
 from .traces.cli import trace_app
-from .traces.default import default_workload
-from .traces.loaders import load_trace
-from .traces.workload import Workload, WorkloadError
+from .traces.workload import Workload
+from .workload_spec import WorkloadSpec
 
 app = typer.Typer(
     help="llmsim: which scheduler should my LLM serving engine run, on my model, GPU and traffic?",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 app.add_typer(trace_app, name="trace", help="Inspect, plot and convert trace files.")
-console = Console()
-err = Console(stderr=True)
-
-USER_ERRORS = (ProfileError, WorkloadError, UnknownPolicyError, UnknownModelError, UnknownGpuError,
-               InsufficientMemoryError, OutputExistsError, FileNotFoundError, ValueError,
-               ArtifactError, ImportError)
 
 Trace = Annotated[Path | None, typer.Option(
     help="Trace file (see `llmsim trace info`); default: the bundled Azure conversation sample.")]
@@ -94,58 +74,67 @@ SloE2e = Annotated[float | None, typer.Option(help="E2E objective in ms, for goo
 Out = Annotated[Path | None, typer.Option(help="Output folder (default llmsim-out/<cmd>-<time>).")]
 Force = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
 ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", help="Measured cost profile: a path or a bundled name (default: the bundled "
-                      "profile for --gpu/--model/--tp if any, else the roofline estimate).")]
-EngineOpt = Annotated[str, typer.Option(
-    "--engine", help="'fast' (default) or 'reference' (one SimPy step per iteration; same "
-                     "results, much slower: for checking).")]
+    "--profile", help="Cost profile: fitted (llmsim fit) or measured (llmsim calibrate), a path "
+                      "or a bundled name, or 'roofline' (default: the GPU's fitted profile, "
+                      "else a measured one for --gpu/--model/--tp, else the roofline).")]
+SimulatorOpt = Annotated[str, typer.Option(
+    help="'fast' (default) or 'reference' (one SimPy step per iteration; same results, much "
+         "slower: for checking).")]
+
+
+Policies = Annotated[str, typer.Option(
+    "--policies", "--policy",
+    help="Scheduling policy: fcfs, sjf, srpt, mlfq, or a predictor folder from `llmsim train`; "
+         "NAME+sp adds starvation prevention. `compare` takes several, comma-separated.")]
+
+
+def _simulation_command(name: str, default: str, doc: str):
+    """`run` and `compare`: the same command, for one policy or several."""
+
+    def command(
+        policies: Policies = default,
+        trace: Trace = None, trace_model: TraceModel = None, split: Split = None,
+        draw: Draw = None, requests: Requests = None, load: Load = None, rate: Rate = None,
+        arrival_process: Arrivals = "trace", burstiness: Burstiness = 1.0, seed: Seed = 0,
+        model: Model = "llama-3-8b", gpu: Gpu = "h100", tp: Tp = 1, replicas: Replicas = 1,
+        router: RouterOpt = "round-robin", max_num_seqs: MaxSeqs = 256,
+        max_num_batched_tokens: MaxTokens = 8192, block_size: BlockSize = 16,
+        gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
+        slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
+        out: Out = None, force: Force = False, simulator: SimulatorOpt = "fast",
+        profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
+        engine_overhead_ms: EngineOverhead = 0.0,
+    ) -> None:
+        names = [p.strip() for p in policies.split(",") if p.strip()]
+        if name == "run" and len(names) > 1:
+            raise ValueError("run simulates one policy; use `llmsim compare` for several")
+        if trace is None and load is None and rate is None:
+            load = 0.9  # the bundled sample's recorded rate means nothing for this deployment
+        spec = WorkloadSpec(None if trace is None else str(trace), trace_model, split, draw,
+                            requests, arrival_process, rate, load, burstiness, seed)
+        engine = EngineConfig(max_num_seqs, max_num_batched_tokens, block_size,
+                              gpu_memory_utilization, num_gpu_blocks)
+        deployment = Deployment(model, gpu, tp, replicas, router, engine, profile,
+                                engine_overhead_ms / 1e3)
+        slo = Slo(*(None if v is None else v / 1e3 for v in (slo_ttft_ms, slo_tpot_ms,
+                                                             slo_e2e_ms)))
+        simulate_policies(names, spec, deployment, slo, simulator, scoring_delay_ms / 1e3,
+                          out or default_out(name), force)
+
+    command.__doc__ = doc
+    command.__name__ = name
+    return user_errors(command)
+
+
+run = app.command("run")(_simulation_command(
+    "run", "fcfs", "Simulate one policy on a workload and write its results."))
+compare = app.command("compare")(_simulation_command(
+    "compare", "fcfs,sjf",
+    "Simulate several policies on the same workload and deployment, side by side."))
 
 
 @app.command()
-def run(
-    policy: Annotated[str, typer.Option(
-        help="Scheduling policy: fcfs, sjf, srpt, mlfq, or a predictor folder from "
-             "`llmsim train`; NAME+sp adds starvation prevention.")
-    ] = "fcfs",
-    trace: Trace = None, trace_model: TraceModel = None, split: Split = None, draw: Draw = None,
-    requests: Requests = None, load: Load = None, rate: Rate = None,
-    arrival_process: Arrivals = "trace", burstiness: Burstiness = 1.0, seed: Seed = 0,
-    model: Model = "llama-3-8b", gpu: Gpu = "h100", tp: Tp = 1, replicas: Replicas = 1,
-    router: RouterOpt = "round-robin", max_num_seqs: MaxSeqs = 256,
-    max_num_batched_tokens: MaxTokens = 8192, block_size: BlockSize = 16,
-    gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
-    slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
-    out: Out = None, force: Force = False, engine: EngineOpt = "fast",
-    profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
-    engine_overhead_ms: EngineOverhead = 0.0,
-) -> None:
-    """Simulate one policy on a workload and write its results."""
-    _main("run", [policy], **{k: v for k, v in locals().items() if k != "policy"})
-
-
-@app.command()
-def compare(
-    policies: Annotated[str, typer.Option(
-        help="Comma-separated policies: names (fcfs, sjf, srpt, mlfq) or predictor folders "
-             "from `llmsim train`; NAME+sp adds starvation prevention.")] = "fcfs,sjf",
-    trace: Trace = None, trace_model: TraceModel = None, split: Split = None, draw: Draw = None,
-    requests: Requests = None, load: Load = None, rate: Rate = None,
-    arrival_process: Arrivals = "trace", burstiness: Burstiness = 1.0, seed: Seed = 0,
-    model: Model = "llama-3-8b", gpu: Gpu = "h100", tp: Tp = 1, replicas: Replicas = 1,
-    router: RouterOpt = "round-robin", max_num_seqs: MaxSeqs = 256,
-    max_num_batched_tokens: MaxTokens = 8192, block_size: BlockSize = 16,
-    gpu_memory_utilization: GpuUtil = 0.9, num_gpu_blocks: Blocks = None,
-    slo_ttft_ms: SloTtft = None, slo_tpot_ms: SloTpot = None, slo_e2e_ms: SloE2e = None,
-    out: Out = None, force: Force = False, engine: EngineOpt = "fast",
-    profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
-    engine_overhead_ms: EngineOverhead = 0.0,
-) -> None:
-    """Simulate several policies on the same workload and deployment, side by side."""
-    names = [p.strip() for p in policies.split(",") if p.strip()]
-    _main("compare", names, **{k: v for k, v in locals().items() if k not in ("policies", "names")})
-
-
-@app.command()
+@user_errors
 def calibrate(
     model: Annotated[str, typer.Option(help="Model preset or config.json path.")] = "llama-3.1-8b",
     device: Annotated[str, typer.Option(help="cuda, cuda:N, or cpu (tiny models, tests).")]
@@ -167,20 +156,10 @@ def calibrate(
     force: Force = False,
 ) -> None:
     """Time a model's kernels on this machine's GPU and write a cost profile."""
-    try:
-        _calibrate(model, device, tp, dtype, gpu, quick, max_num_batched_tokens, max_num_seqs,
-                   warmup, repeats, flush_l2, fidelity_points, seed, out, force)
-    except USER_ERRORS as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _calibrate(model, device, tp, dtype, gpu, quick, max_num_batched_tokens, max_num_seqs,
-               warmup, repeats, flush_l2, fidelity_points, seed, out, force) -> None:
     from dataclasses import replace
 
     try:
-        from .calibration.calibrate import Grid, calibrate, plot_fidelity
+        from .calibration.calibrate import KernelGrid, calibrate, plot_fidelity
     except ImportError as e:  # torch is an extra: pip install 'llmsim[calibrate]'
         raise ValueError(f"calibration needs torch ({e}); pip install 'llmsim[calibrate]'") \
             from None
@@ -191,14 +170,13 @@ def _calibrate(model, device, tp, dtype, gpu, quick, max_num_batched_tokens, max
     shape = replace(get_model(model), dtype_bytes=DTYPE_BYTES[dtype])
     out = out or Path("llmsim-out") / "profiles" / f"{gpu}-{shape.name}-tp{tp}.json"
     check_target(out, force)
-    grid = Grid.quick() if quick else Grid.full(max_num_batched_tokens, max_num_seqs)
+    grid = KernelGrid.quick() if quick else KernelGrid.full(max_num_batched_tokens, max_num_seqs)
     total = grid.size() + 1 + fidelity_points
-    with Progress(TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("calibrating", total=total)
+    with progress("<48") as bar:
+        task = bar.add_task("calibrating", total=total)
 
         def step(what: str) -> None:
-            progress.update(task, advance=1, description=what)
+            bar.update(task, advance=1, description=what)
 
         profile = calibrate(shape, tp, device, grid, warmup, repeats, flush_l2, fidelity_points,
                             seed, step, command=" ".join(["llmsim", *sys.argv[1:]]))
@@ -222,89 +200,50 @@ def version() -> None:
     console.print(__version__)
 
 
-def _main(command: str, policy_names: list[str], **opts) -> None:
-    try:
-        _execute(command, policy_names, **opts)
-    except USER_ERRORS as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _execute(command, policy_names, *, trace, trace_model, split, draw, requests, load, rate,
-             arrival_process, burstiness, seed, model, gpu, tp, replicas, router, max_num_seqs,
-             max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks,
-             slo_ttft_ms, slo_tpot_ms, slo_e2e_ms, out, force, engine, profile,
-             scoring_delay_ms, engine_overhead_ms) -> None:
-    # Validate everything before any simulation runs.
-    if not policy_names:
+def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployment, slo: Slo,
+                      simulator: str, scoring_delay: float, out: Path, force: bool) -> None:
+    """Simulate each named policy on the workload `spec` builds, write one results folder
+    and print the table. Everything a user can get wrong fails before any simulation."""
+    if not names:
         raise ValueError("no policy given")
-    if len(set(policy_names)) != len(policy_names):
-        raise ValueError(f"policy named twice in {','.join(policy_names)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"policy named twice in {','.join(names)}")
     # Predictor folders become policies once the workload is known (they score its prompts).
-    for name in policy_names:
+    for name in names:
         if "/" in name and not is_predictor_name(name):
             raise FileNotFoundError(f"{name}: not a predictor folder (no card.json)")
-    policies = [None if is_predictor_name(name) else get_policy(name) for name in policy_names]
-    if load is not None and rate is not None:
-        raise ValueError("give --load or --rate, not both")
-    if load is not None and not load > 0:
-        raise ValueError(f"--load must be > 0, got {load}")
-    if rate is not None and not rate > 0:
-        raise ValueError(f"--rate must be > 0, got {rate}")
-    if engine not in ENGINES:
-        raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if arrival_process not in ("trace", "poisson", "gamma"):
-        raise ValueError(f"--arrival-process must be trace, poisson or gamma, "
-                         f"got {arrival_process!r}")
-    slo = Slo(*(None if v is None else v / 1e3 for v in (slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)))
-    deployment = Deployment(model, gpu, tp, replicas, router, EngineConfig(
-        max_num_seqs, max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks),
-        profile, engine_overhead_ms / 1e3)
+    policies = [None if is_predictor_name(name) else get_policy(name) for name in names]
+    if simulator not in SIMULATORS:
+        raise ValueError(f"--simulator must be one of {', '.join(SIMULATORS)}, "
+                         f"got {simulator!r}")
     cost = deployment.cost_model()  # unknown model or GPU fails here
-    memory = deployment.memory() if num_gpu_blocks is None else None
-    out = out or Path("llmsim-out") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    memory = deployment.memory() if deployment.engine.num_gpu_blocks is None else None
     check_target(out, force)
-
-    workload = _load_workload(trace, trace_model, split)
-    if draw is not None:
-        workload = _draw(workload, draw, seed)
-    if requests is not None:
-        workload = workload.head(requests)
-    if not len(workload):
-        raise WorkloadError("the workload has no requests")
-    if trace is None and load is None and rate is None:
-        load = 0.9
-    workload, capacity = _place_arrivals(workload, deployment, cost, load, rate,
-                                         arrival_process, burstiness, seed)
+    workload, capacity = spec.build(deployment, cost)
 
     results = []
-    with _progress() as progress:
-        for i, name in enumerate(policy_names):
+    with progress() as bar:
+        for i, name in enumerate(names):
             if policies[i] is None:
-                task = progress.add_task(f"scoring {Path(name).name}"[:24], total=None)
+                task = bar.add_task(f"scoring {Path(name).name}"[:24], total=None)
                 policies[i] = load_predictor_policy(
-                    name, workload, default_cache_dir(), scoring_delay=scoring_delay_ms / 1e3,
-                    progress=lambda k, task=task: progress.update(task, advance=k))
-                progress.remove_task(task)
+                    name, workload, default_cache_dir(), scoring_delay=scoring_delay,
+                    progress=lambda k, task=task: bar.update(task, advance=k))
+                bar.remove_task(task)
         for p in policies:
-            task = progress.add_task(p.name, total=len(workload))
-
-            def report(done, task=task):
-                progress.update(task, completed=done)
-
-            results.append(simulate(workload, p, deployment, slo, cost, progress=report,
-                                    engine=engine))
+            task = bar.add_task(p.name, total=len(workload))
+            results.append(simulate(
+                workload, p, deployment, slo, cost, simulator=simulator,
+                progress=lambda done, task=task: bar.update(task, completed=done)))
     config = {
         "llmsim_version": __version__,
         "command": " ".join(["llmsim", *sys.argv[1:]]),
-        "engine": engine,
+        "simulator": simulator,
         "deployment": deployment.to_dict(),
         "cost_model": cost.label,
         "cost_model_parameters": cost.describe(),
         "memory": memory,
-        "workload": {"source": workload.source, "requests": len(workload),
-                     "arrival_process": arrival_process, "load": load, "rate": rate,
-                     "burstiness": burstiness, "seed": seed,
+        "workload": {**spec.to_dict(), "source": workload.source, "requests": len(workload),
                      "capacity_rps": capacity,
                      "mean_rate_rps": len(workload) / workload.duration if workload.duration
                      else None},
@@ -314,58 +253,6 @@ def _execute(command, policy_names, *, trace, trace_model, split, draw, requests
     write_results(out, results, config, force)
     _print_table(results, workload, capacity, cost.label, slo)
     console.print(f"results in [bold]{out}[/]")
-
-
-def _load_workload(trace: Path | None, trace_model: str | None, split: str | None) -> Workload:
-    options = {k: v for k, v in (("model", trace_model), ("split", split)) if v is not None}
-    if trace is None:
-        if options:
-            raise ValueError("--trace-model and --split apply to a CASTILLO --trace")
-        return default_workload()
-    return load_trace(trace, **options)
-
-
-def _draw(workload: Workload, n: int, seed: int) -> Workload:
-    """n requests drawn from the workload's prompts; arrival times are placed later."""
-    from dataclasses import replace
-
-    from .traces import PromptPool, synthesize
-
-    pool = workload.meta.get("pool") or PromptPool.from_workload(workload)
-    drawn = synthesize(n, pool, np.zeros(n), np.random.default_rng(seed))
-    return replace(drawn, source=f"{n} requests drawn from {pool.source} (seed {seed})",
-                   meta={**drawn.meta, "has_arrivals": False})
-
-
-def _place_arrivals(workload: Workload, deployment: Deployment, cost, load, rate, process,
-                    burstiness, seed) -> tuple[Workload, float | None]:
-    if process == "trace" and not workload.meta.get("has_arrivals", True):
-        raise WorkloadError(f"{workload.source} has no arrival times: use "
-                            "--arrival-process poisson or gamma with --rate or --load")
-    capacity = None
-    if load is not None:
-        capacity = capacity_rps(workload, deployment, cost)
-        rate = load * capacity
-    if process == "trace":
-        if rate is None:
-            return workload, capacity
-        return workload.with_arrivals(arrivals.scale_to_rate(workload.arrival, rate),
-                                      f"arrivals rescaled to {rate:.3g} req/s"), capacity
-    if rate is None:
-        raise ValueError(f"--arrival-process {process} needs --rate or --load")
-    rng = np.random.default_rng(seed)
-    n = len(workload)
-    if process == "poisson":
-        times = arrivals.poisson(n, rate, rng)
-    else:
-        times = arrivals.gamma(n, rate, burstiness, rng)
-    return workload.with_arrivals(times, f"{process} arrivals at {rate:.3g} req/s, seed {seed}"), \
-        capacity
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
 
 
 def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Slo) -> None:
@@ -388,8 +275,8 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
         if len(results) > 1 and s["e2e"]["mean"] == best:
             e2e = f"[green]{e2e}[/]"
         row = [r.policy, f"{s['completed']}", f"{s['throughput_rps']:.2f}",
-               _ms(s["ttft"]["mean"]), _ms(s["ttft"]["p90"]), _ms(s["tpot"]["mean"]), e2e,
-               f"{s['e2e']['p90']:.2f} s", _ms(s["queueing_delay"]["mean"]),
+               ms(s["ttft"]["mean"]), ms(s["ttft"]["p90"]), ms(s["tpot"]["mean"]), e2e,
+               f"{s['e2e']['p90']:.2f} s", ms(s["queueing_delay"]["mean"]),
                f"{s['preemptions']}"]
         if goodput:
             row.append(f"{s['goodput_rps']:.2f}/s ({s['slo_attainment']:.0%})")
@@ -401,10 +288,6 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
                   "rejected[/]")
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.0f} ms" if seconds == seconds else "-"
-
-
 # Commands whose work lives in their own packages, listed after the core ones.
 app.command()(train)
 app.command("evaluate-ranker")(evaluate_ranker)
@@ -414,3 +297,4 @@ app.command("capacity-search")(sweep_cli.capacity)
 app.command("replay")(integrations_cli.replay)
 app.command("validate")(integrations_cli.validate)
 app.command("run-transformers")(integrations_cli.run_transformers)
+app.command("fit")(fit_cli.fit)

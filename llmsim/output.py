@@ -10,16 +10,13 @@ at the end, so an interrupted or failed run leaves no half-written results behin
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .files import write_folder_atomic, write_json
 from .simulate import RunResult
-from .traces.atomic import write_folder_atomic
 
 
 class OutputExistsError(FileExistsError):
@@ -35,28 +32,10 @@ def write_results(out: Path, results: list[RunResult], config: dict, force: bool
     check_target(out, force)
 
     def fill(tmp: Path) -> None:
-        _dump(tmp / "config.json", config)
-        _dump(tmp / "summary.json", {r.policy: r.summary for r in results})
+        write_json(tmp / "config.json", config)
+        write_json(tmp / "summary.json", {r.policy: r.summary for r in results})
         for r in results:
             (tmp / r.policy).mkdir()
             pq.write_table(pa.table(r.records.columns()), tmp / r.policy / "requests.parquet")
 
     write_folder_atomic(out, fill)  # --force: the old folder goes once the new one is whole
-
-
-def _dump(path: Path, obj) -> None:
-    path.write_text(json.dumps(finite_json(obj), indent=2) + "\n")
-
-
-def finite_json(obj):
-    """JSON has no NaN: null for figures that do not exist (e.g. TPOT of 1-token runs), and
-    numpy scalars as Python numbers."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite_json(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return finite_json(obj.item())
-    return obj

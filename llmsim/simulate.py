@@ -8,20 +8,22 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .calibration.fitted import fitted_cost_model
 from .calibration.gpus import get_gpu
 from .calibration.memory import kv_cache_blocks, memory_breakdown
 from .calibration.profile import ProfileCostModel, default_profile, find_profile
 from .calibration.roofline import RooflineCostModel, allreduce_costs
 from .calibration.shapes import get_model
-from .engine.cluster import Cluster
 from .engine.config import EngineConfig
 from .engine.cost import CostModel
 from .engine.fast import FastCluster
+from .engine.policy import Policy
 from .engine.records import Records
+from .engine.reference import ReferenceCluster
 from .engine.router import make_router
 from .engine.summary import Slo, summarize
-from .policies import Policy
 from .policies.scoring import release_times
+from .steady_state import steady_output_tps
 from .traces.workload import Workload
 
 
@@ -35,8 +37,9 @@ class Deployment:
     num_replicas: int = 1
     router: str = "round-robin"
     engine: EngineConfig = field(default_factory=EngineConfig)
-    profile: str | None = None  # a measured profile (path or bundled name); None: the bundled
-    # profile for (gpu, model, tp) if there is one, else the roofline estimate
+    profile: str | None = None  # a fitted or measured profile (path or bundled name), or
+    # "roofline"; None: the bundled fitted profile for the GPU, else the bundled measured
+    # profile for (gpu, model, tp), else the roofline estimate
     engine_overhead_s: float = 0.0  # per iteration, on top of the cost model: the engine's own
     # work beyond the model's kernels (scheduling, sampling, Python), which a kernel profile
     # does not time; measure it on the real engine (docs: `benchmarks/validate_cpu.sh`)
@@ -48,17 +51,22 @@ class Deployment:
 
     def cost_model(self) -> CostModel:
         model, gpu = get_model(self.model), get_gpu(self.gpu)
-        profile = (find_profile(self.profile) if self.profile is not None
-                   else default_profile(self.model, self.gpu, self.tp))
         if not self.engine_overhead_s >= 0:
             raise ValueError(f"engine_overhead_s must be >= 0, got {self.engine_overhead_s}")
+        fitted = fitted_cost_model(self.profile, model, self.gpu, self.tp,
+                                   self.engine.async_scheduling, self.engine_overhead_s)
+        if fitted is not None:
+            return fitted
+        profile = (find_profile(self.profile) if self.profile not in (None, "roofline")
+                   else default_profile(self.model, self.gpu, self.tp) if self.profile is None
+                   else None)
         if profile is None:
             return RooflineCostModel(model, gpu, tp=self.tp,
-                                     overhead_s=1.0e-3 + self.engine_overhead_s)
+                                     engine_overhead_s=self.engine_overhead_s)
         profile.check_for(model, self.tp)
         per_token, fixed = allreduce_costs(model, gpu, self.tp)
         return ProfileCostModel(profile, per_token, fixed,
-                                scheduler_overhead_s=self.engine_overhead_s)
+                                engine_overhead_s=self.engine_overhead_s)
 
     def num_gpu_blocks(self) -> int:
         e = self.engine
@@ -75,7 +83,7 @@ class Deployment:
                                 e.max_num_seqs)
 
 
-ENGINES = {"fast": FastCluster, "reference": Cluster}
+SIMULATORS = {"fast": FastCluster, "reference": ReferenceCluster}
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,20 +96,22 @@ class RunResult:
 
 def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deployment(),
              slo: Slo = Slo(), cost: CostModel | None = None,
-             progress: Callable[[int], None] | None = None, engine: str = "fast") -> RunResult:
+             progress: Callable[[int], None] | None = None,
+             simulator: str = "fast") -> RunResult:
     """Simulate `workload` under `policy` on `deployment`; `cost` overrides the deployment's
     cost model (a measured profile, a test's fixed costs). `progress(done)` is called as
-    requests finish or are rejected. `engine` is "fast" or "reference" (one SimPy step per
-    iteration; the fast engine must match it exactly)."""
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; known engines: {', '.join(ENGINES)}")
+    requests finish or are rejected. `simulator` is "fast" or "reference" (one SimPy step
+    per iteration; the fast simulator must match it exactly)."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown simulator {simulator!r}; known simulators: "
+                         f"{', '.join(SIMULATORS)}")
     cost = cost if cost is not None else deployment.cost_model()
     num_blocks = deployment.num_gpu_blocks()
     if progress is not None:
         progress = _every_permille(progress, len(workload))
     release = (release_times(workload.arrival, policy.scoring_delay)
                if policy.scoring_delay else None)
-    cluster = ENGINES[engine](workload, policy, cost, deployment.engine, num_blocks,
+    cluster = SIMULATORS[simulator](workload, policy, cost, deployment.engine, num_blocks,
                               make_router(deployment.router), deployment.num_replicas, progress,
                               release)
     records = cluster.run()
@@ -126,13 +136,16 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
         "deployment": deployment.to_dict(),
         "cost_model": getattr(cost, "label", type(cost).__name__),
         "workload": {"source": workload.source, "requests": len(workload)},
-        "engine": engine,
+        "simulator": simulator,
         "slo": slo.to_dict(),
     }
     describe = getattr(cost, "describe", None)
     if describe is not None:
         config["cost_model_parameters"] = describe()
-    return RunResult(policy.name, records, summarize(records, engine_stats, slo), config)
+    summary = summarize(records, engine_stats, slo)
+    steady = steady_output_tps(records, deployment.engine.max_num_seqs * deployment.num_replicas)
+    summary["throughput_output_tps_steady"] = steady if steady == steady else None  # NaN: none
+    return RunResult(policy.name, records, summary, config)
 
 
 def _every_permille(progress: Callable[[int], None], total: int) -> Callable[[int], None]:

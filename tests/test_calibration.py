@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from llmsim.calibration.calibrate import Grid, calibrate, decode_shape, prefill_shape  # noqa: E402
+from llmsim.calibration.calibrate import KernelGrid, calibrate, decode_shape, prefill_shape  # noqa: E402
 from llmsim.calibration.profile import Profile, ProfileCostModel, ProfileError  # noqa: E402
 from llmsim.calibration.shapes import get_model  # noqa: E402
 from llmsim.calibration.timing import Timer  # noqa: E402
@@ -22,7 +22,7 @@ runner = CliRunner(env={"COLUMNS": "160"})
 
 @pytest.fixture(scope="module")
 def tiny_profile():
-    return calibrate(get_model("tiny"), device="cpu", grid=Grid.quick(), warmup=1, repeats=3,
+    return calibrate(get_model("tiny"), device="cpu", grid=KernelGrid.quick(), warmup=1, repeats=3,
                      fidelity_points=6)
 
 
@@ -37,7 +37,7 @@ def test_timer_takes_the_median():
 
 def test_profile_tables_and_fidelity(tiny_profile):
     p = tiny_profile
-    grid = Grid.quick()
+    grid = KernelGrid.quick()
     assert p.tables["tokens"] == list(map(float, grid.tokens))
     assert len(p.tables["prefill_s"]) == len(grid.prefill_chunks)
     assert all(s > 0 for s in p.tables["dense_s"])
@@ -55,6 +55,20 @@ def test_profile_cost_model_is_monotone_and_affine_in_decode_context(tiny_profil
     # beyond the grid the tables extend linearly instead of clamping
     assert cost.iteration_time(prefill_shape(512, 0)) > cost.iteration_time(prefill_shape(64, 0))
     assert "measured profile" in cost.label
+
+
+def test_profile_prices_decode_runs_exactly_as_one_iteration_at_a_time(tiny_profile):
+    import numpy as np
+
+    from llmsim.engine.cost import IterationShape
+
+    cost = ProfileCostModel(tiny_profile, allreduce_s_per_token=1e-7, allreduce_fixed_s=2e-5,
+                            engine_overhead_s=1e-4)
+    contexts = np.arange(1, 50_000, 313, dtype=np.int64)
+    for n in (1, 3, 9, 40):  # contexts are summed over the batch
+        one = [cost.iteration_time(IterationShape(n, n, (), n, int(c), n)) for c in contexts]
+        a, b, floor = cost.decode_affine(n)
+        assert [max(a + b * int(c), floor) for c in contexts] == one
 
 
 def test_profile_round_trips_and_refuses_other_models(tiny_profile, tmp_path):
@@ -101,11 +115,14 @@ def test_calibrate_without_cuda_is_a_clear_error(tmp_path):
 
 
 def test_bundled_profile_is_the_default_for_its_model(tiny_profile, tmp_path, monkeypatch):
+    from llmsim.calibration import fitted as fitted_module
     from llmsim.calibration import profile as profile_module
 
     path = tmp_path / "h100-tiny-tp1.json"
     tiny_profile.save(path)
     monkeypatch.setattr(profile_module, "bundled_profiles", lambda: {path.stem: path})
+    # where a GPU has a fitted profile, that is its default (tests/test_fit.py); without one
+    monkeypatch.setattr(fitted_module, "bundled_fitted", lambda: {})
     assert Deployment(model="tiny", gpu="h100").cost_model().label.startswith("measured")
     assert "roofline" in Deployment(model="llama-3-8b", gpu="h100").cost_model().label
     assert "roofline" in Deployment(model="tiny", gpu="a100").cost_model().label

@@ -26,7 +26,7 @@ def test_run_writes_config_summary_and_records(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["deployment"]["model"] == "llama-3-8b"
     assert config["workload"]["load"] == 0.9 and config["workload"]["capacity_rps"] > 0
-    assert "roofline" in config["cost_model"]
+    assert config["cost_model"].startswith("fitted profile (h100")
     summary = json.loads((out / "summary.json").read_text())["sjf"]
     assert summary["completed"] == 150
     assert summary["slo"] == {"ttft": 0.5, "tpot": 0.1, "e2e": None}
@@ -51,7 +51,7 @@ def test_compare_prints_both_policies(tmp_path):
     (["--load", "-1"], "--load must be > 0"),
     (["--arrival-process", "poisson"], "needs --rate or --load"),
     (["--router", "random"], "unknown router 'random'"),
-    (["--engine", "turbo"], "--engine must be one of fast, reference"),
+    (["--simulator", "turbo"], "--simulator must be one of fast, reference"),
     (["--gpu-memory-utilization", "1.5"], "gpu_memory_utilization"),
     (["--model", "llama-3-70b"], "70b"),  # does not fit one 80 GB GPU
 ])
@@ -114,12 +114,13 @@ def test_oracle_sjf_beats_fcfs_on_the_bundled_workload_at_high_load(tmp_path):
     assert s["sjf"]["ttft"]["mean"] < s["fcfs"]["ttft"]["mean"]
 
 
-def test_reference_engine_from_the_command_line_gives_the_same_summary(tmp_path):
+def test_reference_simulator_from_the_command_line_gives_the_same_summary(tmp_path):
     summaries = []
-    for engine in ("fast", "reference"):
-        res = invoke("run", "--requests", 120, "--engine", engine, "--out", tmp_path / engine)
+    for simulator in ("fast", "reference"):
+        res = invoke("run", "--requests", 120, "--simulator", simulator, "--out",
+                     tmp_path / simulator)
         assert res.exit_code == 0, res.output
-        summaries.append(json.loads((tmp_path / engine / "summary.json").read_text())["fcfs"])
+        summaries.append(json.loads((tmp_path / simulator / "summary.json").read_text())["fcfs"])
     fast, ref = summaries
     assert fast["e2e"] == pytest.approx(ref["e2e"], rel=1e-9)
     assert fast["iterations"] == ref["iterations"]

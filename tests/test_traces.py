@@ -2,13 +2,12 @@
 
 Fixtures in tests/fixtures/traces/ (see its README): one small file per format and, per
 format, files with one malformed row at a known line. The real shared data are checked
-when present (LLMSIM_SHARED_DATA, or ../shared/data beside the repository), else skipped.
+when present (the `shared_data` fixture of conftest.py), else skipped.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from itertools import pairwise
 from pathlib import Path
 
@@ -33,9 +32,6 @@ from llmsim.traces.tokens import approx_tokens
 from llmsim.traces.workload import Workload, WorkloadError
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
-SHARED = Path(os.environ.get("LLMSIM_SHARED_DATA")
-              or Path(__file__).resolve().parents[2] / "shared" / "data")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no shared data at {SHARED}")
 
 
 def rng(seed=0):
@@ -377,10 +373,9 @@ def test_gamma_with_burstiness_one_matches_poisson():
         assert 1 / gaps.mean() == pytest.approx(rate, rel=0.02)
         assert gaps.std() / gaps.mean() == pytest.approx(1.0, rel=0.03)
     # vLLM's definition: shape = burstiness, scale = 1/(rate*burstiness): cv = 1/sqrt(shape)
-    b = np.diff(arrivals.Gamma.from_cv(rate, 3.0).times(n, rng(3)))
+    b = np.diff(arrivals.Gamma(rate, 1 / 9).times(n, rng(3)))
     assert 1 / b.mean() == pytest.approx(rate, rel=0.05)
     assert b.std() / b.mean() == pytest.approx(3.0, rel=0.08)
-    assert arrivals.Gamma.from_cv(rate, 3.0).burstiness == pytest.approx(1 / 9)
 
 
 def test_arrival_argument_checks_and_infinite_rate():
@@ -389,8 +384,8 @@ def test_arrival_argument_checks_and_infinite_rate():
     with pytest.raises(ValueError, match="burstiness must be > 0"):
         arrivals.gamma(5, 1.0, 0.0, rng())
     assert not arrivals.Poisson(float("inf")).times(4, rng()).any()
-    with pytest.raises(ValueError, match="capacity_rps must be > 0"):
-        arrivals.scale_to_load(np.arange(3.0), 0.5, 0)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        arrivals.scale_to_rate(np.arange(3.0), 0)
 
 
 def test_replay_tiles_a_trace_by_repeating_its_gaps():
@@ -407,12 +402,11 @@ def test_replay_tiles_a_trace_by_repeating_its_gaps():
         arrivals.tile(np.zeros(3), 5)
 
 
-def test_scale_to_rate_and_load_keep_the_shape():
+def test_scale_to_rate_keeps_the_shape():
     t = arrivals.gamma(5000, 2.0, 0.25, rng(4))
     s = arrivals.scale_to_rate(t, 10.0)
     assert (len(s) - 1) / s[-1] == pytest.approx(10.0)
     assert np.allclose(np.diff(s) / np.diff(s).mean(), np.diff(t) / np.diff(t).mean())
-    assert np.allclose(arrivals.scale_to_load(t, 0.5, 8.0), arrivals.scale_to_rate(t, 4.0))
 
 
 # -- synthesis ---------------------------------------------------------------------------
@@ -542,7 +536,6 @@ def test_cli_errors_are_one_line_and_exit_2(args, message, tmp_path):
 
 # -- the real data (skipped without it) ---------------------------------------------------
 
-@needs_shared
 @pytest.mark.parametrize("rel, fmt, rows", [
     ("azure_llm_2023/AzureLLMInferenceTrace_conv.csv", "azure", 19366),
     ("azure_llm_2023/AzureLLMInferenceTrace_code.csv", "azure", 8819),
@@ -553,38 +546,36 @@ def test_cli_errors_are_one_line_and_exit_2(args, message, tmp_path):
     ("vidur_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv", "vidur_stats",
      28257),
 ])
-def test_real_traces_load_with_the_documented_row_counts(rel, fmt, rows):
-    w = load_trace(SHARED / rel)
+def test_real_traces_load_with_the_documented_row_counts(shared_data, rel, fmt, rows):
+    w = load_trace(shared_data / rel)
     assert w.meta["format"] == fmt and len(w) == rows
     assert w.meta["rows_out_of_order"] == 0
 
 
-@needs_shared
-def test_real_castillo_counts():
-    pool = load_castillo_pool(SHARED / "castillo")
+def test_real_castillo_counts(shared_data):
+    pool = load_castillo_pool(shared_data / "castillo")
     assert len(set(pool.prompt_id)) == 7898
     assert len(pool) + pool.meta["duplicates_dropped"] == 67565
     assert pool.samples == 10 and pool.text is not None
-    one = load_castillo_pool(SHARED / "castillo", model="Llama-3.1-8B-Instruct", split="test")
+    one = load_castillo_pool(shared_data / "castillo", model="Llama-3.1-8B-Instruct", split="test")
     assert len(one) > 1000 and len(set(one.prompt_id)) == len(one)
 
 
-@needs_shared
-def test_real_azure_and_vidur_agree_and_the_default_is_reproducible(tmp_path):
-    a = load_trace(SHARED / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv")
-    v = load_trace(SHARED / "vidur_traces" / "splitwise_conv.csv")
+def test_real_azure_and_vidur_agree_and_the_default_is_reproducible(shared_data, tmp_path):
+    a = load_trace(shared_data / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv")
+    v = load_trace(shared_data / "vidur_traces" / "splitwise_conv.csv")
     assert np.allclose(a.arrival, v.arrival, atol=1e-6)
     assert np.array_equal(a.prompt_tokens, v.prompt_tokens)
     from llmsim.traces.make_default import make
 
-    out = make(SHARED / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv", tmp_path / "d.csv")
+    out = make(shared_data / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv",
+               tmp_path / "d.csv")
     bundled = Path(__file__).resolve().parents[1] / "llmsim" / "data" / "default_workload.csv"
     assert out.read_bytes() == bundled.read_bytes()
 
 
-@needs_shared
-def test_real_mooncake_hashes():
-    w = load_trace(SHARED / "mooncake" / "conversation_trace.jsonl")
+def test_real_mooncake_hashes(shared_data):
+    w = load_trace(shared_data / "mooncake" / "conversation_trace.jsonl")
     h = w.meta["hash_ids"]
     assert len(h) == 12031 and len(h.ids) == 288500
     blocks = np.diff(h.offsets)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,8 +9,6 @@ from llmsim.traces import arrivals
 from llmsim.traces.default import default_workload
 from llmsim.traces.loaders import TraceError, load_trace
 from llmsim.traces.workload import Workload, WorkloadError
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def write(tmp_path, text, name="t.csv"):
@@ -76,9 +72,8 @@ def test_bundled_workload_is_the_documented_sample():
     assert "Azure" in w.source
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="shared data not present")
-def test_bundled_sample_matches_the_real_trace():
-    real = load_trace(SHARED / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv")
+def test_bundled_sample_matches_the_real_trace(shared_data):
+    real = load_trace(shared_data / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv")
     assert len(real) == 19366
     w = default_workload()
     assert np.array_equal(w.prompt_tokens, real.prompt_tokens[5000:8000])

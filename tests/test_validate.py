@@ -22,7 +22,7 @@ from llmsim.integrations.replay import (
 )
 from llmsim.integrations.validate import (
     ResultsFileError,
-    load_real_run,
+    load_measured_run,
     plot_cdfs,
     validate,
 )
@@ -68,7 +68,7 @@ def fake_real_run(path, w, policy=FCFS, ttft_scale=1.0, e2e_scale=1.0, fail=(),
 
 def test_identical_run_has_zero_error(tmp_path):
     path, _ = fake_real_run(tmp_path / "r.json", workload())
-    v = validate(load_real_run(path), DEPLOYMENT)
+    v = validate(load_measured_run(path), DEPLOYMENT)
     for name in ("ttft", "tpot", "e2e", "throughput"):
         for err in v.table[name]["rel_error"].values():
             assert err == pytest.approx(0, abs=1e-9), (name, v.table[name])
@@ -77,7 +77,7 @@ def test_identical_run_has_zero_error(tmp_path):
 def test_relative_errors_are_those_of_the_distortion(tmp_path):
     w = workload()
     path, cols = fake_real_run(tmp_path / "r.json", w, ttft_scale=1.1, e2e_scale=1.25)
-    v = validate(load_real_run(path), DEPLOYMENT)
+    v = validate(load_measured_run(path), DEPLOYMENT)
     for stat in ("mean", "p50", "p90", "p99"):  # quantiles scale with the values
         assert v.table["ttft"]["rel_error"][stat] == pytest.approx(1 / 1.1 - 1)
         assert v.table["e2e"]["rel_error"][stat] == pytest.approx(1 / 1.25 - 1)
@@ -100,16 +100,16 @@ def test_sent_priorities_are_what_the_simulator_runs(tmp_path):
     w = workload(60, seed=1)
     path, _ = fake_real_run(tmp_path / "r.json", w, policy=SJF,
                             priorities=client_priorities(w, SJF))
-    v = validate(load_real_run(path), DEPLOYMENT)
+    v = validate(load_measured_run(path), DEPLOYMENT)
     assert v.config["policy"]["name"] == "priorities"
     assert v.table["e2e"]["rel_error"]["mean"] == pytest.approx(0, abs=1e-9)
-    fcfs = validate(load_real_run(path), DEPLOYMENT, policy="fcfs")  # the wrong policy
+    fcfs = validate(load_measured_run(path), DEPLOYMENT, policy="fcfs")  # the wrong policy
     assert abs(fcfs.table["e2e"]["rel_error"]["p99"]) > 0.01
 
 
 def test_failed_requests_are_left_out_on_both_sides(tmp_path):
     path, _ = fake_real_run(tmp_path / "r.json", workload(), fail=(3, 7))
-    v = validate(load_real_run(path), DEPLOYMENT)
+    v = validate(load_measured_run(path), DEPLOYMENT)
     assert v.config["compared"] == 38 and v.config["failed_in_real_run"] == 2
     assert len(v.real["ttft"]) == len(v.sim["ttft"]) == 38
 
@@ -149,19 +149,19 @@ def test_malformed_results_are_clear_errors(tmp_path, change, message):
     path, _ = fake_real_run(tmp_path / "r.json", workload())
     _edit(path, change)
     with pytest.raises(ResultsFileError, match=re.escape(message)):
-        validate(load_real_run(path), DEPLOYMENT)
+        validate(load_measured_run(path), DEPLOYMENT)
 
 
 def test_not_json_and_missing_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ResultsFileError, match="not a JSON file"):
-        load_real_run(bad)
+        load_measured_run(bad)
     bad.write_text("[1, 2]")
     with pytest.raises(ResultsFileError, match="expected a JSON object"):
-        load_real_run(bad)
+        load_measured_run(bad)
     with pytest.raises(FileNotFoundError, match="no such results file"):
-        load_real_run(tmp_path / "absent.json")
+        load_measured_run(tmp_path / "absent.json")
 
 
 @pytest.mark.parametrize("args, message", [

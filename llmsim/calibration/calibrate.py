@@ -30,7 +30,7 @@ from .timing import Timer
 
 
 @dataclass(frozen=True, slots=True)
-class Grid:
+class KernelGrid:
     tokens: tuple[int, ...]
     head_rows: tuple[int, ...]
     prefill_chunks: tuple[int, ...]
@@ -40,7 +40,7 @@ class Grid:
     max_cache_tokens: int  # skip (batch, context) points whose KV would not fit
 
     @classmethod
-    def full(cls, max_num_batched_tokens: int = 8192, max_num_seqs: int = 256) -> Grid:
+    def full(cls, max_num_batched_tokens: int = 8192, max_num_seqs: int = 256) -> KernelGrid:
         # dense where tensor-core tiles bite (small counts, multiples of 64), sparse above
         small = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 112, 128]
         tokens = sorted({*small, *range(192, 1025, 64), *range(1280, max_num_batched_tokens + 1,
@@ -53,7 +53,7 @@ class Grid:
                    max_cache_tokens=2_000_000)
 
     @classmethod
-    def quick(cls) -> Grid:
+    def quick(cls) -> KernelGrid:
         """A handful of points: for tests and CPU runs of tiny models."""
         return cls((1, 4, 16, 64), (1, 4, 16), (4, 16, 64), (0, 32, 128), (1, 4, 16),
                    (16, 64, 256), max_cache_tokens=100_000)
@@ -89,7 +89,7 @@ def _driver_version() -> str | None:
 
 
 class Calibrator:
-    def __init__(self, shape: ModelShape, tp: int, device: torch.device, grid: Grid,
+    def __init__(self, shape: ModelShape, tp: int, device: torch.device, grid: KernelGrid,
                  timer: Timer, progress: Callable[[str], None] | None = None) -> None:
         self.shape, self.tp, self.device, self.grid, self.timer = shape, tp, device, grid, timer
         self.k = LayerKernels(shape, tp, device)
@@ -204,7 +204,7 @@ def prefill_shape(chunk: int, cached: int, decodes: int = 0, context: int = 0) -
                           decodes * context, 1 + decodes)
 
 
-def fidelity_shapes(grid: Grid, rng: np.random.Generator, n: int = 16):
+def fidelity_shapes(grid: KernelGrid, rng: np.random.Generator, n: int = 16):
     """Sampled iteration shapes, (shape, context of each decode): a third decode-only, a third
     prefill chunks, a third mixed; sizes within the grid's range, off its points."""
     tmax, cmax = max(grid.tokens), max(grid.decode_contexts)
@@ -228,14 +228,19 @@ def fidelity_shapes(grid: Grid, rng: np.random.Generator, n: int = 16):
     return out
 
 
-def calibrate(shape: ModelShape, tp: int = 1, device: str = "cuda", grid: Grid | None = None,
+def calibrate(shape: ModelShape, tp: int = 1, device: str = "cuda",
+              grid: KernelGrid | None = None,
               warmup: int = 3, repeats: int = 10, flush_l2: bool = False,
               fidelity_points: int = 16, seed: int = 0,
               progress: Callable[[str], None] | None = None, command: str = "") -> Profile:
+    if shape.is_moe or shape.sliding_layers:
+        raise ValueError(f"{shape.name}: llmsim calibrate times dense, full-attention layers; "
+                         "MoE and sliding-window layers are not timed yet (the fitted "
+                         "profiles of h100/b200 price them)")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("no CUDA device here; use --device cpu (for tiny models) or a GPU box")
-    grid = grid or Grid.full()
+    grid = grid or KernelGrid.full()
     if dev.type == "cpu":
         # One thread: OpenMP workers spinning against other processes on a small machine
         # turn microsecond kernels into millisecond stalls.

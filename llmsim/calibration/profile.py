@@ -15,8 +15,6 @@ the decode term is affine in the summed context at a fixed batch, as the engine 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.cost import IterationShape
+from ..files import read_json_object, write_atomic
 from .shapes import ModelShape
 
 FORMAT = "llmsim-profile"
@@ -52,27 +51,14 @@ class Profile:
 
     def save(self, path: str | Path) -> None:
         """Written to a temporary file and renamed: never half a profile."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(self.to_json(), indent=1)
+        write_atomic(path, lambda tmp: tmp.write_text(text))
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ProfileError(f"{path}: no such profile") from None
-        except json.JSONDecodeError as e:
-            raise ProfileError(f"{path}: not a profile (invalid JSON: {e})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
+        d = read_json_object(path, ProfileError, "profile")
+        if d.get("format") != FORMAT:
             raise ProfileError(f"{path}: not an llmsim profile")
         if d.get("version") != VERSION:
             raise ProfileError(f"{path}: profile version {d.get('version')}, this llmsim reads "
@@ -132,7 +118,7 @@ def _extend(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
 
 class ProfileCostModel:
     def __init__(self, profile: Profile, allreduce_s_per_token: float = 0.0,
-                 allreduce_fixed_s: float = 0.0, scheduler_overhead_s: float = 0.0) -> None:
+                 allreduce_fixed_s: float = 0.0, engine_overhead_s: float = 0.0) -> None:
         t = profile.tables
         self.profile = profile
         self._tokens = np.asarray(t["tokens"], float)
@@ -145,9 +131,10 @@ class ProfileCostModel:
         self._batches = np.asarray(t["decode_batches"], float)
         self._dec_base = np.asarray(t["decode_base_s"], float)
         self._dec_slope = np.asarray(t["decode_per_token_s"], float)
-        self.overhead_s = float(t.get("overhead_s", 0.0)) + scheduler_overhead_s
-        self.scheduler_overhead_s = scheduler_overhead_s
+        self.overhead_s = float(t.get("overhead_s", 0.0)) + engine_overhead_s
+        self.engine_overhead_s = engine_overhead_s
         self._ar_token, self._ar_fixed = allreduce_s_per_token, allreduce_fixed_s
+        self._affine: dict[int, tuple[float, float, float]] = {}  # by batch size
         m = profile.meta
         self.label = (f"measured profile ({m.get('gpu', '?')}, {profile.model.name}, "
                       f"tp={profile.tp}, fidelity MAPE "
@@ -156,7 +143,7 @@ class ProfileCostModel:
     def describe(self) -> dict:
         return {"kind": "profile", "meta": self.profile.meta, "model": self.profile.model.name,
                 "tp": self.profile.tp, "fidelity_mape": self.profile.fidelity.get("mape"),
-                "scheduler_overhead_s": self.scheduler_overhead_s,
+                "engine_overhead_s": self.engine_overhead_s,
                 "allreduce_s_per_token": self._ar_token}
 
     def prefill(self, chunk: int, cached: int) -> float:
@@ -171,13 +158,28 @@ class ProfileCostModel:
         for chunk, cached in shape.prefill_chunks:
             t += self.prefill(chunk, cached)
         if shape.num_decodes:
-            b = shape.num_decodes
-            t += (_extend(b, self._batches, self._dec_base)
-                  + _extend(b, self._batches, self._dec_slope) * shape.decode_context)
+            t += _extend(shape.num_decodes, self._batches, self._dec_base)
         if self._ar_token:
             t += self._ar_fixed + self._ar_token * shape.num_tokens
+        if shape.num_decodes:  # last: see `decode_affine`
+            t += _extend(shape.num_decodes, self._batches, self._dec_slope) * shape.decode_context
         return max(t, 1e-9)
 
+    def decode_affine(self, num_decodes: int) -> tuple[float, float, float]:
+        """(a, b, floor): a decode-only iteration of `num_decodes` sequences with summed
+        context C takes exactly max(a + b * C, floor), the same operations as
+        `iteration_time` (engine/cost.py); the floor is its 1e-9 s."""
+        affine = self._affine.get(num_decodes)
+        if affine is None:
+            b = num_decodes
+            t = self.overhead_s + _extend(b, self._tokens, self._dense)
+            t += _extend(b, self._rows, self._head)
+            t += _extend(b, self._batches, self._dec_base)
+            if self._ar_token:
+                t += self._ar_fixed + self._ar_token * b
+            affine = self._affine[num_decodes] = (t, _extend(b, self._batches,
+                                                             self._dec_slope), 1e-9)
+        return affine
 
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"

@@ -25,7 +25,7 @@ class RooflineCostModel:
     def __init__(self, model: ModelShape, gpu: GpuSpec, tp: int = 1,
                  compute_efficiency: float = 0.6, memory_efficiency: float = 0.8,
                  overhead_s: float = 1.0e-3, per_seq_overhead_s: float = 5e-6,
-                 allreduce_latency_s: float = 10e-6) -> None:
+                 allreduce_latency_s: float = 10e-6, engine_overhead_s: float = 0.0) -> None:
         if tp < 1:
             raise ValueError(f"tp must be >= 1, got {tp}")
         for name, value in (("compute_efficiency", compute_efficiency),
@@ -35,7 +35,9 @@ class RooflineCostModel:
         self.model, self.gpu, self.tp = model, gpu, tp
         self.compute_efficiency = compute_efficiency
         self.memory_efficiency = memory_efficiency
-        self.overhead_s = overhead_s
+        self.overhead_s = overhead_s  # the roofline's own estimate of the fixed part
+        self.engine_overhead_s = engine_overhead_s  # measured beyond the model (Deployment)
+        self._fixed_s = overhead_s + engine_overhead_s
         self.per_seq_overhead_s = per_seq_overhead_s
         self.allreduce_latency_s = allreduce_latency_s
         self.label = (f"roofline estimate (datasheet {gpu.name}, {model.name}, tp={tp}; "
@@ -58,23 +60,34 @@ class RooflineCostModel:
         return {"kind": "roofline", "model": self.model.to_dict(), "gpu": self.gpu.to_dict(),
                 "tp": self.tp, "compute_efficiency": self.compute_efficiency,
                 "memory_efficiency": self.memory_efficiency, "overhead_s": self.overhead_s,
+                "engine_overhead_s": self.engine_overhead_s,
                 "per_seq_overhead_s": self.per_seq_overhead_s,
                 "allreduce_latency_s": self.allreduce_latency_s}
 
     def iteration_time(self, shape: IterationShape) -> float:
         assert shape.num_tokens > 0, f"empty iteration {shape}"
-        t = self.overhead_s + self.per_seq_overhead_s * shape.num_seqs
+        t = self._fixed_s + self.per_seq_overhead_s * shape.num_seqs
         t += max(self._linear_flops_s * shape.num_tokens, self._linear_bytes_s)
         if shape.num_sampled:
             t += max(self._head_flops_s * shape.num_sampled, self._head_bytes_s)
         for chunk, cached in shape.prefill_chunks:
             pairs = chunk * cached + chunk * (chunk + 1) / 2
             t += max(self._attn_flops_s * pairs, self._kv_s * (cached + chunk))
-        t += self._kv_s * shape.decode_context
         if self._allreduce_s:
             t += self._allreduce_fixed_s + self._allreduce_s * shape.num_tokens
-        return t
+        return t + self._kv_s * shape.decode_context  # last: see `decode_affine`
 
+    def decode_affine(self, num_decodes: int) -> tuple[float, float, float]:
+        """(a, b, floor): a decode-only iteration of `num_decodes` sequences with summed
+        context C takes exactly max(a + b * C, floor), here a + b * C (the same operations as
+        `iteration_time`; engine/cost.py)."""
+        n = num_decodes
+        t = self._fixed_s + self.per_seq_overhead_s * n
+        t += max(self._linear_flops_s * n, self._linear_bytes_s)
+        t += max(self._head_flops_s * n, self._head_bytes_s)
+        if self._allreduce_s:
+            t += self._allreduce_fixed_s + self._allreduce_s * n
+        return t, self._kv_s, 0.0
 
 def allreduce_costs(model: ModelShape, gpu: GpuSpec, tp: int,
                     latency_s: float = 10e-6) -> tuple[float, float]:

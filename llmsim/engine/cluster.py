@@ -1,17 +1,23 @@
-"""N replicas behind a router, fed by the workload's arrivals: one simulated deployment."""
+"""N replicas behind a router, fed by the workload's arrivals: one simulated deployment.
+
+`Cluster` holds what every simulator shares: the records, the router, the replicas and
+their schedulers, and what happens to an arriving request (routed; admitted to its
+replica's waiting queue, or rejected if it could never fit that replica's KV pool). The
+simulators say how time advances: `reference.py` with SimPy, one step per iteration;
+`fast.py` with a plain event loop and lockstep decoders.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..policies.policy import Policy
 from ..traces.workload import Workload
 from .blocks import BlockPool
-from .clock import ARRIVAL, Clock
 from .config import EngineConfig
 from .cost import CostModel
+from .policy import Policy
 from .records import Records
 from .replica import Replica, iteration_limit
 from .request import Request, State
@@ -32,49 +38,61 @@ class Cluster:
         self.router = router
         self.progress = progress
         self.done = 0  # finished + rejected
-        self.schedulers = [Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size), policy)
-                           for _ in range(num_replicas)]
-        self.replicas = self._replicas(cost, iteration_limit(workload))
+        limit = iteration_limit(workload)
+        self.replicas = [
+            self.make_replica(i, Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size),
+                                           policy), cost, limit)
+            for i in range(num_replicas)]
 
-    def _replicas(self, cost: CostModel, max_iterations: int) -> list:
-        self.env = Clock()
-        self.env.process(self._arrivals())
-        return [Replica(i, self.env, sched, cost, self.records, on_finish=self._count,
-                        max_iterations=max_iterations)
-                for i, sched in enumerate(self.schedulers)]
+    def make_replica(self, index: int, scheduler: Scheduler, cost: CostModel,
+                     max_iterations: int) -> Replica:
+        raise NotImplementedError
 
     def run(self) -> Records:
-        self.env.run()
-        self.check_done()
-        return self.records
+        """Simulate every request to its end; the records are complete."""
+        raise NotImplementedError
 
-    def check_done(self) -> None:
-        for sched in self.schedulers:
-            assert not sched.has_work(), "simulation ended with work left"
-            assert sched.pool.free_blocks == sched.pool.num_blocks, "KV blocks leaked"
+    def arrive(self, i: int, release: float, arrival: float, prompt: int, output: int) -> None:
+        """Request `i` reaches the router at `release` (its arrival, or later if a ranker
+        scored it first)."""
+        req = Request(i, arrival, prompt, output)
+        replica = self.replicas[self.router(req, self.replicas)]
+        if replica.can_accept(req):
+            replica.add(req, release)
+        else:  # could never fit in the KV pool: vLLM would refuse it too
+            req.state = State.REJECTED
+            self.records.rejected[i] = True
+            self.count(req)
 
-    def _count(self, req: Request) -> None:
+    def count(self, req: Request) -> None:
+        """A request left the system (finished or rejected)."""
         self.done += 1
         if self.progress is not None:
             self.progress(self.done)
 
-    def _arrivals(self):
-        w, env = self.workload, self.env
-        arrival = w.arrival.tolist()
-        release = self.release.tolist()
-        prompt = w.prompt_tokens.tolist()
-        output = w.output_tokens.tolist()
-        n, i = len(arrival), 0
-        while i < n:
-            yield env.at(release[i], ARRIVAL)
-            t = release[i]
-            while i < n and release[i] == t:  # simultaneous arrivals in trace order, at once
-                req = Request(i, arrival[i], prompt[i], output[i])
-                replica = self.replicas[self.router(req, self.replicas)]
-                if replica.can_accept(req):
-                    replica.add(req)
-                else:  # could never fit in the KV pool: vLLM would refuse it too
-                    req.state = State.REJECTED
-                    self.records.rejected[i] = True
-                    self._count(req)
-                i += 1
+    def check_done(self) -> None:
+        for r in self.replicas:
+            assert not r.sched.has_work(), "simulation ended with work left"
+            assert r.pool.free_blocks == r.pool.num_blocks, "KV blocks leaked"
+
+    def arrivals(self, chunk: int = 1 << 16) -> Iterator[tuple[float, list[tuple]]]:
+        """(release time, rows released then) in time order, simultaneous rows in trace
+        order; a row is `arrive`'s arguments. Columns become Python scalars a chunk at a
+        time: whole-column lists would cost ~100 bytes per request."""
+        group: list[tuple] = []
+        for row in _rows(self.workload, self.release, chunk):
+            if group and row[1] != group[0][1]:
+                yield group[0][1], group
+                group = []
+            group.append(row)
+        if group:
+            yield group[0][1], group
+
+
+def _rows(w: Workload, release: np.ndarray, chunk: int = 1 << 16):
+    """(id, release, arrival, prompt tokens, output tokens) as Python scalars."""
+    for start in range(0, len(w), chunk):
+        stop = start + chunk
+        yield from zip(range(start, min(stop, len(w))), release[start:stop].tolist(),
+                       w.arrival[start:stop].tolist(), w.prompt_tokens[start:stop].tolist(),
+                       w.output_tokens[start:stop].tolist(), strict=True)

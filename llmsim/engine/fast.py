@@ -1,77 +1,57 @@
-"""The fast engine: the reference engine's semantics without per-token Python work.
+"""The fast simulator: the reference simulator's decisions without per-token Python work.
 
 Most iterations of a busy replica look alike: every running request decodes one token,
-nothing is preempted, nobody new fits. Such decoders advance in lockstep, so they are kept
-as an aggregate (how many, their summed context, how many cross a KV block boundary at
-each step, when each will finish) and an iteration costs O(1) plus O(1) per request that
-joins, leaves, or is still prefilling. Iterations in which the aggregate cannot promise
-what the reference would do (the running set's demand exceeds the token budget, or its
-block demand exceeds the free pool, so order and preemption matter) are handed to the
-reference scheduler itself after the decoders' state is written back to each request.
+nothing is preempted, nobody new fits. The fast simulator keeps such decoders as one
+`DecoderAggregate` (decoders.py) and asks the scheduler to plan the iteration as a whole
+(`Scheduler.plan_whole`): when the running set's demand fits the token budget and the free
+blocks, that is exactly what the scheduler would decide request by request, at O(1) per
+iteration plus O(1) per request that joins, leaves or is still prefilling. Otherwise
+order, chunking and preemption matter: the aggregate is dissolved (each request gets its
+progress back) and the scheduler plans the iteration request by request (`plan`), as the
+reference does. Every scheduling rule lives in the scheduler, the request and the block
+pool; this file only decides how many requests and iterations it handles at once.
+
+Between two events, a batch of decoders alone repeats the same step with every context
+one token longer: nobody waits, nobody prefills, nobody is done, the pool does not run
+dry. `_run_decodes` runs such stretches up to the next arrival, decoders finishing on the
+way, with none of the per-iteration machinery, pricing them in closed form where the cost
+model allows (`cost.decode_affine`).
 
 No SimPy either: the cluster advances each replica up to the next arrival instant, then
 routes the arrivals, in the order `clock.py` fixes for simultaneous events. Results are
-identical to `engine.cluster.Cluster` (see tests/test_engine_differential.py).
+identical to the reference simulator's (tests/test_engine_differential.py).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Callable
+from bisect import bisect_right
 
-import numpy as np
-
-from ..traces.workload import Workload
 from .cluster import Cluster
 from .cost import CostModel, IterationShape
+from .decoders import DecoderAggregate
 from .records import Records
-from .replica import LIVELOCK
-from .request import Request, State
+from .replica import Replica
+from .request import Request
 from .scheduler import Batch, Scheduler, batch_shape
 
 
-class FastReplica:
-    def __init__(self, index: int, scheduler: Scheduler, cost: CostModel, records: Records,
-                 on_finish: Callable[[Request], None], max_iterations: int) -> None:
-        self.index = index
-        self.sched = scheduler
-        self.pool = scheduler.pool
-        self.cost = cost
-        self.records = records
-        self.on_finish = on_finish
+class FastReplica(Replica):
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
         self.now = 0.0  # the replica's clock: its last iteration end, or when it woke
         self.end: float | None = None  # end of the iteration in flight
-        self.batch: Batch | None = None  # in-flight iteration run by the reference scheduler
-        self.fast_items: list[tuple[Request, int]] = []  # in-flight non-decoder items
-        self.outstanding_tokens = 0
-        self.iterations = 0
-        self.max_iterations = max_iterations
-        self.exact_iterations = 0  # decided by the reference scheduler
-        self.batched_seqs = 0
-        self.busy_time = 0.0
-        self.block_seconds = 0.0
-        # The lockstep decoders. A decoder's true progress is its stored computed/emitted
-        # plus (tick - req.tick); `tick` counts iterations in which all decoders advanced.
-        self.tick = 0
-        self.decoders: dict[int, Request] = {}
-        self.base_sum = 0  # sum of (computed - tick) over decoders
-        bs = self.pool.block_size
-        self.phase = [0] * bs  # decoders by (computed - tick) mod block_size
-        self.done: list[tuple[int, int, Request]] = []  # heap of (tick it finishes at, id, req)
-        self.prefilling: list[Request] = []  # running non-decoders, in running order
-        self.stale: list[Request] = []  # decoders whose last token is not at `last_end`
+        self.batch: Batch | None = None  # in-flight iteration planned request by request
+        self.items: list[tuple[Request, int]] = []  # in-flight iteration planned whole: its
+        # requests outside the aggregate
+        self.ordered_iterations = 0  # planned request by request
+        self.decoders = DecoderAggregate(self.pool)
+        self.prefilling: list[Request] = []  # running requests outside the aggregate, in order
+        self.stale: list[Request] = []  # members whose last token is not at `last_end`
         self.last_end = 0.0
 
-    # -- the cluster's view ----------------------------------------------------------
-
-    def can_accept(self, req: Request) -> bool:
-        return self.sched.can_accept(req)
-
     def add(self, req: Request, now: float) -> None:
-        self.records.replica[req.id] = self.index
-        self.outstanding_tokens += req.prompt_tokens
-        self.sched.add(req, now)
+        super().add(req, now)
         if self.end is None and now > self.now:
             self.now = now  # an idle replica wakes up
 
@@ -87,237 +67,214 @@ class FastReplica:
                     return
             if not self.sched.has_work():
                 return
+            if self.decoders.size and not self.prefilling and not self.stale \
+                    and not self.sched.waiting.heap:
+                self._run_decodes(until)
+                if self.end is not None or self.now >= until:
+                    return  # in flight past `until`, or the last one ended at it
+                if not self.sched.has_work():
+                    return
             self._start()
 
     # -- one iteration ---------------------------------------------------------------
 
     def _start(self) -> None:
-        sched, pool = self.sched, self.pool
+        sched, dec = self.sched, self.decoders
         sched.begin_iteration()
-        if sched.policy.preemptive and sched.has_waiting():
-            return self._start_exact()  # evictions rank running requests by their progress
-        budget = sched.config.max_num_batched_tokens
-        num_dec = len(self.decoders)
-        decoder_need = self.phase[-self.tick % pool.block_size]
-        need, demand = decoder_need, num_dec
-        items = []
-        for req in self.prefilling:
-            n = req.num_tokens - req.computed
-            demand += n
-            need += pool.missing(req, n)
-            items.append((req, n))
-        if demand > budget or need > pool.free_blocks:
-            return self._start_exact()
-        pool.take(decoder_need)
-        for req, n in items:
-            pool.append(req, n)
-        if sched.waiting:
-            admitted_from = len(items)
-            sched.admit(items, budget - demand, self.now, [])
-            first = self.records.first_scheduled
-            for req, _ in items[admitted_from:]:
-                self.prefilling.append(req)
-                if first[req.id] != first[req.id]:  # NaN: never scheduled before
-                    first[req.id] = self.now
-        ctx = self.base_sum + num_dec * (self.tick + 1)  # decoders' KV after this token
-        shape = IterationShape(num_dec, num_dec, (), num_dec, ctx, num_dec)
-        if items:
-            s = batch_shape(items)
-            shape = IterationShape(s.num_tokens + num_dec, s.num_seqs + num_dec, s.prefill_chunks,
-                                   s.num_decodes + num_dec, s.decode_context + ctx,
-                                   s.num_sampled + num_dec)
-        self.fast_items = items
-        self._run(shape)
+        items = sched.plan_whole(self.prefilling, dec.size, dec.blocks_needed(), self.now)
+        if items is None:
+            return self._start_ordered()
+        if len(items) > len(self.prefilling):
+            admitted = items[len(self.prefilling):]
+            self.prefilling.extend(req for req, _ in admitted)
+            self.scheduled(admitted, self.now)
+        self.items = items
+        shape = batch_shape(items, dec.size, dec.context_after_step())
+        self.end = self.now + self.price(shape)
 
-    def _start_exact(self) -> None:
-        """Write the decoders back into their requests and let the reference scheduler
-        decide this iteration (order, chunking and preemption matter here)."""
-        self._sync_decoders()
-        self.exact_iterations += 1
+    def _start_ordered(self) -> None:
+        """Dissolve the aggregate and let the scheduler plan this iteration request by
+        request (order, chunking and preemption matter here)."""
+        self._dissolve()
+        self.ordered_iterations += 1
         batch = self.sched.plan(self.now)
-        rec = self.records
-        for req in batch.preempted:
-            rec.preemptions[req.id] += 1
+        self.started(batch, self.now)
         if batch.shape is None:
             self._regroup()
             return  # every candidate preempted itself; the next iteration starts at once
-        first = rec.first_scheduled
-        for req, _ in batch.items:
-            if first[req.id] != first[req.id]:
-                first[req.id] = self.now
         self.batch = batch
-        self._run(batch.shape)
-
-    def _run(self, shape: IterationShape) -> None:
-        dt = self.cost.iteration_time(shape)
-        assert dt > 0, f"cost model returned {dt} for {shape}"
-        self.iterations += 1
-        if self.iterations > self.max_iterations:
-            raise RuntimeError(LIVELOCK)
-        self.batched_seqs += shape.num_seqs
-        self.busy_time += dt
-        self.block_seconds += self.pool.used_blocks * dt
-        self.end = self.now + dt
+        self.end = self.now + self.price(batch.shape)
 
     def _complete(self) -> None:
         end, prev_end = self.end, self.last_end
         self.end = None
         self.now = self.last_end = end
         if self.batch is not None:
-            self._complete_exact(end)
+            batch, self.batch = self.batch, None
+            self.complete(batch, end)
+            self._regroup()
         else:
-            self._complete_fast(end, prev_end)
+            self._complete_whole(end, prev_end)
 
-    def _complete_fast(self, end: float, prev_end: float) -> None:
-        rec, itl = self.records, self.records.itl
-        num_dec = len(self.decoders)
-        self.tick += 1
-        if num_dec:
-            lockstep = num_dec - len(self.stale)
+    def _complete_whole(self, end: float, prev_end: float) -> None:
+        dec, itl = self.decoders, self.records.itl
+        if dec.size:
+            lockstep = dec.size - len(self.stale)
             if lockstep:
                 itl.add(end - prev_end, lockstep)
             for req in self.stale:
                 itl.add(end - req.last_token_at)
             self.stale.clear()
-            self.outstanding_tokens += num_dec
+            self.outstanding_tokens += dec.size
+        done = dec.step()
         joined = []
-        for req, n in self.fast_items:
-            req.computed += n
-            if req.computed < req.num_tokens:
+        for req, n in self.items:
+            if not req.feed(n):
                 continue
-            req.emitted += 1
-            self.outstanding_tokens += 1
-            rec.token(req, end)
-            if req.emitted == req.output_tokens:
-                self.pool.free(req)
+            self.emitted(req, end)
+            if req.done:
                 self.prefilling.remove(req)
-                del self.sched.running[req.id]
-                self._finish(req, end)
+                self.sched.retire(req)
+                self.finished(req, end)
             else:
                 joined.append(req)
-        self.fast_items = []
+        self.items = []
         for req in joined:
             self.prefilling.remove(req)
-            self._join(req)
-        done = self.done
-        while done and done[0][0] == self.tick:
-            req = heapq.heappop(done)[2]
-            self._leave(req)
-            assert req.emitted == req.output_tokens
-            self.pool.free(req)
-            del self.sched.running[req.id]
-            self._finish(req, end)
+            dec.join(req)
+        for req in done:
+            self.sched.retire(req)
+            self.finished(req, end)
 
-    def _complete_exact(self, end: float) -> None:
-        batch, self.batch = self.batch, None
-        rec = self.records
-        emitted, finished = self.sched.complete(batch, end)
-        for req in emitted:
-            rec.token(req, end)
-        self.outstanding_tokens += len(emitted)
-        for req in finished:
-            self._finish(req, end)
-        self._regroup()
+    def _run_decodes(self, until: float) -> None:
+        """Run, with none of the per-iteration machinery, the decode-only iterations that
+        end by `until`, and start the one that ends after it.
 
-    def _finish(self, req: Request, end: float) -> None:
-        req.state = State.FINISHED
-        self.records.finished(req, end)
-        self.outstanding_tokens -= req.prompt_tokens + req.emitted
-        self.on_finish(req)
+        The replica holds decoders only and nobody waits, so each iteration feeds every
+        decoder one token and admits nobody; its context C grows by one token per decoder;
+        it needs the blocks of one phase bucket (`DecoderAggregate`); its time is
+        max(a + b * C, floor) (`cost.decode_affine`), or the cost model's `iteration_time`
+        where it has no closed form. The run goes on through decoders finishing (fewer
+        decoders, a new form) and stops at the iteration that would end after `until`
+        (started here, in flight) or that finds the pool dry (left to `_start`: it
+        preempts). Ends are summed one by one, as the step-by-step loop sums them, so
+        every decision is the same, and each iteration is priced once; what the loop would
+        record is recorded (ITL, blocks, busy time, tokens, finishes)."""
+        dec, sched, pool, cost = self.decoders, self.sched, self.pool, self.cost
+        budget = sched.config.max_num_batched_tokens
+        by_phase, bs = dec.by_phase, pool.block_size
+        itl, edges = self.records.itl, self.records.itl.edges
+        counts, top = itl.counts, len(edges)
+        affine_of = getattr(cost, "decode_affine", None)
+        now, steps, flight = self.now, 0, None
+        left = self.max_iterations - self.iterations
+        while flight is None and 0 < dec.size <= budget:
+            n = dec.size
+            affine = affine_of(n) if affine_of is not None else None
+            a, b, floor = affine if affine is not None else (0.0, 0.0, 0.0)
+            to_finish = dec.steps_to_next_finish()
+            k = min(to_finish, left - steps)
+            phase, context, start = -dec.tick % bs, dec.context_after_step(), now
+            free = pool.free_blocks
+            used = first_used = pool.num_blocks - free
+            block_seconds = 0.0
+            binned, lo, hi, binned_from = 0, 0.0, -1.0, 0  # ITL bin of steps binned_from..
+            j = 0
+            while j < k:  # one iteration per pass: keep it short
+                need = by_phase[(phase - j) % bs]
+                if need > free:
+                    break
+                if affine is not None:
+                    t = a + b * context
+                    if t < floor:
+                        t = floor
+                else:
+                    t = cost.iteration_time(IterationShape(n, n, (), n, context, n))
+                end = now + t
+                if end > until:
+                    if now < until:  # one starting at `until` waits for its arrivals
+                        flight = (need, t)
+                    break
+                free -= need
+                used += need
+                block_seconds += used * t
+                gap = end - now
+                if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
+                    counts[binned] += (j - binned_from) * n
+                    binned, binned_from = bisect_right(edges, gap), j
+                    lo = edges[binned - 1] if binned else -math.inf
+                    hi = edges[binned] if binned < top else math.inf
+                now = end
+                context += n
+                j += 1
+            if j:
+                counts[binned] += (j - binned_from) * n
+                itl.total += n * j
+                itl.sum += (now - start) * n  # the gaps of a run add up to its span
+                pool.take(used - first_used)
+                self.iterations += j
+                self.batched_seqs += n * j
+                self.busy_time += now - start
+                self.block_seconds += block_seconds
+                self.outstanding_tokens += n * j
+                steps += j
+                if j == to_finish:  # its last iteration finished some decoders
+                    dec.skip(j - 1)
+                    for req in dec.step():
+                        sched.retire(req)
+                        self.finished(req, now)
+                    continue
+                dec.skip(j)
+            break
+        if steps:
+            sched.iteration += steps
+            sched.waiting.promote(sched.iteration)  # nobody waits: only promotions end
+            self.now = self.last_end = now
+        if flight is not None:  # as `_start` would start it
+            need, t = flight
+            sched.begin_iteration()
+            pool.take(need)
+            self.items = []
+            self.end = now + self.account(dec.size, t)
 
-    # -- the decoder aggregate -------------------------------------------------------
+    # -- the aggregate ----------------------------------------------------------------
 
-    def _join(self, req: Request) -> None:
-        """Make a running request whose next feed is its last sampled token a decoder."""
-        self.pool.unsettle(req)
-        req.tick = self.tick
-        base = req.computed - self.tick
-        self.decoders[req.id] = req
-        self.base_sum += base
-        self.phase[base % self.pool.block_size] += 1
-        heapq.heappush(self.done, (self.tick + req.output_tokens - req.emitted, req.id, req))
-
-    def _leave(self, req: Request) -> None:
-        """Take a decoder out of the aggregate with its true progress written back."""
-        del self.decoders[req.id]
-        k = self.tick - req.tick
-        base = req.computed - req.tick
-        self.base_sum -= base
-        self.phase[base % self.pool.block_size] -= 1
-        req.computed += k
-        req.emitted += k
-        req.tick = self.tick
-        self.pool.settle(req)
-
-    def _sync_decoders(self) -> None:
-        """Dissolve the aggregate: every request holds its own progress and blocks again."""
+    def _dissolve(self) -> None:
+        """Every request holds its own progress and blocks again."""
         stale = {r.id for r in self.stale}
-        for req in list(self.decoders.values()):
-            self._leave(req)
+        for req in self.decoders.dissolve():
             if req.id not in stale:
                 req.last_token_at = self.last_end
-        assert not self.decoders and self.base_sum == 0
-        self.done.clear()
         self.stale.clear()
 
     def _regroup(self) -> None:
-        """After a reference-scheduled iteration: rebuild the aggregate from the running set."""
+        """After an iteration planned request by request: rebuild the aggregate."""
         self.prefilling = []
         for req in self.sched.running.values():
-            if req.emitted > 0 and req.computed == req.num_tokens - 1:
-                self._join(req)
+            if req.is_decoding:
+                self.decoders.join(req)
                 if req.last_token_at != self.last_end:
                     self.stale.append(req)
             else:
                 self.prefilling.append(req)
 
     def stats(self) -> dict:
-        pool = self.pool
-        return {"iterations": self.iterations, "exact_iterations": self.exact_iterations,
-                "batched_seqs": self.batched_seqs, "busy_time_s": self.busy_time,
-                "block_seconds": self.block_seconds, "num_gpu_blocks": pool.num_blocks,
-                "free_blocks_at_end": pool.free_blocks,
-                "waiting_at_end": int(self.sched.has_waiting()),
-                "running_at_end": len(self.sched.running)}
+        return {**super().stats(), "ordered_iterations": self.ordered_iterations}
 
 
 class FastCluster(Cluster):
-    """Drop-in for `engine.cluster.Cluster`: same inputs, same records, no SimPy."""
-
-    def _replicas(self, cost: CostModel, max_iterations: int) -> list:
-        return [FastReplica(i, sched, cost, self.records, self._count, max_iterations)
-                for i, sched in enumerate(self.schedulers)]
+    def make_replica(self, index: int, scheduler: Scheduler, cost: CostModel,
+                     max_iterations: int) -> Replica:
+        return FastReplica(index, scheduler, cost, self.records, self.count, max_iterations)
 
     def run(self) -> Records:
-        rec, replicas = self.records, self.replicas
-        rows = _rows(self.workload, self.release)
-        row = next(rows, None)
-        while row is not None:
-            t = row[1]
+        replicas = self.replicas
+        for t, rows in self.arrivals():
             for r in replicas:
                 r.advance(t)
-            while row is not None and row[1] == t:  # simultaneous arrivals in trace order
-                i, _, arrival, prompt, output = row
-                req = Request(i, arrival, prompt, output)
-                replica = replicas[self.router(req, replicas)]
-                if replica.can_accept(req):
-                    replica.add(req, t)
-                else:
-                    req.state = State.REJECTED
-                    rec.rejected[i] = True
-                    self._count(req)
-                row = next(rows, None)
+            for row in rows:  # simultaneous arrivals in trace order
+                self.arrive(*row)
         for r in replicas:
             r.advance(math.inf)
         self.check_done()
-        return rec
-
-
-def _rows(w: Workload, release: np.ndarray, chunk: int = 1 << 16):
-    """(id, release, arrival, prompt tokens, output tokens) as Python scalars, converted a
-    chunk at a time: whole-column lists would cost ~100 bytes per request."""
-    for start in range(0, len(w), chunk):
-        stop = start + chunk
-        yield from zip(range(start, min(stop, len(w))), release[start:stop].tolist(),
-                       w.arrival[start:stop].tolist(), w.prompt_tokens[start:stop].tolist(),
-                       w.output_tokens[start:stop].tolist(), strict=True)
+        return self.records

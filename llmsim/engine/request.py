@@ -32,7 +32,7 @@ class Request:
     state: State = State.WAITING
     last_token_at: float = 0.0
     discarded: int = 0  # computed tokens thrown away by preemptions, to be recomputed
-    tick: int = 0  # fast engine: replica tick at which computed/emitted were written back
+    tick: int = 0  # fast simulator: decoder tick at which computed/emitted were written back
     waited_since: int = 0  # scheduler iteration at which it last entered the waiting queue
     promoted_at: int = -1  # starvation prevention: iteration it was promoted at, or -1
     protected: bool = False  # admitted while promoted: no eviction for a better-ranked head
@@ -52,11 +52,38 @@ class Request:
         return self.prompt_tokens + self.output_tokens - 1
 
     @property
+    def is_decoding(self) -> bool:
+        """Whether its next feed is exactly its last sampled token (one token, then it samples
+        the next): what the cost model prices as a decode, and what may run in lockstep."""
+        return self.emitted > 0 and self.computed == self.prompt_tokens + self.emitted - 1
+
+    @property
+    def done(self) -> bool:
+        """Whether it has emitted its whole output."""
+        return self.emitted == self.output_tokens
+
+    def chunk(self, budget: int) -> int:
+        """Tokens it is fed in an iteration with `budget` tokens left: the rest of what it
+        has not computed, cut to the budget (chunked prefill)."""
+        left = self.prompt_tokens + self.emitted - self.computed  # num_tokens - computed
+        return left if left < budget else budget
+
+    def feed(self, n: int) -> bool:
+        """An iteration computed `n` of its tokens; returns whether it then sampled a token
+        (it does once everything it holds is computed)."""
+        self.computed += n
+        if self.computed < self.prompt_tokens + self.emitted:  # < num_tokens
+            return False  # a prompt chunk that is not the last one
+        self.emitted += 1
+        return True
+
+    @property
     def promoted(self) -> bool:
         return self.promoted_at >= 0
 
     def sort_key(self) -> tuple[int, float, float, int]:
-        """Waiting-queue order and priority-victim order: (rank, arrival, id), as vLLM's heap;
-        requests promoted against starvation go first, among themselves by rank, as
-        vllm-ltr sorts by (promoted, score)."""
+        """Waiting-queue order: (rank, arrival, id), as vLLM's heap; the priority victim is
+        the largest without the id (ties: the first in running order). Requests promoted
+        against starvation go first, among themselves by rank, as vllm-ltr sorts by
+        (promoted, score)."""
         return (0 if self.promoted_at >= 0 else 1, self.rank, self.arrival, self.id)

@@ -9,15 +9,14 @@ was preempted, waiting requests in policy order while budget, seats and blocks l
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
 from typing import NamedTuple
 
-from ..policies.policy import Policy
 from .blocks import BlockPool
 from .config import EngineConfig
 from .cost import IterationShape
+from .policy import Policy
 from .request import Request, State
+from .waiting import WaitingQueue
 
 
 class Batch(NamedTuple):
@@ -31,58 +30,25 @@ class Scheduler:
         self.config = config
         self.pool = pool
         self.policy = policy
-        self.waiting: list[tuple[tuple, Request]] = []  # heap; may hold stale entries
+        self.waiting = WaitingQueue(policy)
         self.running: dict[int, Request] = {}  # by id, in admission order
         self.iteration = 0
-        self._queued: deque[tuple[int, Request]] = deque()  # (entered waiting at, request)
-        self._expiring: deque[tuple[int, Request]] = deque()  # (promotion ends at, request),
-        # in admission order: a promoted request's quantum starts when it is admitted
 
     def has_work(self) -> bool:
-        return bool(self.running or self.has_waiting())
-
-    def has_waiting(self) -> bool:
-        """Whether a request waits; drops stale heap entries (re-keyed requests) on the way."""
-        w = self.waiting
-        while w and (w[0][1].state is not State.WAITING or w[0][0] != w[0][1].sort_key()):
-            heapq.heappop(w)
-        return bool(w)
+        return bool(self.running) or bool(self.waiting)
 
     def begin_iteration(self) -> None:
-        """Count the iteration; with starvation prevention, promote requests that waited
-        `threshold` iterations (vllm-ltr's rule). A promotion lasts while the request waits
-        and for `quantum` iterations once it runs, as vllm-ltr counts its quantum in
-        iterations run; promoted requests go first, among themselves by rank."""
+        """Count the iteration; the waiting queue promotes starved requests (if the policy
+        prevents starvation)."""
         self.iteration += 1
-        if self.policy.starvation is None:
-            return
-        threshold = self.policy.starvation[0]
-        while self._expiring and self._expiring[0][0] <= self.iteration:
-            req = self._expiring.popleft()[1]
-            req.promoted_at = -1
-            if req.state is State.WAITING:
-                # Still not scheduled: back to its rank, and its wait counts afresh, so it is
-                # promoted again after another `threshold` iterations (not left to starve).
-                req.waited_since = self.iteration
-                self._queued.append((self.iteration, req))
-                heapq.heappush(self.waiting, (req.sort_key(), req))
-        while self._queued and self._queued[0][0] + threshold <= self.iteration:
-            since, req = self._queued.popleft()
-            if req.state is State.WAITING and req.waited_since == since and not req.promoted:
-                req.promoted_at = self.iteration
-                heapq.heappush(self.waiting, (req.sort_key(), req))
+        self.waiting.promote(self.iteration)
 
     def can_accept(self, req: Request) -> bool:
         return self.pool.fits_ever(req)
 
     def add(self, req: Request, now: float) -> None:
-        assert self.can_accept(req)
-        req.state = State.WAITING
-        req.rank = self.policy.rank(req, now)
-        req.waited_since = self.iteration
-        if self.policy.starvation is not None:
-            self._queued.append((self.iteration, req))
-        heapq.heappush(self.waiting, (req.sort_key(), req))
+        """`req` waits for a seat; the caller checked `can_accept(req)`."""
+        self.waiting.add(req, now, self.iteration)
 
     def schedule(self, now: float) -> Batch:
         self.begin_iteration()
@@ -98,7 +64,7 @@ class Scheduler:
         i = 0
         while i < len(order) and budget > 0:
             req = order[i]
-            n = min(req.num_tokens - req.computed, budget)
+            n = req.chunk(budget)
             assert n > 0
             while not self.pool.can_append(req, n):
                 victim = self._victim(order, now)
@@ -113,7 +79,10 @@ class Scheduler:
                 if victim is req:
                     break
             if req.state is not State.RUNNING:
-                break
+                # It preempted itself: it was the victim, so the running requests after
+                # it rank better (FCFS: there are none) and may fit in what it freed, as
+                # vLLM goes on with them.
+                continue
             self.pool.append(req, n)
             items.append((req, n))
             budget -= n
@@ -124,26 +93,55 @@ class Scheduler:
             self.admit(items, budget, now, preempted)
         return Batch(items, preempted, batch_shape(items) if items else None)
 
+    def plan_whole(self, prefilling: list[Request], decoders: int, decoder_blocks: int,
+                   now: float) -> list[tuple[Request, int]] | None:
+        """`plan` when the whole running set fits: `decoders` requests decoding one token each
+        (needing `decoder_blocks` new blocks between them) and the `prefilling` ones, each
+        wanting its `chunk`. When their demand fits both the token budget and the free
+        blocks, `plan` feeds each of them its chunk whatever their order (the budget lasts
+        to the last of them, the pool never runs dry, nobody is preempted), then admits with
+        the budget left. This does exactly that without walking the running set in order,
+        and returns the prefilling and admitted requests' items (the decoders' blocks are
+        taken as one count). Returns None, changing nothing, when the demand does not fit or
+        admission may evict (a preemptive policy with requests waiting ranks running
+        requests by their progress): then `plan` decides, request by request."""
+        if self.policy.preemptive and self.waiting:
+            return None
+        budget = self.config.max_num_batched_tokens
+        demand, need = decoders, decoder_blocks
+        items = []
+        for req in prefilling:
+            n = req.chunk(budget)
+            demand += n
+            need += self.pool.missing(req, n)
+            items.append((req, n))
+        if demand > budget or need > self.pool.free_blocks:
+            return None
+        self.pool.take(decoder_blocks)
+        for req, n in items:
+            self.pool.append(req, n)
+        if self.waiting.heap:  # a cheap test first: most iterations admit nobody
+            self.admit(items, budget - demand, now, [])
+        return items
+
     def admit(self, items: list[tuple[Request, int]], budget: int, now: float,
               preempted: list[Request]) -> int:
         """Admit waiting requests in policy order while budget, seats and blocks last;
         returns the budget left. The head of the queue blocks those behind it, unless the
         policy is preemptive and a running request ranks worse: that one is evicted."""
-        while budget > 0 and self.has_waiting():
-            req = self.waiting[0][1]
-            if req in preempted:  # evicted in this iteration: not back before the next
-                break
-            n = min(req.num_tokens - req.computed, budget)
+        while budget > 0:
+            req = self.waiting.head()
+            if req is None or req in preempted:  # evicted in this iteration: not back
+                break  # before the next
+            n = req.chunk(budget)
             if len(self.running) >= self.config.max_num_seqs or not self.pool.can_allocate(req, n):
                 if self.policy.preemptive and self._evict_for(req, now, items, preempted):
                     budget = self.config.max_num_batched_tokens - sum(k for _, k in items)
                     continue
                 break
-            heapq.heappop(self.waiting)
+            self.waiting.pop()
             self.pool.allocate(req, n)
-            req.protected = req.promoted
-            if req.promoted:  # its quantum counts from now
-                self._expiring.append((self.iteration + self.policy.starvation[1], req))
+            self.waiting.admitted(req, self.iteration)
             req.state = State.RUNNING
             self.running[req.id] = req
             items.append((req, n))
@@ -156,24 +154,29 @@ class Scheduler:
         emitted: list[Request] = []
         finished: list[Request] = []
         for req, n in batch.items:
-            req.computed += n
-            if req.computed < req.num_tokens:
-                continue  # a prompt chunk that is not the last one
-            req.emitted += 1
+            if not req.feed(n):
+                continue
             emitted.append(req)
-            if req.emitted == req.output_tokens:
-                req.state = State.FINISHED
-                self.pool.free(req)
-                del self.running[req.id]
+            if req.done:
+                self.retire(req)
                 finished.append(req)
         return emitted, finished
+
+    def retire(self, req: Request) -> None:
+        """A request that emitted its whole output leaves: its blocks are freed."""
+        assert req.done
+        req.state = State.FINISHED
+        self.pool.free(req)
+        del self.running[req.id]
 
     def _victim(self, order: list[Request], now: float) -> Request:
         if self.policy.victim == "last":
             return order[-1]
         if self.policy.preemptive:
             return max(order, key=lambda r: self._key_now(r, now))
-        return max(order, key=Request.sort_key)
+        # vLLM's max over (priority, arrival): ties go to the first in running order, so the
+        # id, which breaks ties in the waiting queue, must not break them here.
+        return max(order, key=lambda r: r.sort_key()[:-1])
 
     def _key_now(self, req: Request, now: float) -> tuple[int, float, float, int]:
         if req.promoted:
@@ -210,18 +213,25 @@ class Scheduler:
         self.add(req, now)
 
 
-def batch_shape(items: list[tuple[Request, int]]) -> IterationShape:
+def batch_shape(items: list[tuple[Request, int]], decoders: int = 0,
+                decoder_context: int = 0) -> IterationShape:
+    """The cost model's view of a batch, before it runs: `items` fed one by one, plus
+    `decoders` decoding requests kept as an aggregate whose contexts sum to
+    `decoder_context` (the fast simulator's lockstep decoders)."""
+    if not items:
+        return IterationShape(decoders, decoders, (), decoders, decoder_context, decoders)
     chunks = []
-    num_decodes = decode_context = num_sampled = num_tokens = 0
+    num_decodes, decode_context = decoders, decoder_context
+    num_sampled = num_tokens = decoders
     for req, n in items:
         num_tokens += n
         done = req.computed + n
         if done == req.num_tokens:
             num_sampled += 1
-        if n == 1 and req.emitted > 0 and done == req.num_tokens:  # feeds its last sampled token
+        if req.is_decoding:
             num_decodes += 1
             decode_context += done
         else:
             chunks.append((n, req.computed))
-    return IterationShape(num_tokens, len(items), tuple(chunks), num_decodes, decode_context,
-                          num_sampled)
+    return IterationShape(num_tokens, len(items) + decoders, tuple(chunks), num_decodes,
+                          decode_context, num_sampled)

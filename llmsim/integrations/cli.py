@@ -6,33 +6,19 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import __version__
-from ..calibration.gpus import UnknownGpuError
-from ..calibration.profile import ProfileError
-from ..calibration.shapes import UnknownModelError
+from ..cli_kit import console, default_out, err, ms, num, one_line, pct, progress, user_errors
 from ..engine.config import EngineConfig
-from ..output import OutputExistsError, check_target
-from ..policies import UnknownPolicyError
+from ..output import check_target
 from ..simulate import Deployment
-from ..traces.workload import WorkloadError
-from .replay import finite_json
-
-console = Console()
-err = Console(stderr=True)
-
-USER_ERRORS = (ValueError, FileNotFoundError, OutputExistsError, ImportError,
-               ConnectionError, ProfileError, WorkloadError, UnknownPolicyError,
-               UnknownModelError, UnknownGpuError)
+from ..workload_spec import WorkloadSpec
 
 Force = Annotated[bool, typer.Option(help="Replace the output if it exists.")]
 SimModel = Annotated[str | None, typer.Option(
@@ -44,6 +30,7 @@ ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="Measured cost profile (a path or a bundled name) for the simulator.")]
 
 
+@user_errors
 def replay(
     model: Annotated[str, typer.Option(help="The served model name, as the server knows it.")],
     endpoint: Annotated[str, typer.Option(
@@ -102,22 +89,7 @@ def replay(
 ) -> None:
     """Send a trace to a real OpenAI-compatible server at its arrival times and record
     TTFT, TPOT, ITL and E2E per request, in vLLM `bench serve`'s result fields."""
-    try:
-        code = _replay(**locals())
-    except USER_ERRORS as e:
-        err.print(f"[bold red]error:[/] {_one_line(e)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    if code:
-        raise typer.Exit(code)
-
-
-def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra_body, timeout,
-            max_concurrency, policy, server_policy, send_output_len, tokenizer, seed, warmup,
-            max_num_seqs,
-            max_num_batched_tokens, block_size, gpu_memory_utilization, num_gpu_blocks,
-            sim_model, gpu, tp, profile, out, force, save_texts) -> int:
     from ..policies import get_policy
-    from ..traces import arrivals
     from . import replay as rp
 
     # Everything is checked before the first request is sent.
@@ -127,38 +99,31 @@ def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra
                                  send_output_len=send_output_len)
     engine = EngineConfig(max_num_seqs, max_num_batched_tokens, block_size,
                           gpu_memory_utilization, num_gpu_blocks)
-    if load is not None and rate is not None:
-        raise ValueError("give --load or --rate, not both")
-    for name, value in (("--load", load), ("--rate", rate)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+    spec = WorkloadSpec(None if trace is None else str(trace), requests=requests, rate=rate,
+                        load=load)
     if load is not None and sim_model is None:
         raise ValueError("--load is a fraction of the simulated capacity: give --sim-model "
                          "(and --gpu) to price it, or use --rate")
     if server_policy is not None:
         get_policy(server_policy)  # unknown names fail here
-    out = out or Path("llmsim-out") / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = out or default_out("replay", ".json")
     check_target(out, force)
-    workload = _workload(trace, requests)
     sim = {"model": sim_model, "gpu": gpu or "h100", "tp": tp or 1, "profile": profile} \
         if sim_model is not None else {"model": None, "gpu": gpu, "tp": tp, "profile": profile}
+    deployment = None
     if load is not None:
-        from ..capacity import capacity_rps
-
         deployment = Deployment(sim["model"], sim["gpu"], sim["tp"], engine=engine,
                                 profile=profile)
-        rate = load * capacity_rps(workload, deployment, deployment.cost_model())
-    if rate is not None:
-        workload = workload.with_arrivals(arrivals.scale_to_rate(workload.arrival, rate),
-                                          f"arrivals rescaled to {rate:.3g} req/s")
+    workload, capacity = spec.build(deployment)
+    if capacity is not None:
+        rate = load * capacity
     priorities = None
     if policy is not None:
         priorities = rp.client_priorities(workload, _policy_for(policy, workload))
     tok = _load_tokenizer(tokenizer) if tokenizer else None
     prompts = rp.synthetic_prompts(workload, np.random.default_rng(seed), tok)
 
-    with Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+    with progress(">10") as bar:
         task = bar.add_task("replaying", total=len(workload))
         run = rp.replay(workload, settings, prompts, priorities,
                         rp.describe_prompts(workload, tokenizer),
@@ -173,20 +138,7 @@ def _replay(*, model, endpoint, trace, requests, rate, load, force_length, extra
     if not doc["completed"]:
         err.print(f"[bold red]no request completed[/]; first error: {doc['errors'][0]}",
                   highlight=False)
-        return 1
-    return 0
-
-
-def _workload(trace: Path | None, requests: int | None):
-    """The trace (default: the bundled sample), cut to its first `requests`."""
-    from ..traces import default_workload, load_trace
-
-    workload = default_workload() if trace is None else load_trace(trace)
-    if requests is not None:
-        workload = workload.head(requests)
-    if not len(workload):
-        raise WorkloadError("the workload has no requests")
-    return workload
+        raise typer.Exit(1)
 
 
 def _policy_for(name: str, workload):
@@ -206,7 +158,7 @@ def _load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(name)
     except OSError as e:
-        raise FileNotFoundError(f"--tokenizer {name}: {_one_line(e)}") from None
+        raise FileNotFoundError(f"--tokenizer {name}: {one_line(e)}") from None
 
 
 def _json_object(text: str | None, option: str) -> dict:
@@ -227,10 +179,10 @@ def _print_replay(doc: dict, out: Path) -> None:
     for head in ("done", "failed", "req/s", "out tok/s", "TTFT mean", "TTFT p99", "TPOT mean",
                  "ITL mean", "E2E mean", "E2E p99"):
         table.add_column(head, justify="right")
-    table.add_row(str(doc["completed"]), str(doc["failed"]), _num(doc["request_throughput"]),
-                  _num(doc["output_throughput"]), _ms(doc["mean_ttft_ms"]),
-                  _ms(doc["p99_ttft_ms"]), _ms(doc["mean_tpot_ms"]), _ms(doc["mean_itl_ms"]),
-                  _ms(doc["mean_e2el_ms"]), _ms(doc["p99_e2el_ms"]))
+    table.add_row(str(doc["completed"]), str(doc["failed"]), num(doc["request_throughput"]),
+                  num(doc["output_throughput"]),
+                  *(_ms(doc[k]) for k in ("mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
+                                           "mean_itl_ms", "mean_e2el_ms", "p99_e2el_ms")))
     console.print(table)
     if doc["failed"]:
         first = next(e for e in doc["errors"] if e)
@@ -242,6 +194,7 @@ def _print_replay(doc: dict, out: Path) -> None:
     console.print(f"results in [bold]{out}[/]")
 
 
+@user_errors
 def validate(
     results: Annotated[Path, typer.Argument(help="Result JSON of `llmsim replay`.")],
     model: Annotated[str | None, typer.Option(
@@ -263,21 +216,12 @@ def validate(
 ) -> None:
     """Simulate a real run's workload, engine settings and policy, and show the prediction
     beside the measurement: TTFT, TPOT, E2E and throughput, with relative errors."""
-    try:
-        _validate(results, model, gpu, tp, profile, policy, engine_overhead_ms, out, force)
-    except USER_ERRORS as e:
-        err.print(f"[bold red]error:[/] {_one_line(e)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _validate(results, model, gpu, tp, profile, policy, engine_overhead_ms, out,
-              force) -> None:
-    from ..traces.atomic import write_folder_atomic
+    from ..files import write_folder_atomic, write_json
     from . import validate as va
 
-    out = out or Path("llmsim-out") / f"validate-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = out or default_out("validate")
     check_target(out, force)
-    real = va.load_real_run(results)
+    real = va.load_measured_run(results)
     recorded = real.deployment
     model = model or recorded.get("model")
     if not model:
@@ -290,8 +234,7 @@ def _validate(results, model, gpu, tp, profile, policy, engine_overhead_ms, out,
     v = va.validate(real, deployment, policy=policy)
 
     def fill(tmp: Path) -> None:
-        doc = finite_json(va.to_json(v))
-        (tmp / "validation.json").write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(tmp / "validation.json", va.to_json(v))
         try:
             va.plot_cdfs(v, tmp / "cdf.png")
         except ImportError:
@@ -315,39 +258,26 @@ def _print_validation(v) -> None:
     for name in ("ttft", "tpot", "e2e"):
         row = v.table[name]
         for i, stat in enumerate(("mean", "p50", "p90", "p99")):
-            table.add_row(name.upper() if i == 0 else "", stat, _ms(row["real"][stat] * 1e3),
-                          _ms(row["sim"][stat] * 1e3), _pct(row["rel_error"][stat]),
+            table.add_row(name.upper() if i == 0 else "", stat, ms(row["real"][stat], 1),
+                          ms(row["sim"][stat], 1), pct(row["rel_error"][stat]),
                           end_section=i == 3)
     rates = v.table["throughput"]
     for key, label in (("requests_per_s", "req/s"), ("output_tokens_per_s", "out tok/s")):
         table.add_row("throughput" if key == "requests_per_s" else "", label,
-                      _num(rates["real"][key]), _num(rates["sim"][key]),
-                      _pct(rates["rel_error"][key]))
+                      num(rates["real"][key]), num(rates["sim"][key]),
+                      pct(rates["rel_error"][key]))
     console.print(table)
     if c["failed_in_real_run"]:
         err.print(f"[yellow]{c['failed_in_real_run']} requests failed in the real run and are "
                   "left out on both sides[/]")
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    return " ".join(text.split()) or type(e).__name__
+def _ms(milliseconds: float | None) -> str:
+    """bench serve's figures are in ms already."""
+    return ms(None if milliseconds is None else milliseconds / 1e3, 1)
 
 
-def _ms(value) -> str:
-    return "-" if value is None or value != value else f"{value:.1f} ms"
-
-
-def _num(value) -> str:
-    return "-" if value is None or value != value else f"{value:.2f}"
-
-
-def _pct(value) -> str:
-    return "-" if value is None or value != value else f"{value:+.1%}"
-
-
-
-
+@user_errors
 def run_transformers(
     hf_config: Annotated[str, typer.Option(
         help="A transformers config.json (or its folder) whose model is built with random "
@@ -376,30 +306,15 @@ def run_transformers(
 ) -> None:
     """Serve a trace on transformers' continuous batching in this process, with an llmsim
     policy ordering its queue, and record it as `llmsim replay` does (for `validate`)."""
-    try:
-        _run_transformers(**locals())
-    except USER_ERRORS as e:
-        err.print(f"[bold red]error:[/] {_one_line(e)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _run_transformers(*, hf_config, trace, requests, rate, policy, device, dtype, num_blocks,
-                      block_size, max_batch_tokens, max_requests_per_batch, seed, sim_model,
-                      gpu, out, force) -> None:
-    from ..traces import arrivals
     from . import replay as rp
     from . import transformers_cb as cb
 
     if dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {dtype!r}")
-    if rate is not None and not rate > 0:
-        raise ValueError(f"--rate must be > 0, got {rate}")
-    out = out or Path("llmsim-out") / f"transformers-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    spec = WorkloadSpec(None if trace is None else str(trace), requests=requests, rate=rate)
+    out = out or default_out("transformers", ".json")
     check_target(out, force)
-    workload = _workload(trace, requests)
-    if rate is not None:
-        workload = workload.with_arrivals(arrivals.scale_to_rate(workload.arrival, rate),
-                                          f"arrivals rescaled to {rate:.3g} req/s")
+    workload, _ = spec.build()
     chosen = _policy_for(policy, workload)
     cb.static_ranks(workload, chosen)  # a policy that re-ranks fails before the model loads
     config = _hf_config(hf_config)
@@ -413,8 +328,7 @@ def _run_transformers(*, hf_config, trace, requests, rate, policy, device, dtype
     settings = cb.EngineSettings(num_blocks, block_size, max_batch_tokens,
                                  max_requests_per_batch, device=device, dtype=dtype)
     model = cb.random_model(config, settings, seed)
-    with Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+    with progress(">10") as bar:
         task = bar.add_task("serving", total=len(workload))
         run = cb.run_workload(model, workload, chosen, settings, seed,
                               progress=lambda done: bar.update(task, completed=done))

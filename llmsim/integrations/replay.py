@@ -48,9 +48,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..engine.request import Request
-from ..output import finite_json
+from ..files import write_json
 from ..policies import Policy
-from ..traces.atomic import write_atomic
 from ..traces.workload import Workload
 
 FORMAT = "llmsim-replay/1"
@@ -465,5 +464,4 @@ def _peaks(ok: list[RequestResult]) -> dict:
 
 def write_bench_json(path: str | Path, doc: dict) -> Path:
     """Write the result file whole or not at all (NaN, which JSON lacks, as null)."""
-    text = json.dumps(finite_json(doc)) + "\n"  # compact, as vLLM writes it: lists are long
-    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+    return write_json(path, doc, indent=None)  # compact, as vLLM writes it: lists are long

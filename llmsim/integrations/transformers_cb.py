@@ -52,7 +52,9 @@ class EngineSettings:
 
 
 @dataclass(eq=False)
-class RealRun:
+class ServedRun:
+    """What the in-process engine did with each request: times and tokens."""
+
     arrival: np.ndarray
     first_token: np.ndarray
     finish: np.ndarray
@@ -111,7 +113,7 @@ def random_model(config, settings: EngineSettings, seed: int = 0):
 
 def run_workload(model, workload: Workload, policy: Policy, settings: EngineSettings,
                  seed: int = 0, timeout: float = 600.0,
-                 progress: Callable[[int], None] | None = None) -> RealRun:
+                 progress: Callable[[int], None] | None = None) -> ServedRun:
     """Serve `workload` on `model` under `policy`, in real time; see the module docstring."""
     from transformers import GenerationConfig
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
@@ -179,7 +181,7 @@ def run_workload(model, workload: Workload, policy: Policy, settings: EngineSett
         first[i] = stamps[0] if stamps else np.nan
         finish[i] = stamps[-1] if stamps else np.nan
         token_times.append(stamps)
-    return RealRun(submitted - start, first, finish, tokens, token_times, settings, policy.name)
+    return ServedRun(submitted - start, first, finish, tokens, token_times, settings, policy.name)
 
 
 def engine_config(settings: EngineSettings):
@@ -191,7 +193,7 @@ def engine_config(settings: EngineSettings):
                         block_size=settings.block_size, num_gpu_blocks=settings.num_blocks)
 
 
-def replay_run(run: RealRun, workload: Workload, model_id: str):
+def replay_run(run: ServedRun, workload: Workload, model_id: str):
     """The run as `llmsim replay` records one (`replay.bench_json` writes it), so that
     `llmsim validate` reads in-process and over-HTTP runs alike."""
     from datetime import datetime

@@ -18,7 +18,6 @@ simulator predicts more (slower latencies, higher throughput).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +28,7 @@ import numpy as np
 from ..engine.config import EngineConfig
 from ..engine.cost import CostModel
 from ..engine.request import Request
+from ..files import read_json_object
 from ..policies import FCFS, Policy, get_policy
 from ..simulate import Deployment, simulate
 from ..traces.workload import Workload
@@ -44,7 +44,7 @@ class ResultsFileError(ValueError):
 
 
 @dataclass(frozen=True, eq=False)
-class RealRun:
+class MeasuredRun:
     """What validation needs from a replay's results file, one row per request."""
 
     path: str
@@ -63,17 +63,10 @@ class RealRun:
         return len(self.start)
 
 
-def load_real_run(path: str | Path) -> RealRun:
+def load_measured_run(path: str | Path) -> MeasuredRun:
     """Read and check a replay results file; `ResultsFileError` says what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such results file")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ResultsFileError(f"{path}: not a JSON file ({e})") from None
-    if not isinstance(doc, dict):
-        raise ResultsFileError(f"{path}: expected a JSON object of results")
+    doc = read_json_object(path, ResultsFileError, "results file")
     missing = [k for k in REQUIRED if not isinstance(doc.get(k), list)]
     if missing:
         raise ResultsFileError(f"{path}: no per-request list {missing[0]!r}: not a replay "
@@ -120,7 +113,7 @@ def load_real_run(path: str | Path) -> RealRun:
         engine = EngineConfig(**(meta.get("engine") or {}))
     except (TypeError, ValueError) as e:
         raise ResultsFileError(f"{path}: llmsim.engine: {e}") from None
-    return RealRun(str(path), nums["start_times"], inp.astype(np.int64), out.astype(np.int64),
+    return MeasuredRun(str(path), nums["start_times"], inp.astype(np.int64), out.astype(np.int64),
                    nums["ttfts"], nums["latencies"], ok, engine, meta.get("policy"),
                    None if priorities is None else np.asarray(priorities, dtype=np.int64),
                    dict(meta.get("deployment") or {}))
@@ -130,7 +123,7 @@ def _recorded_priority(priorities: np.ndarray, req: Request, now: float) -> floa
     return float(priorities[req.id])
 
 
-def real_policy(real: RealRun, rows: np.ndarray, name: str | None = None) -> Policy:
+def real_policy(real: MeasuredRun, rows: np.ndarray, name: str | None = None) -> Policy:
     """The policy the server ran: `name` if given, else the priorities sent, else the
     recorded policy name, else FCFS. `rows` are the simulated requests' rows in the file."""
     if name is not None:
@@ -150,7 +143,7 @@ class Validation:
     config: dict
 
 
-def validate(real: RealRun, deployment: Deployment, cost: CostModel | None = None,
+def validate(real: MeasuredRun, deployment: Deployment, cost: CostModel | None = None,
              policy: str | None = None) -> Validation:
     """Simulate the real run's completed requests on `deployment` (its engine settings
     replaced by the run's) and compare."""

@@ -3,17 +3,17 @@ registers anything: pass a `Policy` of your own to `llmsim.simulate` directly.""
 
 from __future__ import annotations
 
+from ..engine.policy import Policy, with_starvation_prevention
+from ..errors import UnknownNameError
 from .fcfs import FCFS
 from .mlfq import MLFQ
 from .oracle import SJF, SRPT
-from .policy import Policy, with_starvation_prevention
 
 POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF, SRPT, MLFQ)}
 
 
-class UnknownPolicyError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+class UnknownPolicyError(UnknownNameError):
+    pass
 
 
 def get_policy(name: str) -> Policy:

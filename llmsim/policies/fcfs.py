@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..engine.policy import Policy
 from ..engine.request import Request
-from .policy import Policy
 
 
 def by_arrival(req: Request, now: float) -> float:

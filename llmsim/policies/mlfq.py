@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engine.policy import Policy
 from ..engine.request import Request
-from .policy import Policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,8 @@ limits a length predictor chases."""
 
 from __future__ import annotations
 
+from ..engine.policy import Policy
 from ..engine.request import Request
-from .policy import Policy
 
 
 def by_output_length(req: Request, now: float) -> float:

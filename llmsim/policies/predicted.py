@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine.policy import Policy
 from ..engine.request import Request
-from .policy import Policy
 
 
 @dataclass(frozen=True, eq=False)

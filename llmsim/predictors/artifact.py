@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..traces.atomic import write_folder_atomic
+from ..files import read_json_object, write_folder_atomic
 from .encoder import EmbeddingCache
 from .length import PromptLengthPredictor
 
@@ -53,13 +53,9 @@ def read_card(folder: str | Path) -> dict:
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"{folder}: no such predictor folder")
     try:
-        card = json.loads(path.read_text())
+        card = read_json_object(path, ArtifactError, "predictor card")
     except FileNotFoundError:
         raise ArtifactError(f"{folder}: not a predictor (no card.json)") from None
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(card, dict):
-        raise ArtifactError(f"{path}: not a predictor card (a JSON object)")
     if card.get("format") != FORMAT:
         raise ArtifactError(f"{path}: format {card.get('format')!r} is not {FORMAT!r}")
     if card.get("kind") not in KINDS:

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import __version__
-from ..traces.errors import TraceError
-from .artifact import KINDS, ArtifactError, load_predictor, save_predictor
+from ..cli_kit import console, err, progress, user_errors
+from .artifact import KINDS, load_predictor, save_predictor
 from .cost import RequestCost
 from .cost_metrics import FRACTIONS, TAILS, share_name, tail_name
 from .data import RankData, other_llms_training, rank_data, rank_data_file, training_and_test
@@ -24,11 +21,6 @@ from .encoder import EmbeddingCache
 from .evaluate import ceiling, evaluate_predictor
 from .length import PromptLengthPredictor
 from .train import default_cache_dir, train_predictor
-
-console = Console()
-err = Console(stderr=True)
-ERRORS = (ArtifactError, TraceError, FileNotFoundError, FileExistsError, ImportError,
-          ValueError)
 
 Data = Annotated[Path, typer.Option(
     help="CASTILLO folder (castillo_prompts.jsonl + castillo_output_lengths.jsonl).")]
@@ -41,6 +33,7 @@ NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor writ
                                                           "embedding cache.")]
 
 
+@user_errors
 def train(
     data: Data, model: Llm,
     predictor: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")] = "pars",
@@ -67,12 +60,8 @@ def train(
 
     It is evaluated on the held-out test split and saved as a folder: a JSON card plus
     safetensors weights or LightGBM's text model (never pickle)."""
-    try:
-        _train(data, model, predictor, out, epochs, finetune, max_tokens, partners,
-               option or [], limit, seed, cache_dir, no_cache, force)
-    except ERRORS as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    _train(data, model, predictor, out, epochs, finetune, max_tokens, partners,
+           option or [], limit, seed, cache_dir, no_cache, force)
 
 
 def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets, limit, seed,
@@ -110,13 +99,13 @@ def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets,
                                                  options.get("max_tokens", 256))
     err.print(f"training {kind} on {len(train_set)} prompts ({train_set.source})"
               + (f" and {len(extra)} other LLMs' lengths" if extra else ""))
-    with _bar() as bar:
+    with progress("<34") as bar:
         task = bar.add_task(kind, total=None)
 
-        def progress(what: str, done: int, total: int) -> None:
+        def report(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        predictor, card = train_predictor(kind, train_set, cache=cache, progress=progress,
+        predictor, card = train_predictor(kind, train_set, cache=cache, progress=report,
                                           extra=extra, **options)
         bar.update(task, description="scoring test prompts", completed=0, total=len(test))
         started = time.perf_counter()
@@ -138,6 +127,7 @@ def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets,
                   f"{len(test)} test prompts in {score_s:.1f} s; predictor in [bold]{out}[/]")
 
 
+@user_errors
 def evaluate_ranker(
     predictors: Annotated[list[str], typer.Argument(
         help="Predictor folders (from `llmsim train`), or 'length' for prompt length.")],
@@ -170,12 +160,8 @@ def evaluate_ranker(
     generations of >= 2k and >= 8k tokens. Next to them the noise ceiling (each sample
     scored by its prompt's other samples) and the perfect ranking's cost shares; 95%
     bootstrap intervals over prompts."""
-    try:
-        _evaluate(predictors, data, model, split, cap, cost_of, gpu, bootstrap, by_dataset,
-                  json_out, cache_dir, no_cache)
-    except ERRORS as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    _evaluate(predictors, data, model, split, cap, cost_of, gpu, bootstrap, by_dataset,
+              json_out, cache_dir, no_cache)
 
 
 def _evaluate(names, data, model, split, cap, cost_of, gpu, bootstrap, by_dataset, json_out,
@@ -197,7 +183,7 @@ def _evaluate(names, data, model, split, cap, cost_of, gpu, bootstrap, by_datase
             loaded.append((name, p))
     options = {"cost": cost, "cap": cap, "bootstrap": bootstrap}
     rows = []
-    with _bar() as bar:
+    with progress("<34") as bar:
         for name, p in loaded:
             task = bar.add_task(Path(name).name, total=len(test))
             result = evaluate_predictor(p, test, lambda k, task=task: bar.update(task, advance=k),
@@ -208,13 +194,13 @@ def _evaluate(names, data, model, split, cap, cost_of, gpu, bootstrap, by_datase
         top = ceiling(test, **options)
     _print_table(rows, top, test, by_dataset)
     if json_out is not None:
-        from ..traces.atomic import write_atomic
+        from ..files import write_json
 
         doc = {"data": test.source, "split": split, "lengths_of": test.model, "cap": cap,
                "cost": cost.to_dict(), "bootstrap": bootstrap, "noise_ceiling": top,
                "predictors": [{"predictor": n, "learned_lengths_of": lo, **r}
                               for n, lo, r in rows]}
-        write_atomic(json_out, lambda tmp: tmp.write_text(json.dumps(doc, indent=2) + "\n"))
+        write_json(json_out, doc)
         console.print(f"figures in [bold]{json_out}[/]")
 
 
@@ -300,8 +286,3 @@ def _parse_set(text: str) -> tuple[str, object]:
 
 def _short(model: str) -> str:
     return model.split("--")[-1]
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)

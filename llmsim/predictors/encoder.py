@@ -129,7 +129,7 @@ class EmbeddingCache:
     def save(self, keys: list[bytes], emb: np.ndarray) -> None:
         from safetensors.numpy import save_file
 
-        from ..traces.atomic import write_atomic
+        from ..files import write_atomic
 
         if not keys:
             return

@@ -23,8 +23,8 @@ from ..capacity import capacity_rps
 from ..engine.summary import Slo
 from ..policies import UnknownPolicyError, get_policy
 from ..simulate import Deployment, simulate
-from ..traces import arrivals
 from ..traces.workload import Workload
+from ..workload_spec import WorkloadSpec
 from .backends import run_tasks
 
 MAX_WIDENINGS = 6
@@ -154,10 +154,10 @@ def check_rate(setup: SearchSetup, policy: str, rate: float) -> RateCheck:
     ttft, tpot = [], []
     w = setup.workload
     for seed in setup.seeds:
-        times = arrivals.gamma(len(w), rate, setup.burstiness, np.random.default_rng(seed))
-        summary = simulate(w.with_arrivals(times, f"at {rate:.6g} req/s, seed {seed}"),
-                           get_policy(policy), setup.deployment, Slo(),
-                           engine=setup.simulator).summary
+        spec = WorkloadSpec(arrival_process="gamma", rate=rate, burstiness=setup.burstiness,
+                            seed=seed)
+        summary = simulate(spec.place(w)[0], get_policy(policy), setup.deployment, Slo(),
+                           simulator=setup.simulator).summary
         ttft.append(summary["ttft"]["p90"])
         tpot.append(summary["tpot"]["p90"])
     ttft_p90, tpot_p90 = float(np.mean(ttft)), float(np.mean(tpot))

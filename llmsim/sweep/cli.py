@@ -11,29 +11,16 @@ from typing import Annotated
 
 import pyarrow as pa
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ..calibration.gpus import UnknownGpuError
-from ..calibration.memory import InsufficientMemoryError
-from ..calibration.profile import ProfileError
-from ..calibration.shapes import UnknownModelError
-from ..policies import UnknownPolicyError
-from ..traces.errors import TraceError
-from ..traces.workload import WorkloadError
+from ..cli_kit import console, err, ms, user_errors
+from ..files import write_atomic
 from . import store
 from .capacity import CapacityAnswer, SloTarget, capacity_search
 from .grid import Grid, capacity_settings_from_toml, load_grid, parse_list, read_toml
 from .intervals import t_interval
 from .report import report as render_report
 from .run import run_sweep
-
-console = Console()
-err = Console(stderr=True)
-
-USER_ERRORS = (ProfileError, WorkloadError, TraceError, UnknownPolicyError, UnknownModelError,
-               UnknownGpuError, InsufficientMemoryError, FileNotFoundError, FileExistsError,
-               ValueError)
 
 Config = Annotated[Path | None, typer.Argument(
     help="Sweep config (TOML; see examples/sweep.toml). Options below override its values.")]
@@ -54,6 +41,7 @@ TraceOpt = Annotated[Path | None, typer.Option(
     "--trace", help="Trace file (default: the bundled Azure conversation sample).")]
 
 
+@user_errors
 def sweep(
     config: Config = None,
     out: Annotated[Path | None, typer.Option(
@@ -68,30 +56,28 @@ def sweep(
     = False,
 ) -> None:
     """Run a grid of policies x loads x engine configs x seeds; resumable."""
+    grid = _grid(config, policies, loads, rates, seeds, requests, trace)
+    out = out or Path("llmsim-out") / f"sweep-{config.stem if config else 'default'}"
+    points = len(grid.points())
+    where = (f"on Ray ({ray})" if ray else
+             f"with {jobs} local job(s)" if jobs else "with one local job per CPU")
+    err.print(f"{points} points into {out} {where}", highlight=False)
     try:
-        grid = _grid(config, policies, loads, rates, seeds, requests, trace)
-        out = out or Path("llmsim-out") / f"sweep-{config.stem if config else 'default'}"
-        points = len(grid.points())
-        where = (f"on Ray ({ray})" if ray else
-                 f"with {jobs} local job(s)" if jobs else "with one local job per CPU")
-        err.print(f"{points} points into {out} {where}", highlight=False)
-        try:
-            outcome = run_sweep(grid, out, jobs=jobs, ray=ray, force=force)
-        except KeyboardInterrupt:
-            done = len(store.finished(out)) if (out / store.POINTS).is_dir() else 0
-            err.print(f"[yellow]interrupted:[/] {done} of {points} points are saved in {out}; "
-                      "run the same command again to finish the rest", highlight=False)
-            raise typer.Exit(130) from None
-        _print_sweep(outcome.table, grid)
-        console.print(f"{outcome.computed} points simulated, {outcome.skipped} already done; "
-                      f"results in [bold]{out / store.RESULTS}[/]")
-        if report:
-            files = render_report(out)
-            console.print(f"report in [bold]{files.html}[/]")
-    except USER_ERRORS as e:
-        _fail(e)
+        outcome = run_sweep(grid, out, jobs=jobs, ray=ray, force=force)
+    except KeyboardInterrupt:
+        done = len(store.finished(out)) if (out / store.POINTS).is_dir() else 0
+        err.print(f"[yellow]interrupted:[/] {done} of {points} points are saved in {out}; "
+                  "run the same command again to finish the rest", highlight=False)
+        raise typer.Exit(130) from None
+    _print_sweep(outcome.table, grid)
+    console.print(f"{outcome.computed} points simulated, {outcome.skipped} already done; "
+                  f"results in [bold]{out / store.RESULTS}[/]")
+    if report:
+        files = render_report(out)
+        console.print(f"report in [bold]{files.html}[/]")
 
 
+@user_errors
 def report(
     results: Annotated[Path, typer.Argument(help="A sweep's results folder.")],
     out: Annotated[Path | None, typer.Option(help="Report folder (default RESULTS/report).")]
@@ -100,15 +86,13 @@ def report(
         help="Load (or rate) of the CDF figures (default: the grid's nearest to 0.9).")] = None,
 ) -> None:
     """Figures (PNG) and one self-contained HTML page from a sweep's results."""
-    try:
-        files = render_report(results, out, cdf_at)
-    except USER_ERRORS as e:
-        _fail(e)
+    files = render_report(results, out, cdf_at)
     if not files.complete:
         err.print("[yellow]the sweep is not finished: the report shows the points done so far[/]")
     console.print(f"report in [bold]{files.html}[/] ({len(files.figures)} figures beside it)")
 
 
+@user_errors
 def capacity(
     config: Config = None,
     ttft_p90_ms: Annotated[float | None, typer.Option(help="P90 TTFT bound (ms).")] = None,
@@ -126,37 +110,34 @@ def capacity(
         help="Also write the answers to this file (.csv or .parquet).")] = None,
 ) -> None:
     """Per policy, the highest request rate whose P90 TTFT and P90 TPOT meet an SLO."""
-    try:
-        settings = capacity_settings_from_toml(read_toml(config)) if config else None
-        grid = _grid(config, policies, None, None, seeds, requests, trace)
-        if settings is not None:
-            ttft_p90_ms = ttft_p90_ms if ttft_p90_ms is not None else settings.ttft_p90_ms
-            tpot_p90_ms = tpot_p90_ms if tpot_p90_ms is not None else settings.tpot_p90_ms
-            tolerance = tolerance if tolerance is not None else settings.tolerance
-            if settings.bracket is not None:
-                low = low if low is not None else settings.bracket[0]
-                high = high if high is not None else settings.bracket[1]
-            if seeds is None and settings.seeds is not None:
-                grid = replace(grid, seeds=settings.seeds)
-        if (low is None) != (high is None):
-            raise ValueError("give both --low and --high, or neither")
-        if out is not None and out.suffix not in (".csv", ".parquet"):
-            raise ValueError(f"--out must end in .csv or .parquet, got {out}")
-        names = [e.name for e in grid.engines]
-        if engine is not None and engine not in names:
-            raise ValueError(f"unknown engine config {engine!r}; the config has {names}")
-        deployment = grid.deployment_for(engine or names[0])
-        target = SloTarget(None if ttft_p90_ms is None else ttft_p90_ms / 1e3,
-                           None if tpot_p90_ms is None else tpot_p90_ms / 1e3)
-        deployment.cost_model()  # an unknown model or GPU fails before any simulation
-        answers = capacity_search(
-            grid.workload(), grid.policies, deployment, target, grid.seeds,
-            None if low is None else (low, high), tolerance if tolerance is not None else 0.02,
-            grid.burstiness, grid.simulator, jobs, ray)
-        if out is not None:
-            _write_answers(answers, out)
-    except USER_ERRORS as e:
-        _fail(e)
+    settings = capacity_settings_from_toml(read_toml(config)) if config else None
+    grid = _grid(config, policies, None, None, seeds, requests, trace)
+    if settings is not None:
+        ttft_p90_ms = ttft_p90_ms if ttft_p90_ms is not None else settings.ttft_p90_ms
+        tpot_p90_ms = tpot_p90_ms if tpot_p90_ms is not None else settings.tpot_p90_ms
+        tolerance = tolerance if tolerance is not None else settings.tolerance
+        if settings.bracket is not None:
+            low = low if low is not None else settings.bracket[0]
+            high = high if high is not None else settings.bracket[1]
+        if seeds is None and settings.seeds is not None:
+            grid = replace(grid, seeds=settings.seeds)
+    if (low is None) != (high is None):
+        raise ValueError("give both --low and --high, or neither")
+    if out is not None and out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"--out must end in .csv or .parquet, got {out}")
+    names = [e.name for e in grid.engines]
+    if engine is not None and engine not in names:
+        raise ValueError(f"unknown engine config {engine!r}; the config has {names}")
+    deployment = grid.deployment_for(engine or names[0])
+    target = SloTarget(None if ttft_p90_ms is None else ttft_p90_ms / 1e3,
+                       None if tpot_p90_ms is None else tpot_p90_ms / 1e3)
+    deployment.cost_model()  # an unknown model or GPU fails before any simulation
+    answers = capacity_search(
+        grid.workload(), grid.policies, deployment, target, grid.seeds,
+        None if low is None else (low, high), tolerance if tolerance is not None else 0.02,
+        grid.burstiness, grid.simulator, jobs, ray)
+    if out is not None:
+        _write_answers(answers, out)
     _print_capacity(answers, target, grid.seeds)
     if out is not None:
         console.print(f"answers in [bold]{out}[/]")
@@ -218,7 +199,7 @@ def _print_capacity(answers: list[CapacityAnswer], target: SloTarget, seeds) -> 
         t.add_row(a.policy, f"[green]{rate}[/]" if a.rate_rps == best and best > 0 else rate,
                   "-" if a.load is None else f"{a.load:.2f}",
                   "-" if math.isinf(a.fails_at_rps) else f"{a.fails_at_rps:.3g}",
-                  _ms(a.ttft_p90_s), _ms(a.tpot_p90_s), str(a.evaluations), a.status)
+                  ms(a.ttft_p90_s), ms(a.tpot_p90_s), str(a.evaluations), a.status)
     console.print(t)
 
 
@@ -227,26 +208,9 @@ def _write_answers(answers: list[CapacityAnswer], out: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist([a._asdict() for a in answers])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        if out.suffix == ".csv":
-            pcsv.write_csv(table, tmp)
-        else:
-            pq.write_table(table, tmp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fail(e: BaseException):
-    err.print(f"[bold red]error:[/] {e}", highlight=False)
-    raise typer.Exit(2) from None
+    write = pcsv.write_csv if out.suffix == ".csv" else pq.write_table
+    write_atomic(out, lambda tmp: write(table, tmp))
 
 
 def _num(v) -> float:
     return math.nan if v is None else float(v)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.0f} ms" if seconds == seconds else "-"

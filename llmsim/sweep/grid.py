@@ -16,10 +16,9 @@ from typing import NamedTuple
 from ..engine.config import EngineConfig
 from ..engine.summary import Slo
 from ..policies import UnknownPolicyError, get_policy
-from ..simulate import ENGINES, Deployment
-from ..traces.default import default_workload
-from ..traces.loaders import load_trace
-from ..traces.workload import Workload, WorkloadError
+from ..simulate import SIMULATORS, Deployment
+from ..traces.workload import Workload
+from ..workload_spec import WorkloadSpec
 
 DEFAULT_POLICIES = ("fcfs", "sjf", "srpt", "mlfq")
 DEFAULT_LOADS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
@@ -96,15 +95,16 @@ class Grid:
 
     def workload(self) -> Workload:
         """The requests every point runs (their arrival times are redrawn per point)."""
-        w = load_trace(self.trace) if self.trace is not None else default_workload()
-        if self.requests is not None:
-            w = w.head(self.requests)
-        if not len(w):
-            raise WorkloadError("the sweep's workload has no requests")
-        return w
+        return WorkloadSpec(self.trace, requests=self.requests).requests_only()
+
+    def arrivals(self, rate: float, seed: int) -> WorkloadSpec:
+        """How a point's arrivals are drawn: gamma gaps at `rate` with the grid's
+        burstiness, from the point's seed."""
+        return WorkloadSpec(self.trace, requests=self.requests, arrival_process="gamma",
+                            rate=rate, burstiness=self.burstiness, seed=seed)
 
     def to_dict(self) -> dict:
-        """Plain JSON-able values; `grid_from_dict(g.to_dict()) == g`."""
+        """Plain JSON-able values, as recorded in a sweep's folder."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["policies"], d["seeds"] = list(self.policies), list(self.seeds)
         d["loads"] = None if self.loads is None else list(self.loads)
@@ -235,18 +235,6 @@ def capacity_settings_from_toml(doc: dict) -> CapacitySettings:
         bracket, None if seeds is None else _typed_list(seeds, int, "capacity.seeds"))
 
 
-def grid_from_dict(d: dict) -> Grid:
-    """The inverse of `Grid.to_dict` (how a results folder's recorded grid is read back)."""
-    deployment = Deployment(**d["deployment"])
-    engines = tuple(EngineVariant(e["name"], EngineConfig(**{k: v for k, v in e.items()
-                                                             if k != "name"}))
-                    for e in d["engines"])
-    return Grid(policies=d["policies"], loads=d["loads"], rates=d["rates"], seeds=d["seeds"],
-                engines=engines, trace=d["trace"], requests=d["requests"],
-                burstiness=d["burstiness"], deployment=deployment, slo=Slo(**d["slo"]),
-                simulator=d["simulator"])
-
-
 def parse_list(text: str, kind: type, what: str) -> tuple:
     """'0.5,0.6' or '0.5:1.2:0.1' (start:stop:step, stop included) from a command line."""
     text = text.strip()
@@ -300,8 +288,8 @@ def _check(g: Grid) -> None:
         raise ValueError(f"requests must be >= 1, got {g.requests}")
     if not (g.burstiness > 0 and math.isfinite(g.burstiness)):
         raise ValueError(f"burstiness must be finite and > 0, got {g.burstiness}")
-    if g.simulator not in ENGINES:
-        raise ValueError(f"simulator must be one of {', '.join(ENGINES)}, got {g.simulator!r}")
+    if g.simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, got {g.simulator!r}")
     if g.deployment.tp < 1 or g.deployment.num_replicas < 1:
         raise ValueError("tp and replicas must be >= 1")
     if g.trace is not None and not Path(g.trace).exists():
@@ -326,4 +314,4 @@ def _typed_list(values, kind: type, key: str) -> tuple:
 
 
 __all__ = ["CapacitySettings", "EngineVariant", "Grid", "Point", "capacity_settings_from_toml",
-           "grid_from_dict", "grid_from_toml", "load_grid", "parse_list", "read_toml"]
+           "grid_from_toml", "load_grid", "parse_list", "read_toml"]

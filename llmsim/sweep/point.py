@@ -13,7 +13,6 @@ import numpy as np
 
 from ..policies import get_policy
 from ..simulate import simulate
-from ..traces import arrivals
 from ..traces.workload import Workload
 from .grid import Grid, Point
 
@@ -40,15 +39,12 @@ class PointTask(NamedTuple):
 def run_point(shared: Shared, task: PointTask) -> dict:
     """The point's row: config columns, then every summary figure, then the quantiles."""
     grid, point = shared.grid, task.point
-    w = shared.workload
     # One generator per seed, whatever the policy or rate: the policies of one seed see the
     # same arrivals, and other rates the same gaps rescaled (common random numbers).
-    times = arrivals.gamma(len(w), task.rate, grid.burstiness, np.random.default_rng(point.seed))
-    w = w.with_arrivals(times, f"gamma({grid.burstiness:g}) arrivals at {task.rate:.6g} req/s, "
-                               f"seed {point.seed}")
+    w, _ = grid.arrivals(task.rate, point.seed).place(shared.workload)
     deployment = grid.deployment_for(point.engine)
     result = simulate(w, get_policy(point.policy), deployment, grid.slo,
-                      engine=grid.simulator)
+                      simulator=grid.simulator)
     row = {"point_id": point.id, "policy": point.policy, "engine": point.engine,
            "load": point.load if point.load is not None else
            (task.rate / task.capacity if task.capacity else None),

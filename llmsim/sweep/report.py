@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..traces.atomic import write_folder_atomic
+from ..files import write_folder_atomic
 from . import store
 from .intervals import t_interval
 from .point import QUANTILE_LEVELS

@@ -9,18 +9,10 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from .. import __version__
 from ..capacity import capacity_rps
+from ..cli_kit import progress as progress_bar
 from ..traces.workload import Workload
 from . import store
 from .backends import backend
@@ -54,7 +46,7 @@ def run_sweep(grid: Grid, out: str | Path, jobs: int | None = 1, ray: str | None
         # The highest rates first: they take longest, and a long point started last would
         # keep the other workers idle at the end. The table keeps the grid's order.
         todo = sorted((t for t in tasks if t.point.id not in done), key=lambda t: -t.rate)
-        with _progress_bar(progress) as bar:
+        with progress_bar("", remaining=True, enabled=progress) as bar:
             task_id = bar.add_task("sweep", total=len(tasks), completed=len(tasks) - len(todo))
             for i, row in run(run_point, Shared(grid, workload), todo):
                 assert row["point_id"] == todo[i].point.id
@@ -99,8 +91,3 @@ def workload_digest(workload: Workload) -> str:
         h.update(np.ascontiguousarray(col, dtype="<i8").tobytes())
     return h.hexdigest()[:16]
 
-
-def _progress_bar(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), disable=not enabled, transient=True)

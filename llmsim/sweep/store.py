@@ -13,13 +13,13 @@ point file present is complete, and is not computed again.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..files import write_atomic
 
 RECORD = "sweep.json"
 POINTS = "points"
@@ -87,49 +87,15 @@ def read_points(out: Path, ids: list[str]) -> list[dict]:
 
 def write_results(out: Path, rows: list[dict]) -> pa.Table:
     table = pa.Table.from_pylist(rows)
-    tmp = _temporary(out / RESULTS)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out / RESULTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out / RESULTS, lambda tmp: pq.write_table(table, tmp))
     return table
 
 
 def write_json(path: Path, obj) -> None:
-    """Write `obj` to `path` whole or not at all, and durably (it survives a power cut)."""
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "x") as f:
-            # NaN is written as NaN (Python's JSON reads it back); nothing else here is not JSON
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _temporary(path: Path) -> Path:
-    """A hidden, unique name beside `path` (not mkstemp: its files are private, 0600)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not every platform opens folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write `obj` to `path` whole or not at all, and durably (it survives a power cut).
+    NaN is written as NaN (Python's JSON reads it back); nothing else here is not JSON."""
+    text = json.dumps(obj, indent=1) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text), durable=True)
 
 
 def _differences(old: dict, new: dict) -> list[str]:

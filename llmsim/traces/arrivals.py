@@ -7,7 +7,7 @@ Functions return arrival times (float64 seconds, non-decreasing, >= 0):
   1/rate whatever the burstiness and the gaps' coefficient of variation is
   1/sqrt(burstiness) (1 is Poisson; below 1 burstier, above 1 more regular);
 - `replay(arrival, n)`: a trace's own times, tiled in time past its end (`tile`);
-- `scale_to_rate` / `scale_to_load`: the same shape at another mean rate.
+- `scale_to_rate`: the same shape at another mean rate.
 A rate of `inf` sends every request at time 0 (vLLM's `--request-rate inf`).
 
 The small classes `Poisson`, `Gamma` and `Replay` wrap these as values with one method,
@@ -39,13 +39,6 @@ def gamma(n: int, rate: float, burstiness: float, rng: np.random.Generator) -> n
         return np.zeros(n)
     gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=n)
     return np.cumsum(gaps, out=gaps)
-
-
-def burstiness_from_cv(cv: float) -> float:
-    """The gamma shape whose gaps have coefficient of variation `cv`: 1 / cv^2."""
-    if not cv > 0:
-        raise ValueError(f"cv must be > 0, got {cv}")
-    return 1.0 / (cv * cv)
 
 
 def tile(arrival: np.ndarray, n: int) -> np.ndarray:
@@ -97,15 +90,6 @@ def scale_to_rate(arrival: np.ndarray, rate: float) -> np.ndarray:
     return (arrival - arrival[0]) * ((n - 1) / span / rate)
 
 
-def scale_to_load(arrival: np.ndarray, load: float, capacity_rps: float) -> np.ndarray:
-    """Rescale to `load` x `capacity_rps` (see llmsim.capacity for how capacity is measured)."""
-    if not load > 0:
-        raise ValueError(f"load must be > 0, got {load}")
-    if not capacity_rps > 0:
-        raise ValueError(f"capacity_rps must be > 0, got {capacity_rps}")
-    return scale_to_rate(arrival, load * capacity_rps)
-
-
 class ArrivalProcess(Protocol):
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
 
@@ -125,10 +109,6 @@ class Poisson:
 class Gamma:
     rate: float  # requests per second
     burstiness: float = 1.0  # gamma shape, vLLM's --burstiness; cv = 1/sqrt(burstiness)
-
-    @classmethod
-    def from_cv(cls, rate: float, cv: float) -> Gamma:
-        return cls(rate, burstiness_from_cv(cv))
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return gamma(n, self.rate, self.burstiness, rng)

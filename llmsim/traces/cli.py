@@ -18,9 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import TraceError
+from ..cli_kit import user_errors
 from .loaders import FORMATS, load_trace
-from .workload import Workload, WorkloadError
+from .workload import Workload
 
 trace_app = typer.Typer(help="Look at trace files and convert them to Parquet.",
                         no_args_is_help=True, add_completion=False,
@@ -33,22 +33,13 @@ ModelOpt = Annotated[str | None, typer.Option(help="CASTILLO: keep this model's 
 SplitOpt = Annotated[str | None, typer.Option(help="CASTILLO: train, validate or test.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    return typer.Exit(2)
-
-
 def _load(path: Path, fmt: str | None, model: str | None, split: str | None) -> Workload:
     options = {k: v for k, v in (("model", model), ("split", split)) if v is not None}
-    try:
-        return load_trace(path, fmt, **options)
-    except (TraceError, WorkloadError, FileNotFoundError, ValueError) as e:
-        raise _fail(str(e)) from None
-    except OSError as e:
-        raise _fail(f"{path}: {e.strerror or e}") from None
+    return load_trace(path, fmt, **options)
 
 
 @trace_app.command()
+@user_errors
 def info(path: PathArg, format: Format = None, model: ModelOpt = None,
          split: SplitOpt = None) -> None:
     """Rows, duration, mean rate and prompt/output length statistics of a trace."""
@@ -77,6 +68,7 @@ def info(path: PathArg, format: Format = None, model: ModelOpt = None,
 
 
 @trace_app.command()
+@user_errors
 def plot(path: PathArg, out: Annotated[Path, typer.Option(help="Folder for the PNGs.")],
          format: Format = None, model: ModelOpt = None, split: SplitOpt = None) -> None:
     """PNG histograms of prompt and output lengths and the arrival rate over time."""
@@ -85,17 +77,15 @@ def plot(path: PathArg, out: Annotated[Path, typer.Option(help="Folder for the P
 
         from .plots import plot_workload
     except ImportError:
-        raise _fail("plot needs matplotlib: pip install matplotlib") from None
+        raise ImportError("plot needs matplotlib: pip install matplotlib") from None
     w = _load(path, format, model, split)
-    try:
-        written = plot_workload(w, out)
-    except OSError as e:
-        raise _fail(f"{out}: {e.strerror or e}") from None
+    written = plot_workload(w, out)
     for p in written:
         typer.echo(str(p))
 
 
 @trace_app.command()
+@user_errors
 def convert(path: PathArg,
             out: Annotated[Path, typer.Argument(help="Parquet file to write.")],
             format: Format = None, model: ModelOpt = None, split: SplitOpt = None) -> None:
@@ -103,10 +93,7 @@ def convert(path: PathArg,
     from .native import write_parquet
 
     if out.suffix.lower() not in (".parquet", ".pq"):
-        raise _fail(f"{out}: the output must end in .parquet")
+        raise ValueError(f"{out}: the output must end in .parquet")
     w = _load(path, format, model, split)
-    try:
-        write_parquet(w, out)
-    except OSError as e:
-        raise _fail(f"{out}: {e.strerror or e}") from None
+    write_parquet(w, out)
     typer.echo(f"wrote {out}: {len(w):,} requests")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomic
 from .azure import load_azure
 
 OFFSET = 5000  # past the first minutes of the hour
@@ -32,13 +33,9 @@ def make(src: str | Path, out: str | Path = OUT) -> Path:
     assert (w.prompt_tokens >= 1).all() and (w.output_tokens >= 1).all()
     t = w.arrival - w.arrival[0]
     rows = np.column_stack([t, w.prompt_tokens, w.output_tokens])
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        np.savetxt(tmp, rows, fmt=["%.6f", "%d", "%d"], delimiter=",",
-                   header="arrival_s,prompt_tokens,output_tokens", comments="")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out, lambda tmp: np.savetxt(tmp, rows, fmt=["%.6f", "%d", "%d"], delimiter=",",
+                                             header="arrival_s,prompt_tokens,output_tokens",
+                                             comments=""))
     print(f"wrote {out}: {len(w)} requests over {t[-1]:.1f} s")
     return out
 

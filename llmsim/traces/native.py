@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_atomic
 from .assemble import assemble
-from .atomic import write_atomic
 from .block_hashes import BlockHashes
 from .errors import TraceError
 from .readers import Columns, fast_csv, read_csv

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_atomic
+from ..files import write_atomic
 from .stats import arrival_rate
 from .workload import Workload
 

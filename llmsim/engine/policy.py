@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ..engine.request import Request
+from .request import Request
 
 RankFn = Callable[[Request, float], float]
 

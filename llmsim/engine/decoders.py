@@ -1,0 +1,102 @@
+"""Decoding requests advancing in lockstep, kept as one aggregate (the fast simulator).
+
+A decoding request feeds its last sampled token each iteration and samples the next, so
+while nothing else happens to them, all decoders of a replica advance together: one
+iteration later, each has computed one more token and emitted one more. The aggregate
+counts those iterations (`tick`) instead of touching each request: a member that joined
+at tick t0 having computed c0 tokens has computed c0 + (tick - t0). It keeps, in O(1) per
+iteration, what the scheduler and the cost model ask of the decoders as a whole:
+
+- how many there are, and their summed context after the next step (decode attention);
+- how many need a new KV block at the next step. A member holding blocks for exactly its
+  computed tokens c lacks one for its next token when c fills whole blocks
+  (c % block_size == 0, `BlockPool.missing(req, 1) == 1`). With c = base + tick, where
+  base = c0 - t0 is fixed per member, that is base % block_size == -tick % block_size: the
+  members are counted by base % block_size, and one bucket answers;
+- when each finishes: it has output_tokens - emitted tokens left when it joins, so it
+  finishes at a known tick (a heap).
+
+While a request is a member its `computed`/`emitted` fields and its blocks in the pool are
+stale: the pool counts its blocks as in use but not whose they are. `leave` writes its
+progress back and attributes its blocks to it again.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from .blocks import BlockPool
+from .request import Request
+
+
+class DecoderAggregate:
+    def __init__(self, pool: BlockPool) -> None:
+        self.pool = pool
+        self.tick = 0  # iterations in which every member advanced
+        self.members: dict[int, Request] = {}
+        self.size = 0  # len(members), read on every iteration
+        self.base_sum = 0  # sum over members of (computed - tick)
+        self.by_phase = [0] * pool.block_size  # members by (computed - tick) % block_size
+        self._finishing: list[tuple[int, int, Request]] = []  # heap: (tick it is done at, id, req)
+
+    def blocks_needed(self) -> int:
+        """New KV blocks the members need to compute their next token (see above)."""
+        return self.by_phase[-self.tick % self.pool.block_size]
+
+    def context_after_step(self) -> int:
+        """Summed KV tokens the members attend to at the next step, its new token included."""
+        return self.base_sum + self.size * (self.tick + 1)
+
+    def steps_to_next_finish(self) -> int:
+        """Steps until the next member is done (it is done at the end of that step)."""
+        return self._finishing[0][0] - self.tick
+
+    def skip(self, k: int) -> None:
+        """`k` steps in which no member is done, at once."""
+        assert k < self.steps_to_next_finish()
+        self.tick += k
+
+    def step(self) -> list[Request]:
+        """Every member computed and emitted one more token; returns those that are done,
+        out of the aggregate with their progress written back."""
+        self.tick += 1
+        done = []
+        while self._finishing and self._finishing[0][0] == self.tick:
+            req = heapq.heappop(self._finishing)[2]
+            self.leave(req)
+            done.append(req)
+        return done
+
+    def join(self, req: Request) -> None:
+        """Make a running decoding request a member."""
+        assert req.is_decoding
+        self.pool.unsettle(req)
+        req.tick = self.tick
+        base = req.computed - self.tick
+        self.members[req.id] = req
+        self.size += 1
+        self.base_sum += base
+        self.by_phase[base % self.pool.block_size] += 1
+        heapq.heappush(self._finishing, (self.tick + req.remaining_tokens, req.id, req))
+
+    def leave(self, req: Request) -> None:
+        """Take a member out with its true progress written back."""
+        del self.members[req.id]
+        self.size -= 1
+        k = self.tick - req.tick
+        base = req.computed - req.tick
+        self.base_sum -= base
+        self.by_phase[base % self.pool.block_size] -= 1
+        req.computed += k
+        req.emitted += k
+        req.tick = self.tick
+        self.pool.settle(req)
+
+    def dissolve(self) -> list[Request]:
+        """Every member out, progress written back; returns them in joining order."""
+        members = list(self.members.values())
+        for req in members:
+            self.leave(req)
+        assert not self.members and self.size == 0 and self.base_sum == 0
+        self._finishing.clear()
+        return members

@@ -324,6 +324,39 @@ def test_evaluate_ranker_reads_any_prompt_output_file_and_prices_with_a_deployme
     assert res.exit_code == 2 and "needs --model" in res.output
 
 
+def test_evaluate_ranker_reads_a_csv_and_refuses_a_bad_row_writing_nothing(tmp_path):
+    import csv
+
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "answers.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "output_len", "prompt_len"])
+        for i in range(40):  # 3 samples per prompt; longer prompts answer longer
+            for _ in range(3):
+                w.writerow([f"prompt number {i}", int(rng.integers(1, 50)) + 100 * i, 10 + i])
+    runner = CliRunner(env={"COLUMNS": "250"})
+    out = tmp_path / "e.json"
+    res = runner.invoke(app, ["evaluate-ranker", "length", "--data", str(path),
+                              "--bootstrap", "10", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    figures = doc["predictors"][0]["all"]
+    assert figures["prompts"] == 40 and figures["kendall_tau"] > 0.8
+    assert figures["cost_share_top1"] > 0 and "cost_share_top5" in figures["ci"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,output_len\nhello,12\nworld,-3\n")
+    out_bad = tmp_path / "bad.json"
+    res = runner.invoke(app, ["evaluate-ranker", "length", "--data", str(bad),
+                              "--json", str(out_bad)])
+    assert res.exit_code == 2 and "line 3" in res.output and "output_len" in res.output
+    assert not out_bad.exists()
+
+
 def test_the_numpy_scoring_path_is_the_torch_function():
     from llmsim.predictors.encoder import TextEncoder
     from llmsim.predictors.neural import make_head

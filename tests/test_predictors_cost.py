@@ -374,6 +374,19 @@ def test_the_numpy_scoring_path_is_the_torch_function():
     np.testing.assert_allclose(HeadStack(heads)(x), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_long_prompt_is_tokenized_by_its_prefix_to_the_same_window():
+    from llmsim.predictors.static import StaticEncoder
+
+    enc = StaticEncoder(16)
+    rng = np.random.default_rng(4)
+    words = ["the", "Ünïcödé", "x" * 120, "函数", "def", "f(x):", "\n", "\t", "a-b", "..."]
+    texts = ["short one", "word " * 15, "a" * 500, "a" * 500 + " b",
+             "\n".join(["line"] * 40), "longwordwithoutspaces" * 30 + " tail " * 40]
+    texts += [" ".join(rng.choice(words, int(rng.integers(1, 300)))) for _ in range(60)]
+    for text in texts:  # every cut lands at whitespace or falls back to the whole text
+        assert enc.ids(text) == enc.tokenizer.encode(text).ids, text[:60]
+
+
 def test_fine_tuned_token_embeddings_score_in_numpy_and_round_trip(castillo, tmp_path):
     from llmsim.predictors.static import StaticEncoder
 

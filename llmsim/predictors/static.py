@@ -21,6 +21,9 @@ import numpy as np
 
 from .encoder import DIM
 
+# First try this many characters per token of the window (MiniLM averages ~4 on CASTILLO).
+PREFIX_CHARS_PER_TOKEN = 6
+
 
 class StaticEncoder:
     """`TextEncoder(max_tokens, layers=0)` without torch at scoring time."""
@@ -54,12 +57,29 @@ class StaticEncoder:
         out = np.empty((len(texts), DIM), dtype=np.float32)
         for lo in range(0, len(texts), batch_size):
             chunk = list(texts[lo:lo + batch_size])
-            for k, enc in enumerate(self.tokenizer.encode_batch(chunk)
-                                    if len(chunk) > 1 else [self.tokenizer.encode(chunk[0])]):
-                out[lo + k] = self.one(np.asarray(enc.ids, dtype=np.int64))
+            ids = ([e.ids for e in self.tokenizer.encode_batch(chunk)] if len(chunk) > 1
+                   else [self.ids(chunk[0])])
+            for k, row in enumerate(ids):
+                out[lo + k] = self.one(np.asarray(row, dtype=np.int64))
             if progress:
                 progress(len(chunk))
         return out
+
+    def ids(self, text: str) -> list[int]:
+        """The truncating tokenizer's ids of `text`, without tokenizing all of a long one
+        (which costs milliseconds: the tokenizer truncates only after it has read it all).
+        BERT's normaliser and pre-tokeniser work within words, so a prefix cut at
+        whitespace tokenizes to a prefix of the whole text's tokens; once such a prefix
+        overflows the window, the window is the same."""
+        cut = PREFIX_CHARS_PER_TOKEN * self.max_tokens
+        while cut < len(text):
+            space = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
+            if space > 0:
+                enc = self.tokenizer.encode(text[:space])
+                if enc.overflowing:
+                    return enc.ids
+            cut *= 2
+        return self.tokenizer.encode(text).ids
 
     def one(self, ids: np.ndarray) -> np.ndarray:
         h = self.word[ids] + self.position[:len(ids)] + self.segment

@@ -102,4 +102,6 @@ class Replica:
                 "busy_time_s": self.busy_time, "block_seconds": self.block_seconds,
                 "num_gpu_blocks": pool.num_blocks, "free_blocks_at_end": pool.free_blocks,
                 "waiting_at_end": int(bool(self.sched.waiting)),
-                "running_at_end": len(self.sched.running)}
+                "running_at_end": len(self.sched.running),
+                **({"prefix_hit_tokens": pool.hit_tokens, "prefix_evictions": pool.evictions}
+                   if pool.caching else {})}

@@ -71,8 +71,8 @@ class BlockHashes:
         return cls(offsets, ids, block_tokens, covers_output)
 
     @classmethod
-    def from_arrow(cls, array, block_tokens: int) -> BlockHashes:
+    def from_arrow(cls, array, block_tokens: int, covers_output: bool = False) -> BlockHashes:
         """From a pyarrow list<int64> array without nulls (the fast JSON path)."""
         offsets = array.offsets.to_numpy().astype(np.int64)
         ids = array.values.to_numpy().astype(np.int64)
-        return cls(offsets - offsets[0], ids[offsets[0]:offsets[-1]], block_tokens)
+        return cls(offsets - offsets[0], ids[offsets[0]:offsets[-1]], block_tokens, covers_output)

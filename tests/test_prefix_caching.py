@@ -216,3 +216,74 @@ def test_pool_invariants_hold_at_every_iteration(rows, cfg, policy):
         done += len(sched.complete(batch, now)[1])
         pool.check()
     assert not sched.has_work() and pool.free_blocks == pool.num_blocks
+
+
+# -- workloads with prefixes ---------------------------------------------------------------
+
+def test_trace_block_ids_map_to_engine_blocks_by_the_trace_block_of_their_last_token():
+    """Mooncake's ids name 512-token blocks; engine block j (16 tokens) takes the id of the
+    trace block holding its last token; only blocks full of prompt tokens get keys."""
+    h = BlockHashes.from_lists([[7, 9], [7, 3]], 512)
+    a, b = h.keys(0, 600, 50, 16), h.keys(1, 530, 50, 16)
+    assert len(a) == 37 and len(b) == 33  # 600 // 16, 530 // 16: the last block is partial
+    assert a[31] == (7 << 24 | 31) and a[32] == (9 << 24 | 32)
+    assert a[:32] == b[:32] and a[32] != b[32]  # the same first 512 tokens, then not
+    # a 48-token block straddling two trace blocks (tokens 480..527) takes the second's id
+    assert h.keys(0, 600, 50, 48)[10] == (9 << 24 | 10)
+    assert h.keys(0, 600, 50, 48)[9] == (7 << 24 | 9)
+
+
+def test_sessions_resend_the_previous_turn_and_share_system_prompts():
+    from llmsim.traces.sessions import SessionSpec, synthesize_sessions
+
+    spec = SessionSpec(sessions=30, session_rate=0.5, system_prompts=2, system_tokens=100,
+                       think_s=1000.0)  # turns of a session far apart: sorted by session
+    w = synthesize_sessions(spec, np.random.default_rng(1))
+    h = w.meta["hash_ids"]
+    assert h.covers_output and len(h) == len(w) > 30
+    keys = [h.keys(i, int(w.prompt_tokens[i]), int(w.output_tokens[i]), 16)
+            for i in range(len(w))]
+    resent = 0
+    for i in range(len(w)):
+        for j in range(i):  # an earlier turn whose prompt and answer this prompt starts with
+            if int(w.prompt_tokens[j] + w.output_tokens[j]) <= int(w.prompt_tokens[i]):
+                k = keys[j]
+                if keys[i][:len(k) - 1] == k[:-1] and k[:6] != keys[i][6:12]:
+                    resent += 1
+                    break
+    assert resent >= len(w) - 30 - 5  # nearly every later turn resends an earlier one
+    first = {tuple(k[:6]) for k in keys}  # 100 tokens: 6 full blocks of system prompt
+    assert len(first) == 2
+
+
+def test_sessions_hit_the_cache_and_both_simulators_agree():
+    from llmsim.traces.sessions import SessionSpec, synthesize_sessions
+
+    w = synthesize_sessions(SessionSpec(sessions=25, session_rate=2.0, think_s=2.0,
+                                        system_tokens=300), np.random.default_rng(2))
+    for cfg in ({"num_gpu_blocks": 400, "max_num_seqs": 8, "max_num_batched_tokens": 512},
+                {"num_gpu_blocks": 3000}):
+        ref = assert_same(w, cfg, FCFS, (0.01, 1e-4, 1e-6))
+        assert ref.summary["prefix_hit_rate"] > 0.3
+        off = simulate(w, FCFS, deployment(**cfg), cost=LinearCost(0.01, 1e-4, 1e-6))
+        assert ref.summary["ttft"]["mean"] < off.summary["ttft"]["mean"]
+
+
+def test_session_trace_round_trips_through_parquet_and_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+    from llmsim.traces.loaders import load_trace
+
+    runner = CliRunner(env={"COLUMNS": "160"})
+    out = tmp_path / "s.parquet"
+    res = runner.invoke(app, ["trace", "sessions", str(out), "--sessions", "20"])
+    assert res.exit_code == 0, res.output
+    w = load_trace(out)
+    assert w.meta["hash_ids"].covers_output and w.meta["hash_ids"].block_tokens == 16
+    res = runner.invoke(app, ["run", "--trace", str(out), "--enable-prefix-caching",
+                              "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "prefix hits" in res.output
+    res = runner.invoke(app, ["trace", "sessions", str(tmp_path / "s.csv")])
+    assert res.exit_code == 2 and "must end in .parquet" in res.output

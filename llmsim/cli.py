@@ -61,7 +61,9 @@ Model = Annotated[str, typer.Option(
 Gpu = Annotated[str, typer.Option(help="GPU preset: h100, h200, a100.")]
 Tp = Annotated[int, typer.Option(help="Tensor-parallel degree of each replica.", min=1)]
 Replicas = Annotated[int, typer.Option(help="Engine replicas behind the router.", min=1)]
-RouterOpt = Annotated[str, typer.Option("--router", help="round-robin or least-tokens.")]
+RouterOpt = Annotated[str, typer.Option(
+    "--router", help="round-robin, least-tokens or cache-affinity (longest cached prefix, "
+                     "load-guarded; with --enable-prefix-caching).")]
 MaxSeqs = Annotated[int, typer.Option(help="vLLM max_num_seqs.", min=1)]
 MaxTokens = Annotated[int, typer.Option(help="vLLM max_num_batched_tokens.", min=1)]
 BlockSize = Annotated[int, typer.Option(help="KV cache block size in tokens.", min=1)]

@@ -16,10 +16,11 @@ from llmsim.engine.prefix_cache import CachingBlockPool, own_key
 from llmsim.engine.request import Request
 from llmsim.engine.scheduler import Scheduler
 from llmsim.policies import FCFS, MLFQ, SJF, SRPT, with_starvation_prevention
+from llmsim.policies.oracle import SJF_UNCACHED
 from llmsim.traces.block_hashes import BlockHashes
 from tests.helpers import LinearCost, RunLinearCost, deployment, workload
 
-POLICIES = [FCFS, SJF, SRPT, MLFQ, with_starvation_prevention(SJF, 3, 2)]
+POLICIES = [FCFS, SJF, SRPT, MLFQ, with_starvation_prevention(SJF, 3, 2), SJF_UNCACHED]
 COMPARED = ("first_scheduled", "first_token", "finish", "emitted_tokens", "preemptions",
             "recomputed_tokens", "cached_tokens", "replica", "rejected")
 
@@ -53,7 +54,7 @@ configs = st.fixed_dictionaries({
     "block_size": st.sampled_from([1, 2, 4, 16]),
     "num_gpu_blocks": st.integers(1, 120),
     "num_replicas": st.integers(1, 3),
-    "router": st.sampled_from(["round-robin", "least-tokens"]),
+    "router": st.sampled_from(["round-robin", "least-tokens", "cache-affinity"]),
 })
 
 
@@ -97,7 +98,8 @@ def test_fast_engine_matches_reference_on_a_busy_shared_pool():
     for policy in POLICIES:
         for cfg in ({"num_gpu_blocks": 300, "block_size": 16},
                     {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
-                    {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"}):
+                    {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"},
+                {"num_gpu_blocks": 700, "num_replicas": 3, "router": "cache-affinity"}):
             hit = max(hit, assert_same(w, cfg, policy, (0.005, 2e-5, 1e-7)).summary[
                 "prefix_hit_rate"])
     assert hit > 0.2  # the workload does share prefixes
@@ -287,3 +289,21 @@ def test_session_trace_round_trips_through_parquet_and_the_cli(tmp_path):
     assert "prefix hits" in res.output
     res = runner.invoke(app, ["trace", "sessions", str(tmp_path / "s.csv")])
     assert res.exit_code == 2 and "must end in .parquet" in res.output
+
+
+def test_cache_affinity_routes_to_the_replica_holding_the_prefix_unless_it_is_overloaded():
+    from llmsim.engine.router import CacheAffinity
+
+    class Replica:
+        def __init__(self, cached_keys, outstanding):
+            self.pool = CachingBlockPool(100, 4)
+            for k in cached_keys:
+                self.pool._cached[k] = [0]
+            self.outstanding_tokens = outstanding
+
+    req = Request(0, 0.0, 20, 1, block_hashes=[1, 2, 3, 4, 5])
+    replicas = [Replica([], 0), Replica([1, 2], 100), Replica([1, 2, 3], 200)]
+    assert CacheAffinity(slack=0.5, margin=1000)(req, replicas) == 2
+    replicas[2].outstanding_tokens = 5000  # above 1.5 x 0 + 1000: the guard steps in
+    assert CacheAffinity(slack=0.5, margin=1000)(req, replicas) == 1
+    assert CacheAffinity(slack=0.5, margin=50)(req, replicas) == 0  # least-tokens

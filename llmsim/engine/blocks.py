@@ -45,6 +45,10 @@ class BlockPool:
         need = -(-(req.computed + num_new_tokens) // self.block_size) - self._held.get(req.id, 0)
         return need if need > 0 else 0
 
+    def peek(self, req: Request) -> int:
+        """Tokens of `req` a router would find cached here: none without prefix caching."""
+        return 0
+
     def hit(self, req: Request) -> int:
         """Tokens of `req` found in the cache: none without prefix caching."""
         return 0

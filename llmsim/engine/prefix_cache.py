@@ -58,6 +58,20 @@ class CachingBlockPool(BlockPool):
 
     # -- lookup ---------------------------------------------------------------------
 
+    def peek(self, req: Request) -> int:
+        """Tokens of `req`'s prompt this pool holds cached (its given keys only: a new
+        request has no blocks of its own yet), without remembering anything: what a
+        cache-aware router asks every replica."""
+        given = req.block_hashes
+        if given is None:
+            return 0
+        cached, n = self._cached, 0
+        for key in given[:(req.prompt_tokens - 1) // self.block_size]:
+            if key not in cached:
+                break
+            n += 1
+        return n * self.block_size
+
     def hit(self, req: Request) -> int:
         """Tokens of `req`'s longest cached prefix of full blocks, capped at num_tokens - 1
         (vLLM's `get_computed_blocks`); remembered for the `can_allocate`/`allocate` that

@@ -47,6 +47,8 @@ class Replica:
     def add(self, req: Request, now: float) -> None:
         self.records.replica[req.id] = self.index
         self.outstanding_tokens += req.prompt_tokens
+        if self.pool.caching:  # for cache-aware policies: what it would find cached now
+            req.cached_hint = self.pool.peek(req)
         self.sched.add(req, now)
 
     def started(self, batch: Batch, now: float) -> None:

@@ -39,6 +39,7 @@ class Request:
     block_hashes: list[int] | None = None  # keys of its leading full KV blocks (prefix
     # caching: prefix_cache.py); None: none given, its blocks are its own
     cached: int = -1  # prompt tokens found in the prefix cache at its first admission
+    cached_hint: int = 0  # prompt tokens its replica held cached when it arrived (policies)
     seat: int = 0  # admission sequence number: running order is increasing seat
 
     @property

@@ -133,7 +133,7 @@ def test_a_shared_prefix_hits_and_at_least_one_token_is_computed():
     batch = sched.schedule(0.0)
     assert batch.items == [(a, 12)]
     sched.complete(batch, 1.0)  # a is done: its 3 keyed blocks are free, still cached
-    assert pool.free_blocks == 10 and len(pool._free_keyed) == 3
+    assert pool.free_blocks == 10 and pool.keyed_free == 3
     b = Request(1, 1.0, 12, 2, block_hashes=[1, 2, 3])  # the same prompt: 2 blocks hit, not 3
     c = Request(2, 1.0, 9, 2, block_hashes=[1, 7])  # shares one block
     sched.add(b, 1.0)
@@ -152,11 +152,11 @@ def test_eviction_takes_keyless_blocks_first_then_the_least_recently_freed_tail_
     a = Request(0, 0.0, 3, 1, block_hashes=[10, 11, 12])
     sched.add(a, 0.0)
     sched.complete(sched.schedule(0.0), 1.0)  # 3 keyed free blocks, in order 12, 11, 10
-    assert [pool._key[b] for b in pool._free_keyed] == [12, 11, 10]
+    assert [pool._key[b] for b in pool.keyed_free_blocks()] == [12, 11, 10]
     b = Request(1, 1.0, 5, 1)  # no ids: needs 5 blocks: 3 keyless, then evicts 12 and 11
     sched.add(b, 1.0)
     sched.schedule(1.0)
-    assert pool.evictions == 2 and list(pool._cached) == [10]
+    assert pool.evictions == 2 and pool.cached_keys() == [10]
     pool.check()
 
 
@@ -176,7 +176,7 @@ def test_a_preempted_request_finds_its_own_blocks_again():
         sched.complete(batch, now)
     # as tests/test_vllm_differential.py pins for vLLM: B, preempted holding 25 tokens,
     # resumes from its cached blocks and recomputes 13 tokens, not 25
-    assert batch.preempted == [b] and b.discarded == 24 and own_key(1, 0) in pool._cached
+    assert batch.preempted == [b] and b.discarded == 24 and own_key(1, 0) in pool.cached_keys()
     pool.check()
     sched.complete(batch, now + 1.0)
     batch = sched.schedule(now + 1.0)
@@ -298,7 +298,7 @@ def test_cache_affinity_routes_to_the_replica_holding_the_prefix_unless_it_is_ov
         def __init__(self, cached_keys, outstanding):
             self.pool = CachingBlockPool(100, 4)
             for k in cached_keys:
-                self.pool._cached[k] = [0]
+                self.pool._cached[k] = 0
             self.outstanding_tokens = outstanding
 
     req = Request(0, 0.0, 20, 1, block_hashes=[1, 2, 3, 4, 5])

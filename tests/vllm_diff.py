@@ -269,7 +269,7 @@ class LlmsimEngine:
             running=tuple(self.sched.running),
             waiting=tuple(sorted(r.id for r in live if r.state is State.WAITING)),
             progress=tuple(sorted((r.id, r.computed, r.emitted) for r in live)),
-            **({"keyed_free": len(self.pool._free_keyed), "evictions": self.pool.evictions}
+            **({"keyed_free": self.pool.keyed_free, "evictions": self.pool.evictions}
                if self.caching else {}),
         )
 

@@ -136,7 +136,7 @@ class FastReplica(Replica):
             if req.done:
                 self.prefilling.remove(req)
                 done.append(req)
-            elif pool.can_defer_keys(req):
+            elif not pool.caching or pool.can_defer_keys(req):
                 joined.append(req)
         self.items = []
         for req in joined:

@@ -26,12 +26,14 @@ interface is `BlockPool`'s, with the same counts.
 
 from __future__ import annotations
 
-from itertools import islice
-
 from .blocks import BlockPool
 from .request import Request
 
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
+
+
+DEAD = object()  # the key of a finished request's own block: nobody can look it up, so it
+# is not in the cache map, but the block is keyed (it queues with the keyed blocks)
 
 
 def own_key(req_id: int, index: int) -> int:
@@ -39,15 +41,26 @@ def own_key(req_id: int, index: int) -> int:
 
 
 class CachingBlockPool(BlockPool):
+    """The free queue's keyed part is a list of stamps in the order blocks were freed
+    (`stamp = sequence * num_blocks + block`); a stamp is live while the block's current
+    stamp is that one: a block touched out of the queue by a hit leaves a dead stamp
+    behind, skipped when the head reaches it. (An ordered dict would be simpler, but
+    popping from its front degrades as deleted entries pile up there.) The cache map holds
+    a block per key, or a list of blocks, first cached first, when several hold it."""
+
     caching = True
 
     def __init__(self, num_blocks: int, block_size: int = 16) -> None:
         super().__init__(num_blocks, block_size)
-        self._key = [None] * num_blocks  # block -> its key, or None
+        self._key: list = [None] * num_blocks  # block -> its key, DEAD, or None
         self._refs = [0] * num_blocks
         self._free_plain = list(range(num_blocks - 1, -1, -1))  # keyless free blocks; pop() next
-        self._free_keyed: dict[int, None] = {}  # keyed free blocks, least recently freed first
-        self._cached: dict[int, list[int]] = {}  # key -> blocks holding it, first cached first
+        self._lru: list[int] = []  # stamps of keyed free blocks, least recently freed first
+        self._lru_head = 0  # stamps before it are consumed
+        self._stamp = [-1] * num_blocks  # block -> its live stamp in `_lru`, or -1
+        self._stamps = 0  # stamps handed out
+        self.keyed_free = 0  # keyed blocks in the free queue
+        self._cached: dict = {}  # key -> block holding it, or list of blocks
         self._blocks: dict[int, list[int]] = {}  # request id -> its blocks, in order
         self._keyed: dict[int, int] = {}  # request id -> leading blocks keyed so far
         self._upto: dict[int, int] = {}  # request id -> tokens scheduled into its blocks
@@ -81,12 +94,18 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         found = []
         cached = self._cached
-        for j in range(limit):
-            key = given[j] if given is not None and j < len(given) else own_key(req.id, j)
-            blocks = cached.get(key)
-            if blocks is None:
+        n = min(limit, len(given)) if given is not None else 0
+        for j in range(n):
+            b = cached.get(given[j])
+            if b is None:
                 break
-            found.append(blocks[0])
+            found.append(b if b.__class__ is int else b[0])
+        else:
+            for j in range(n, limit):  # its own blocks, kept since a preemption
+                b = cached.get(own_key(req.id, j))
+                if b is None:
+                    break
+                found.append(b if b.__class__ is int else b[0])
         self._hits[req.id] = found
         return len(found) * bs
 
@@ -106,10 +125,11 @@ class CachingBlockPool(BlockPool):
     def allocate(self, req: Request, num_new_tokens: int) -> None:
         hits = self._hits.pop(req.id, [])
         assert req.id not in self._held and len(hits) * self.block_size == req.computed
-        refs, keyed = self._refs, self._free_keyed
+        refs, stamp = self._refs, self._stamp
         for b in hits:  # touch: shared now, out of the free queue
             if refs[b] == 0:
-                del keyed[b]
+                stamp[b] = -1  # its stamp in `_lru` is dead
+                self.keyed_free -= 1
                 self.free_blocks -= 1
             refs[b] += 1
         self.hit_tokens += req.computed
@@ -146,26 +166,59 @@ class CachingBlockPool(BlockPool):
         else:
             out = plain[:]
             plain.clear()
-            keyed, cached, keys = self._free_keyed, self._cached, self._key
-            evict = list(islice(keyed, n - len(out)))
-            for b in evict:
-                del keyed[b]
-                key = keys[b]
-                holders = cached[key]
-                holders.remove(b)
-                if not holders:
-                    del cached[key]
-                keys[b] = None
-            out += evict
-            self.evictions += len(evict)
+            evicted = self._evict(n - len(out))
+            out += evicted
         refs = self._refs
         for b in out:
             refs[b] = 1
         return out
 
+    def _evict(self, k: int) -> list[int]:
+        """The `k` least recently freed keyed blocks, out of the queue and the cache map."""
+        lru, stamp, nb = self._lru, self._stamp, self.num_blocks
+        live: list[int] = []
+        head = self._lru_head
+        while len(live) < k:
+            chunk = lru[head:head + k - len(live)]
+            head += len(chunk)
+            live += [s for s in chunk if stamp[s % nb] == s]
+        self._lru_head = head
+        if head > 4096 and head * 2 > len(lru):  # drop what the head has consumed
+            del lru[:head]
+            self._lru_head = 0
+        blocks = [s % nb for s in live]
+        keys, cached = self._key, self._cached
+        for b in blocks:
+            stamp[b] = -1
+            key = keys[b]
+            keys[b] = None
+            if key is DEAD:
+                continue
+            holders = cached[key]
+            if holders.__class__ is int:
+                del cached[key]
+            else:
+                holders.remove(b)
+                if len(holders) == 1:
+                    cached[key] = holders[0]
+        self.keyed_free -= k
+        self.evictions += k
+        return blocks
+
+    def _insert(self, key: int, b: int) -> None:
+        """Cache block `b` under `key` (after any block already holding it)."""
+        cached = self._cached
+        holders = cached.setdefault(key, b)
+        if holders != b:  # a duplicate
+            if holders.__class__ is int:
+                cached[key] = [holders, b]
+            else:
+                holders.append(b)
+
     def _key_full(self, req: Request, blocks: list[int], tokens: int) -> None:
         """Key the request's blocks that `tokens` scheduled tokens fill, as far as its given
-        keys go (vLLM's `cache_blocks`; own keys wait for `free`)."""
+        keys go (vLLM's `cache_blocks`; own keys wait for `free`). Blocks past those keyed
+        so far are fresh: none has a key yet."""
         given = req.block_hashes
         if given is None:
             return
@@ -174,21 +227,20 @@ class CachingBlockPool(BlockPool):
         if stop <= start:
             return
         keys, cached = self._key, self._cached
-        for j in range(start, stop):
-            b = blocks[j]
-            if keys[b] is None:
-                key = given[j]
-                keys[b] = key
-                holders = cached.get(key)
-                if holders is None:
-                    cached[key] = [b]
+        for b, key in zip(blocks[start:stop], given[start:stop], strict=True):
+            keys[b] = key
+            holders = cached.setdefault(key, b)
+            if holders != b:  # a duplicate: cached after the block already holding it
+                if holders.__class__ is int:
+                    cached[key] = [holders, b]
                 else:
                     holders.append(b)
         self._keyed[req.id] = stop
 
     def free(self, req: Request) -> None:
-        """Its full blocks get their keys (own keys now), then it lets go of all of them,
-        tail first: keyless ones to the head of the free queue, keyed ones to its tail."""
+        """Its full blocks get their keys (own keys now: DEAD ones if it is done, as no
+        lookup can reach them), then it lets go of all of them, tail first: keyless ones to
+        the head of the free queue, keyed ones to its tail."""
         rid = req.id
         blocks = self._blocks.pop(rid)
         del self._held[rid]
@@ -196,26 +248,34 @@ class CachingBlockPool(BlockPool):
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
         # the same iteration then takes back
         stop = min(self._upto.pop(rid) // self.block_size, len(blocks))
-        keys, cached, given = self._key, self._cached, req.block_hashes
-        for j in range(start, stop):
-            b = blocks[j]
-            if keys[b] is None:
-                key = given[j] if given is not None and j < len(given) else own_key(rid, j)
-                keys[b] = key
-                holders = cached.get(key)
-                if holders is None:
-                    cached[key] = [b]
-                else:
-                    holders.append(b)
-        refs, plain, keyed = self._refs, self._free_plain, self._free_keyed
-        for b in reversed(blocks):
+        keys, given = self._key, req.block_hashes
+        own = start if given is None else max(start, min(len(given), stop))
+        assert own == start, "given keys are set when their tokens are scheduled"
+        if own < stop:
+            if req.done:
+                for b in blocks[own:stop]:
+                    keys[b] = DEAD
+            else:
+                for j in range(own, stop):
+                    key = own_key(rid, j)
+                    keys[blocks[j]] = key
+                    self._insert(key, blocks[j])
+        refs = self._refs
+        for b in blocks:
             refs[b] -= 1
-            if refs[b] == 0:
-                if keys[b] is None:
-                    plain.append(b)
-                else:
-                    keyed[b] = None
-                self.free_blocks += 1
+        zero = [b for b in reversed(blocks) if refs[b] == 0]
+        plain = [b for b in zero if keys[b] is None]
+        self._free_plain += plain
+        keyed = [b for b in zero if keys[b] is not None] if plain else zero
+        if keyed:
+            nb, n0, stamp = self.num_blocks, self._stamps, self._stamp
+            stamps = [(n0 + i) * nb + b for i, b in enumerate(keyed)]
+            for b, s in zip(keyed, stamps, strict=True):
+                stamp[b] = s
+            self._lru += stamps
+            self._stamps = n0 + len(keyed)
+            self.keyed_free += len(keyed)
+        self.free_blocks += len(zero)
         assert self.free_blocks <= self.num_blocks
 
     # -- the fast simulator's aggregate: blocks in use, not yet attributed ----------------
@@ -245,10 +305,18 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         return given is None or len(given) * self.block_size <= req.computed
 
-    # -- checks -----------------------------------------------------------------------
+    # -- for tests --------------------------------------------------------------------
+
+    def keyed_free_blocks(self) -> list[int]:
+        """The keyed free blocks, least recently freed first."""
+        nb, stamp = self.num_blocks, self._stamp
+        return [s % nb for s in self._lru[self._lru_head:] if stamp[s % nb] == s]
+
+    def cached_keys(self) -> list:
+        return list(self._cached)
 
     def check(self) -> None:
-        """Invariants, for tests: counts agree, keyed free blocks are cached, refs add up."""
+        """Invariants: counts agree, keyed free blocks are cached, refs add up."""
         refs = [0] * self.num_blocks
         for blocks in self._blocks.values():
             for b in blocks:
@@ -256,11 +324,19 @@ class CachingBlockPool(BlockPool):
         for b in self._loose:
             refs[b] += 1
         assert refs == self._refs
-        free = set(self._free_plain) | set(self._free_keyed)
-        assert len(free) == self.free_blocks == len(self._free_plain) + len(self._free_keyed)
+        keyed = self.keyed_free_blocks()
+        assert len(keyed) == len(set(keyed)) == self.keyed_free
+        free = set(self._free_plain) | set(keyed)
+        assert len(free) == self.free_blocks == len(self._free_plain) + len(keyed)
         assert free == {b for b in range(self.num_blocks) if refs[b] == 0}
         assert all(self._key[b] is None for b in self._free_plain)
-        assert all(self._key[b] is not None for b in self._free_keyed)
+        assert all(self._key[b] is not None for b in keyed)
+        assert all((self._stamp[b] >= 0) == (b in set(keyed)) for b in range(self.num_blocks))
+        held = 0
         for key, holders in self._cached.items():
+            holders = [holders] if holders.__class__ is int else holders
             assert holders and all(self._key[b] == key for b in holders)
-        assert sum(map(len, self._cached.values())) == sum(k is not None for k in self._key)
+            assert len(holders) == len(set(holders)) and (len(holders) > 1 or
+                                                          self._cached[key].__class__ is int)
+            held += len(holders)
+        assert held == sum(k is not None and k is not DEAD for k in self._key)

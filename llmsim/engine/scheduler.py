@@ -34,6 +34,7 @@ class Scheduler:
         self.running: dict[int, Request] = {}  # by id, in admission order
         self.iteration = 0
         self.seats = 0  # admissions so far
+        self.caching = pool.caching  # prefix caching: admissions start from a cached prefix
 
     def has_work(self) -> bool:
         return bool(self.running) or bool(self.waiting)
@@ -135,8 +136,8 @@ class Scheduler:
             if req is None or req in preempted:  # evicted in this iteration: not back
                 break  # before the next
             seated = len(self.running) < self.config.max_num_seqs
-            if seated:
-                req.computed = self.pool.hit(req)  # its cached prefix (prefix caching)
+            if seated and self.caching:
+                req.computed = self.pool.hit(req)  # its cached prefix
             n = req.chunk(budget)
             if not seated or not self.pool.can_allocate(req, n):
                 req.computed = 0

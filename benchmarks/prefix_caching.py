@@ -15,7 +15,7 @@ its last token (BlockHashes.keys). Rows:
 Speed: CPU seconds of the fast simulator, caching off and on, same deployment (least-tokens),
 median of `--repeats` runs in this process; the ratio is on / off.
 
-    python benchmarks/prefix_caching.py                    # the whole trace, 4 replicas
+    python benchmarks/prefix_caching.py                    # the whole trace, 8 replicas
     python benchmarks/prefix_caching.py --requests 3000 --replicas 2
 """
 
@@ -36,7 +36,7 @@ TRACE = "mooncake/conversation_trace.jsonl"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=0, help="first N requests (0: all)")
-    ap.add_argument("--replicas", type=int, default=4)
+    ap.add_argument("--replicas", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()

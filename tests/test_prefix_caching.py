@@ -307,3 +307,17 @@ def test_cache_affinity_routes_to_the_replica_holding_the_prefix_unless_it_is_ov
     replicas[2].outstanding_tokens = 5000  # above 1.5 x 0 + 1000: the guard steps in
     assert CacheAffinity(slack=0.5, margin=1000)(req, replicas) == 1
     assert CacheAffinity(slack=0.5, margin=50)(req, replicas) == 0  # least-tokens
+
+
+def test_selected_rows_keep_their_block_ids_and_misaligned_ids_are_refused():
+    import pytest
+
+    rows = [(0.0, 40, 5, 0, 3), (1.0, 40, 5, 1, 3), (2.0, 40, 5, 0, 3)]
+    w = shared_prefix_workload(rows, 2, 16)
+    picked = w.select(np.array([0, 2]))
+    assert picked.meta["hash_ids"].of(1).tolist() == w.meta["hash_ids"].of(2).tolist()
+    ref = simulate(picked, FCFS, deployment(enable_prefix_caching=True), cost=LinearCost(10.0))
+    assert ref.records.cached_tokens.tolist() == [0, 32]  # the same family: 2 blocks hit
+    bad = replace(w, meta={"hash_ids": w.meta["hash_ids"].take(np.array([0, 1]))})
+    with pytest.raises(ValueError, match="hash_ids cover 2 requests"):
+        simulate(bad, FCFS, deployment(enable_prefix_caching=True), cost=LinearCost(10.0))

@@ -43,6 +43,9 @@ class Cluster:
         pool = CachingBlockPool if engine.enable_prefix_caching else BlockPool
         # prefix caching: the trace's block ids, made the engine's keys as requests arrive
         self.hashes = workload.meta.get("hash_ids") if engine.enable_prefix_caching else None
+        if self.hashes is not None and len(self.hashes) != len(workload):
+            raise ValueError(f"the workload's hash_ids cover {len(self.hashes)} requests, it has "
+                             f"{len(workload)}: select rows with Workload.select")
         self.block_size = engine.block_size
         self.replicas = [
             self.make_replica(i, Scheduler(engine, pool(num_gpu_blocks, engine.block_size),

@@ -61,13 +61,18 @@ Model = Annotated[str, typer.Option(
 Gpu = Annotated[str, typer.Option(help="GPU preset: h100, h200, a100.")]
 Tp = Annotated[int, typer.Option(help="Tensor-parallel degree of each replica.", min=1)]
 Replicas = Annotated[int, typer.Option(help="Engine replicas behind the router.", min=1)]
-RouterOpt = Annotated[str, typer.Option("--router", help="round-robin or least-tokens.")]
+RouterOpt = Annotated[str, typer.Option(
+    "--router", help="round-robin, least-tokens or cache-affinity (longest cached prefix, "
+                     "load-guarded; with --enable-prefix-caching).")]
 MaxSeqs = Annotated[int, typer.Option(help="vLLM max_num_seqs.", min=1)]
 MaxTokens = Annotated[int, typer.Option(help="vLLM max_num_batched_tokens.", min=1)]
 BlockSize = Annotated[int, typer.Option(help="KV cache block size in tokens.", min=1)]
 GpuUtil = Annotated[float, typer.Option(help="vLLM gpu_memory_utilization.")]
 Blocks = Annotated[int | None, typer.Option(
     help="KV blocks per replica (default: derived from GPU memory and the model).", min=1)]
+PrefixCaching = Annotated[bool, typer.Option(
+    help="vLLM's automatic prefix caching: requests reuse cached KV blocks of shared prefixes "
+         "(a trace's hash_ids, `llmsim trace sessions`) and their own after a preemption.")]
 SloTtft = Annotated[float | None, typer.Option(help="TTFT objective in ms, for goodput.")]
 SloTpot = Annotated[float | None, typer.Option(help="TPOT objective in ms, for goodput.")]
 SloE2e = Annotated[float | None, typer.Option(help="E2E objective in ms, for goodput.")]
@@ -104,6 +109,7 @@ def _simulation_command(name: str, default: str, doc: str):
         out: Out = None, force: Force = False, simulator: SimulatorOpt = "fast",
         profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
         engine_overhead_ms: EngineOverhead = 0.0,
+        enable_prefix_caching: PrefixCaching = False,
     ) -> None:
         names = [p.strip() for p in policies.split(",") if p.strip()]
         if name == "run" and len(names) > 1:
@@ -113,7 +119,8 @@ def _simulation_command(name: str, default: str, doc: str):
         spec = WorkloadSpec(None if trace is None else str(trace), trace_model, split, draw,
                             requests, arrival_process, rate, load, burstiness, seed)
         engine = EngineConfig(max_num_seqs, max_num_batched_tokens, block_size,
-                              gpu_memory_utilization, num_gpu_blocks)
+                              gpu_memory_utilization, num_gpu_blocks,
+                              enable_prefix_caching=enable_prefix_caching)
         deployment = Deployment(model, gpu, tp, replicas, router, engine, profile,
                                 engine_overhead_ms / 1e3)
         slo = Slo(*(None if v is None else v / 1e3 for v in (slo_ttft_ms, slo_tpot_ms,
@@ -268,6 +275,9 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
     goodput = any(v is not None for v in slo.to_dict().values())
     if goodput:
         table.add_column("goodput", justify="right")
+    cached = any(r.summary["cached_tokens"] for r in results)
+    if cached:
+        table.add_column("prefix hits", justify="right")  # prompt tokens found cached
     best = min(r.summary["e2e"]["mean"] for r in results)
     for r in results:
         s = r.summary
@@ -280,6 +290,8 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
                f"{s['preemptions']}"]
         if goodput:
             row.append(f"{s['goodput_rps']:.2f}/s ({s['slo_attainment']:.0%})")
+        if cached:
+            row.append(f"{s['prefix_hit_rate']:.0%}")
         table.add_row(*row)
     console.print(table)
     rejected = max(r.summary["rejected"] for r in results)

@@ -24,7 +24,6 @@ from tests.helpers import LinearCost, workload
 from tests.vllm_diff import (
     Job,
     LlmsimEngine,
-    Mismatch,
     Setup,
     VllmEngine,
     llmsim_policy,
@@ -34,6 +33,7 @@ from tests.vllm_diff import (
 
 MAX_MODEL_LEN = 1 << 14
 STEPS = int(os.environ.get("LLMSIM_VLLM_DIFF_STEPS", "10000"))
+CACHED_STEPS = int(os.environ.get("LLMSIM_VLLM_DIFF_CACHED_STEPS", str(STEPS // 2)))
 CASES_PER_STEP = 3 / 100  # cases run 80 to 140 iterations each: 3 per 100 is 2.4x STEPS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -199,18 +199,78 @@ def test_async_scheduling_admits_an_arrival_one_iteration_later(model_config):
 
 def test_prefix_caching_resumes_a_preempted_request_from_its_cached_blocks(model_config):
     """vLLM caches prefixes by default: a preempted request's full blocks stay cached until
-    evicted, and on resuming it recomputes only what was evicted; llmsim recomputes it all.
-    Here (no two prompts share a prefix) B, preempted with 25 tokens, gets 3 of its blocks
-    back from the cache and recomputes 13 tokens, not 25."""
+    evicted, and on resuming it recomputes only what was evicted. Here (no two prompts
+    share a prefix) B, preempted with 25 tokens, gets 3 of its blocks back from the cache
+    and recomputes 13 tokens, not 25: llmsim with prefix caching does the same, without it
+    recomputes all 25."""
     setup = Setup("fcfs", 2, 64, 4, 12)
     arrivals = [[Job(0, 0.0, 16, 20), Job(1, 0.0, 16, 20)]]
-    assert lockstep(setup, arrivals, model_config) == 31  # the same without caching
-    with pytest.raises(Mismatch) as caught:
-        lockstep(setup, arrivals, model_config, prefix_caching=True)
-    d = caught.value
-    assert d.step == 20
-    assert d.vllm.scheduled == ((1, 13),) and d.llmsim.scheduled == ((1, 25),)
-    assert d.vllm._replace(scheduled=()) == d.llmsim._replace(scheduled=())
+    assert lockstep(setup, arrivals, model_config, prefix_caching=True) == 31
+    vllm = VllmEngine(setup, model_config, prefix_caching=True)
+    sim = LlmsimEngine(setup, llmsim_policy(setup, []))  # caching off
+    for job in arrivals[0]:
+        vllm.add(job)
+        sim.add(job)
+    steps = [(vllm.step(), sim.step()) for _ in range(21)]
+    assert steps[20][0].scheduled == ((1, 13),) and steps[20][1].scheduled == ((1, 25),)
+
+
+# -- prefix caching: shared prefixes, hits, evictions -------------------------------------------
+
+STEMS = [tuple(int(t) for t in np.random.default_rng(s).integers(1, 900, 1200)) for s in range(3)]
+
+
+@st.composite
+def shared_cases(draw, policy: str, tight: bool) -> tuple[Setup, list[list[Job]]]:
+    """As `cases`, with prompts that share prefixes: a request takes the first `shared`
+    tokens of one of three stems (all of it: a resend of an earlier prompt), then tokens of
+    its own. Outputs never share (each request samples its own token)."""
+    setup = draw(setups(policy, tight))
+    capacity = setup.num_blocks * setup.block_size
+    job = st.tuples(st.integers(1, 400), st.integers(1, 60), st.integers(0, 2),
+                    st.integers(0, 2), st.one_of(st.integers(0, 400), st.just(10_000)))
+    steps = draw(st.lists(st.lists(job, max_size=3), min_size=1, max_size=30))
+    arrivals, next_id = [], 0
+    for k, step in enumerate(steps):
+        batch = []
+        for p, o, priority, stem, shared in step:
+            p = min(p, capacity)
+            o = max(1, min(o, capacity - p + 1))
+            shared = min(shared, p)
+            tokens = STEMS[stem][:shared] + (2000 + next_id,) * (p - shared)
+            batch.append(Job(next_id, float(k), p, o, priority, tokens))
+            next_id += 1
+        arrivals.append(batch)
+    return setup, arrivals
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_llmsim_caches_prefixes_as_vllm(family, model_config, capsys):
+    """Prefix caching on in both: every iteration the same hits (what each request is fed),
+    the same free blocks, the same free blocks still cached, the same evictions so far."""
+    policy, tight = FAMILIES[family]
+    steps: list[int] = []
+    hits: list[int] = []
+    evictions: list[int] = []
+    start = time.perf_counter()
+
+    @settings(max_examples=max(10, round(CACHED_STEPS * CASES_PER_STEP)), deadline=None,
+              database=None, suppress_health_check=[HealthCheck.too_slow,
+                                                    HealthCheck.data_too_large])
+    @given(case=shared_cases(policy, tight))
+    def check(case):
+        setup, arrivals = case
+        steps.append(lockstep(setup, arrivals, model_config, prefix_caching=True,
+                              on_llmsim=lambda sim: hits.append(sim.pool.hit_tokens)
+                              or evictions.append(sim.pool.evictions)))
+
+    check()
+    with capsys.disabled():
+        print(f"\n{family} (prefix caching): {len(steps)} workloads, {sum(steps):,} iterations, "
+              f"{sum(hits):,} tokens hit, {sum(evictions):,} evictions, no difference "
+              f"({time.perf_counter() - start:.1f} s)")
+    assert sum(steps) >= CACHED_STEPS, f"only {sum(steps)} iterations compared"
+    assert sum(hits) > 0 and (sum(evictions) > 0 or not tight)
 
 
 # -- simulated time -------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import NamedTuple
 from llmsim.engine.blocks import BlockPool
 from llmsim.engine.config import EngineConfig
 from llmsim.engine.cost import CostModel, IterationShape
+from llmsim.engine.prefix_cache import CachingBlockPool
 from llmsim.engine.request import Request, State
 from llmsim.engine.scheduler import Scheduler
 from llmsim.policies import FCFS, Policy
@@ -55,6 +56,24 @@ class Job:
     prompt: int
     output: int
     priority: int = 0  # vLLM's `priority`; llmsim's rank under the priority policy
+    tokens: tuple[int, ...] = ()  # its prompt's token ids, to share prefixes (prefix caching);
+    # () for a prompt no other shares
+
+    def prompt_ids(self) -> list[int]:
+        """The prompt vLLM is given: `tokens`, or a first token of its own then 7s."""
+        if self.tokens:
+            assert len(self.tokens) == self.prompt
+            return list(self.tokens)
+        return [1000 + self.id] + [7] * (self.prompt - 1)
+
+    def block_keys(self, block_size: int) -> list[int] | None:
+        """llmsim's keys for its prompt's full blocks: a chained hash of the tokens up to
+        each block's end (vLLM hashes the same tokens its own way; only which blocks are
+        equal matters). None when no other prompt can share its blocks."""
+        if not self.tokens:
+            return None
+        return [hash(self.tokens[:(j + 1) * block_size]) & ((1 << 62) - 1)
+                for j in range(self.prompt // block_size)]
 
 
 class Step(NamedTuple):
@@ -68,6 +87,8 @@ class Step(NamedTuple):
     running: tuple[int, ...]  # the running set, in running order
     waiting: tuple[int, ...]  # sorted
     progress: tuple[tuple[int, int, int], ...]  # (request, computed, emitted), unfinished
+    keyed_free: int = -1  # prefix caching: free blocks still holding a cached prefix
+    evictions: int = -1  # prefix caching: cached blocks handed out again, so far
 
 
 class Fed(NamedTuple):
@@ -89,10 +110,11 @@ def llmsim_policy(setup: Setup, jobs: list[Job]) -> Policy:
                   description="vLLM's priority scheduling on the jobs' priorities")
 
 
-def engine_config(setup: Setup) -> EngineConfig:
+def engine_config(setup: Setup, prefix_caching: bool = False) -> EngineConfig:
     return EngineConfig(max_num_seqs=setup.max_num_seqs,
                         max_num_batched_tokens=setup.max_num_batched_tokens,
-                        block_size=setup.block_size, num_gpu_blocks=setup.num_blocks)
+                        block_size=setup.block_size, num_gpu_blocks=setup.num_blocks,
+                        enable_prefix_caching=prefix_caching)
 
 
 def vllm_id(job_id: int) -> str:
@@ -126,6 +148,17 @@ class VllmEngine:
         self.hasher = block_hasher(setup.block_size) if prefix_caching else None
         self.pool = self.sched.kv_cache_manager.block_pool
         self.fed: dict[int, Fed] = {}  # the last step's batch
+        self.caching = prefix_caching
+        self.evictions = 0
+        if prefix_caching:  # count evictions: cached blocks whose hash goes as they are reused
+            evict = self.pool._maybe_evict_cached_block
+
+            def counted(block):
+                evicted = evict(block)
+                self.evictions += evicted
+                return evicted
+
+            self.pool._maybe_evict_cached_block = counted
 
     def add(self, job: Job) -> None:
         from tests.vllm_scheduler import vllm_request
@@ -133,7 +166,7 @@ class VllmEngine:
         assert job.prompt + job.output <= self.max_model_len, "vLLM would cut it short"
         self.sched.add_request(vllm_request(vllm_id(job.id), job.arrival, job.prompt,
                                             max_tokens=job.output, priority=job.priority,
-                                            first_token=1000 + job.id, hasher=self.hasher))
+                                            prompt_ids=job.prompt_ids(), hasher=self.hasher))
 
     def has_work(self) -> bool:
         return self.sched.get_num_unfinished_requests() > 0
@@ -160,7 +193,8 @@ class VllmEngine:
         from vllm.v1.outputs import ModelRunnerOutput
 
         ids = list(batch.output.num_scheduled_tokens)
-        sampled = [[SAMPLED_TOKEN] if batch.fed[int(i)].samples else [] for i in ids]
+        # each request samples a token of its own: no two outputs share a block
+        sampled = [[SAMPLED_TOKEN + int(i)] if batch.fed[int(i)].samples else [] for i in ids]
         outputs = self.sched.update_from_output(batch.output, ModelRunnerOutput(
             req_ids=ids, req_id_to_index={i: k for k, i in enumerate(ids)},
             sampled_token_ids=sampled))
@@ -186,21 +220,30 @@ class VllmEngine:
                                  if r.status.name in ("WAITING", "PREEMPTED"))),
             progress=tuple(sorted((int(r.request_id), r.num_computed_tokens,
                                    r.num_output_tokens) for r in live)),
+            **(self.cache_state() if self.caching else {}),
         )
+
+    def cache_state(self) -> dict:
+        queue = self.pool.free_block_queue.get_all_free_blocks()
+        return {"keyed_free": sum(b.block_hash is not None for b in queue),
+                "evictions": self.evictions}
 
 
 class LlmsimEngine:
     """llmsim's per-iteration scheduler, stepped as the reference replica steps it."""
 
-    def __init__(self, setup: Setup, policy: Policy) -> None:
-        config = engine_config(setup)
-        self.pool = BlockPool(setup.num_blocks, setup.block_size)
+    def __init__(self, setup: Setup, policy: Policy, prefix_caching: bool = False) -> None:
+        config = engine_config(setup, prefix_caching)
+        self.caching = prefix_caching
+        self.pool = (CachingBlockPool if prefix_caching else BlockPool)(setup.num_blocks,
+                                                                        setup.block_size)
         self.sched = Scheduler(config, self.pool, policy)
         self.requests: dict[int, Request] = {}  # unfinished
         self.fed: dict[int, Fed] = {}
 
     def add(self, job: Job) -> None:
-        req = Request(job.id, job.arrival, job.prompt, job.output)
+        req = Request(job.id, job.arrival, job.prompt, job.output,
+                      block_hashes=job.block_keys(self.pool.block_size) if self.caching else None)
         assert self.sched.can_accept(req), "the harness only makes requests that fit the pool"
         self.requests[job.id] = req
         self.sched.add(req, job.arrival)
@@ -226,6 +269,8 @@ class LlmsimEngine:
             running=tuple(self.sched.running),
             waiting=tuple(sorted(r.id for r in live if r.state is State.WAITING)),
             progress=tuple(sorted((r.id, r.computed, r.emitted) for r in live)),
+            **({"keyed_free": self.pool.keyed_free, "evictions": self.pool.evictions}
+               if self.caching else {}),
         )
 
 
@@ -239,17 +284,18 @@ class Mismatch(AssertionError):
 
 
 def lockstep(setup: Setup, arrivals: list[list[Job]], model_config, max_steps: int | None = None,
-             prefix_caching: bool = False) -> int:
+             prefix_caching: bool = False, on_llmsim=None) -> int:
     """Step both engines until both are idle and every arrival has joined (`arrivals[k]`
     join before step k); raise `Mismatch` at the first step they disagree on. Returns the
-    number of steps run. `max_steps` (livelock guard) defaults to a bound scaled by the
-    work: a one-token budget needs a step per prompt and output token, and recomputation
-    after preemption redoes some of them."""
+    number of steps run; `on_llmsim(engine)` is then called with llmsim's. `max_steps`
+    (livelock guard) defaults to a bound scaled by the work: a one-token budget needs a
+    step per prompt and output token, and recomputation after preemption redoes some of
+    them."""
     jobs = [job for batch in arrivals for job in batch]
     if max_steps is None:
         max_steps = len(arrivals) + 4 * sum(job.prompt + job.output for job in jobs) + 1000
     vllm = VllmEngine(setup, model_config, prefix_caching=prefix_caching)
-    sim = LlmsimEngine(setup, llmsim_policy(setup, jobs))
+    sim = LlmsimEngine(setup, llmsim_policy(setup, jobs), prefix_caching)
     history: list[Step] = []
     k = 0
     while k < len(arrivals) or vllm.has_work() or sim.has_work():
@@ -263,6 +309,8 @@ def lockstep(setup: Setup, arrivals: list[list[Job]], model_config, max_steps: i
             raise Mismatch(describe(setup, jobs, k, expected, got, history), k, expected, got)
         history.append(expected)
         k += 1
+    if on_llmsim is not None:
+        on_llmsim(sim)
     return k
 
 

@@ -68,15 +68,18 @@ def block_hasher(block_size: int):
 
 
 def vllm_request(request_id: str, arrival: float, prompt_tokens: int = 8, xargs=None,
-                 max_tokens: int = 64, priority: int = 0, first_token: int = 7, hasher=None):
+                 max_tokens: int = 64, priority: int = 0, first_token: int = 7, hasher=None,
+                 prompt_ids: list[int] | None = None):
     """A request of `prompt_tokens` tokens that stops after exactly `max_tokens` (no EOS).
     Its prompt is `first_token` then 7s: distinct first tokens share no prefix block.
-    `hasher`: `block_hasher(...)` when the scheduler caches prefixes."""
+    `hasher`: `block_hasher(...)` when the scheduler caches prefixes; `prompt_ids`, when
+    given, is the prompt instead (prompts that share prefixes)."""
     from vllm.sampling_params import SamplingParams
     from vllm.v1.request import Request
 
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, extra_args=xargs)
     return Request(request_id=request_id,
-                   prompt_token_ids=[first_token] + [7] * (prompt_tokens - 1),
+                   prompt_token_ids=(prompt_ids if prompt_ids is not None
+                                     else [first_token] + [7] * (prompt_tokens - 1)),
                    sampling_params=params, pooling_params=None, arrival_time=arrival,
                    priority=priority, block_hasher=hasher)

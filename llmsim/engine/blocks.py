@@ -11,6 +11,8 @@ from .request import Request
 
 
 class BlockPool:
+    caching = False  # prefix caching: prefix_cache.CachingBlockPool
+
     def __init__(self, num_blocks: int, block_size: int = 16) -> None:
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
@@ -42,6 +44,14 @@ class BlockPool:
         held written out: this is the scheduler's innermost question)."""
         need = -(-(req.computed + num_new_tokens) // self.block_size) - self._held.get(req.id, 0)
         return need if need > 0 else 0
+
+    def peek(self, req: Request) -> int:
+        """Tokens of `req` a router would find cached here: none without prefix caching."""
+        return 0
+
+    def hit(self, req: Request) -> int:
+        """Tokens of `req` found in the cache: none without prefix caching."""
+        return 0
 
     def can_allocate(self, req: Request, num_new_tokens: int) -> bool:
         """Room for a request entering the running set with its first `num_new_tokens`. As
@@ -89,3 +99,8 @@ class BlockPool:
         """Attribute to `req` again the blocks its computed tokens occupy."""
         assert req.id not in self._held
         self._held[req.id] = self.blocks_for(req.computed)
+
+    def can_defer_keys(self, req: Request) -> bool:
+        """Whether `req` may decode in the fast simulator's aggregate: always, without
+        prefix caching."""
+        return True

@@ -18,6 +18,7 @@ from .blocks import BlockPool
 from .config import EngineConfig
 from .cost import CostModel
 from .policy import Policy
+from .prefix_cache import CachingBlockPool
 from .records import Records
 from .replica import Replica, iteration_limit
 from .request import Request, State
@@ -39,8 +40,15 @@ class Cluster:
         self.progress = progress
         self.done = 0  # finished + rejected
         limit = iteration_limit(workload)
+        pool = CachingBlockPool if engine.enable_prefix_caching else BlockPool
+        # prefix caching: the trace's block ids, made the engine's keys as requests arrive
+        self.hashes = workload.meta.get("hash_ids") if engine.enable_prefix_caching else None
+        if self.hashes is not None and len(self.hashes) != len(workload):
+            raise ValueError(f"the workload's hash_ids cover {len(self.hashes)} requests, it has "
+                             f"{len(workload)}: select rows with Workload.select")
+        self.block_size = engine.block_size
         self.replicas = [
-            self.make_replica(i, Scheduler(engine, BlockPool(num_gpu_blocks, engine.block_size),
+            self.make_replica(i, Scheduler(engine, pool(num_gpu_blocks, engine.block_size),
                                            policy), cost, limit)
             for i in range(num_replicas)]
 
@@ -56,6 +64,8 @@ class Cluster:
         """Request `i` reaches the router at `release` (its arrival, or later if a ranker
         scored it first)."""
         req = Request(i, arrival, prompt, output)
+        if self.hashes is not None:
+            req.block_hashes = self.hashes.keys(i, prompt, output, self.block_size)
         replica = self.replicas[self.router(req, self.replicas)]
         if replica.can_accept(req):
             replica.add(req, release)

@@ -128,20 +128,27 @@ class FastReplica(Replica):
             self.outstanding_tokens += dec.size
         done = dec.step()
         joined = []
+        pool = self.pool
         for req, n in self.items:
             if not req.feed(n):
                 continue
             self.emitted(req, end)
             if req.done:
                 self.prefilling.remove(req)
-                self.sched.retire(req)
-                self.finished(req, end)
-            else:
+                done.append(req)
+            elif not pool.caching or pool.can_defer_keys(req):
                 joined.append(req)
         self.items = []
         for req in joined:
             self.prefilling.remove(req)
             dec.join(req)
+        self._retire(done, end)
+
+    def _retire(self, done: list[Request], end: float) -> None:
+        """Requests done at `end` leave in running order, as the reference frees them (the
+        order their blocks enter the prefix cache's free queue)."""
+        if len(done) > 1:
+            done.sort(key=_seat)
         for req in done:
             self.sched.retire(req)
             self.finished(req, end)
@@ -220,9 +227,7 @@ class FastReplica(Replica):
                 steps += j
                 if j == to_finish:  # its last iteration finished some decoders
                     dec.skip(j - 1)
-                    for req in dec.step():
-                        sched.retire(req)
-                        self.finished(req, now)
+                    self._retire(dec.step(), now)
                     continue
                 dec.skip(j)
             break
@@ -250,8 +255,9 @@ class FastReplica(Replica):
     def _regroup(self) -> None:
         """After an iteration planned request by request: rebuild the aggregate."""
         self.prefilling = []
+        pool = self.pool
         for req in self.sched.running.values():
-            if req.is_decoding:
+            if req.is_decoding and pool.can_defer_keys(req):
                 self.decoders.join(req)
                 if req.last_token_at != self.last_end:
                     self.stale.append(req)
@@ -260,6 +266,10 @@ class FastReplica(Replica):
 
     def stats(self) -> dict:
         return {**super().stats(), "ordered_iterations": self.ordered_iterations}
+
+
+def _seat(req: Request) -> int:
+    return req.seat
 
 
 class FastCluster(Cluster):

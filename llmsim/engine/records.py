@@ -24,6 +24,8 @@ class Records:
         self.emitted_tokens = np.zeros(n, dtype=np.int64)
         self.preemptions = np.zeros(n, dtype=np.int64)
         self.recomputed_tokens = np.zeros(n, dtype=np.int64)  # KV thrown away by preemption
+        self.cached_tokens = np.zeros(n, dtype=np.int64)  # prompt tokens hit in the prefix
+        # cache at first admission
         self.replica = np.full(n, -1, dtype=np.int64)
         self.rejected = np.zeros(n, dtype=bool)
         self.itl = LogHistogram()  # inter-token latencies, all requests together
@@ -40,6 +42,8 @@ class Records:
         self.finish[req.id] = now
         self.emitted_tokens[req.id] = req.emitted
         self.recomputed_tokens[req.id] = req.discarded
+        if req.cached > 0:
+            self.cached_tokens[req.id] = req.cached
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -70,6 +74,7 @@ class Records:
             "normalized_latency": e2e / self.output_tokens,
             "preemptions": self.preemptions,
             "recomputed_tokens": self.recomputed_tokens,
+            "cached_tokens": self.cached_tokens,
             "emitted_tokens": self.emitted_tokens,
             "rejected": self.rejected,
         }

@@ -47,6 +47,8 @@ class Replica:
     def add(self, req: Request, now: float) -> None:
         self.records.replica[req.id] = self.index
         self.outstanding_tokens += req.prompt_tokens
+        if self.pool.caching:  # for cache-aware policies: what it would find cached now
+            req.cached_hint = self.pool.peek(req)
         self.sched.add(req, now)
 
     def started(self, batch: Batch, now: float) -> None:
@@ -102,4 +104,6 @@ class Replica:
                 "busy_time_s": self.busy_time, "block_seconds": self.block_seconds,
                 "num_gpu_blocks": pool.num_blocks, "free_blocks_at_end": pool.free_blocks,
                 "waiting_at_end": int(bool(self.sched.waiting)),
-                "running_at_end": len(self.sched.running)}
+                "running_at_end": len(self.sched.running),
+                **({"prefix_hit_tokens": pool.hit_tokens, "prefix_evictions": pool.evictions}
+                   if pool.caching else {})}

@@ -29,9 +29,32 @@ def least_tokens(req: Request, replicas: Sequence[Replica]) -> int:
     return min(range(len(replicas)), key=lambda i: replicas[i].outstanding_tokens)
 
 
+class CacheAffinity:
+    """The replica holding the longest cached prefix of the request's prompt (prefix
+    caching), unless it is loaded well above the least-loaded one: then the least-loaded
+    (least-tokens). The guard: outstanding tokens more than `slack` x the least plus
+    `margin` tokens. Ties in prefix go to the less loaded, then the lowest index."""
+
+    def __init__(self, slack: float = 0.5, margin: int = 16_384) -> None:
+        self.slack, self.margin = slack, margin
+
+    def __call__(self, req: Request, replicas: Sequence[Replica]) -> int:
+        least = least_tokens(req, replicas)
+        bound = replicas[least].outstanding_tokens * (1 + self.slack) + self.margin
+        best, best_key = least, (-1, 0)
+        for i, r in enumerate(replicas):
+            if r.outstanding_tokens > bound:
+                continue
+            key = (r.pool.peek(req), -r.outstanding_tokens)
+            if key > best_key:
+                best, best_key = i, key
+        return best
+
+
 ROUTERS: dict[str, Callable[[], Router]] = {
     "round-robin": RoundRobin,
     "least-tokens": lambda: least_tokens,
+    "cache-affinity": CacheAffinity,
 }
 
 

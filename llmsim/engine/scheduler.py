@@ -33,6 +33,8 @@ class Scheduler:
         self.waiting = WaitingQueue(policy)
         self.running: dict[int, Request] = {}  # by id, in admission order
         self.iteration = 0
+        self.seats = 0  # admissions so far
+        self.caching = pool.caching  # prefix caching: admissions start from a cached prefix
 
     def has_work(self) -> bool:
         return bool(self.running) or bool(self.waiting)
@@ -133,14 +135,22 @@ class Scheduler:
             req = self.waiting.head()
             if req is None or req in preempted:  # evicted in this iteration: not back
                 break  # before the next
+            seated = len(self.running) < self.config.max_num_seqs
+            if seated and self.caching:
+                req.computed = self.pool.hit(req)  # its cached prefix
             n = req.chunk(budget)
-            if len(self.running) >= self.config.max_num_seqs or not self.pool.can_allocate(req, n):
+            if not seated or not self.pool.can_allocate(req, n):
+                req.computed = 0
                 if self.policy.preemptive and self._evict_for(req, now, items, preempted):
                     budget = self.config.max_num_batched_tokens - sum(k for _, k in items)
                     continue
                 break
             self.waiting.pop()
             self.pool.allocate(req, n)
+            if req.cached < 0:
+                req.cached = req.computed
+            self.seats += 1
+            req.seat = self.seats
             self.waiting.admitted(req, self.iteration)
             req.state = State.RUNNING
             self.running[req.id] = req

@@ -58,6 +58,10 @@ def summarize(records: Records, engine_stats: dict, slo: Slo = Slo()) -> dict:
         "throughput_rps": n_done / span if span > 0 else math.nan,
         "throughput_output_tps": out_tokens / span if span > 0 else math.nan,
         "preemptions": int(records.preemptions.sum()),
+        # prefix caching: prompt tokens of completed requests found cached at admission
+        "cached_tokens": int(records.cached_tokens[done].sum()),
+        "prefix_hit_rate": (float(records.cached_tokens[done].sum()
+                                  / records.prompt_tokens[done].sum()) if n_done else 0.0),
         "preempted_requests": int((records.preemptions > 0).sum()),
     }
     for name in LATENCIES:

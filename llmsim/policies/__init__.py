@@ -7,9 +7,9 @@ from ..engine.policy import Policy, with_starvation_prevention
 from ..errors import UnknownNameError
 from .fcfs import FCFS
 from .mlfq import MLFQ
-from .oracle import SJF, SRPT
+from .oracle import SJF, SJF_UNCACHED, SRPT
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF, SRPT, MLFQ)}
+POLICIES: dict[str, Policy] = {p.name: p for p in (FCFS, SJF, SRPT, MLFQ, SJF_UNCACHED)}
 
 
 class UnknownPolicyError(UnknownNameError):

@@ -26,3 +26,15 @@ SRPT = Policy(
     description="oracle shortest remaining processing time on true output length; preempts a "
                 "running request with more tokens left for a waiting one with fewer",
 )
+
+
+def by_uncached_work(req: Request, now: float) -> float:
+    return float(req.prompt_tokens - req.cached_hint + req.output_tokens)
+
+
+SJF_UNCACHED = Policy(
+    "sjf-uncached", by_uncached_work, victim="priority",
+    description="oracle shortest job first on the tokens left to compute: prompt tokens not "
+                "found in the prefix cache on arrival, plus the true output length (with "
+                "--enable-prefix-caching; without it, prompt + output)",
+)

@@ -12,12 +12,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+KEY_SHIFT = 24  # engine keys: trace id << KEY_SHIFT | engine block index (ids are >= 0)
+
 
 @dataclass(frozen=True, eq=False)
 class BlockHashes:
     offsets: np.ndarray  # int64, len = requests + 1; request i is ids[offsets[i]:offsets[i+1]]
     ids: np.ndarray  # int64
     block_tokens: int  # prompt tokens per block (512 in Mooncake's traces)
+    covers_output: bool = False  # the ids go on over the output tokens (synthetic sessions,
+    # whose next turn resends this one's answer); Mooncake's cover the prompt only
+
+    def keys(self, i: int, prompt: int, output: int, block_size: int) -> list[int] | None:
+        """The engine's keys for request i's leading full KV blocks of `block_size` tokens
+        (prefix_cache.py), or None when it has no ids.
+
+        Engine block j (tokens j*bs .. (j+1)*bs - 1) gets a key when it is full of tokens
+        the ids cover (the prompt, or prompt and output); its key is made of the id of the
+        trace block holding its last token and j: two requests with that id share every
+        token up to the end of that trace block, so their block j holds the same tokens.
+        A trace block's id names its tokens, so a short last block (a prompt that does
+        not end on a trace-block boundary) has an id of its own."""
+        ids = self.ids[self.offsets[i]:self.offsets[i + 1]]
+        if not len(ids):
+            return None
+        if ids.min() < 0:
+            raise ValueError(f"request {i}: hash ids must be >= 0, got {int(ids.min())}")
+        covered = min(len(ids) * self.block_tokens,
+                      prompt + output - 1 if self.covers_output else prompt)
+        n = covered // block_size
+        if n == 0:
+            return None
+        j = np.arange(n, dtype=np.int64)
+        last = ((j + 1) * block_size - 1) // self.block_tokens
+        return ((ids[last] << KEY_SHIFT) | j).tolist()
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -32,18 +60,19 @@ class BlockHashes:
         counts = np.diff(self.offsets)[rows]
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         starts = np.repeat(self.offsets[rows] - offsets[:-1], counts)
-        return BlockHashes(offsets, self.ids[starts + np.arange(offsets[-1])], self.block_tokens)
+        return BlockHashes(offsets, self.ids[starts + np.arange(offsets[-1])], self.block_tokens,
+                           self.covers_output)
 
     @classmethod
-    def from_lists(cls, lists, block_tokens: int) -> BlockHashes:
+    def from_lists(cls, lists, block_tokens: int, covers_output: bool = False) -> BlockHashes:
         counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         ids = np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
-        return cls(offsets, ids, block_tokens)
+        return cls(offsets, ids, block_tokens, covers_output)
 
     @classmethod
-    def from_arrow(cls, array, block_tokens: int) -> BlockHashes:
+    def from_arrow(cls, array, block_tokens: int, covers_output: bool = False) -> BlockHashes:
         """From a pyarrow list<int64> array without nulls (the fast JSON path)."""
         offsets = array.offsets.to_numpy().astype(np.int64)
         ids = array.values.to_numpy().astype(np.int64)
-        return cls(offsets - offsets[0], ids[offsets[0]:offsets[-1]], block_tokens)
+        return cls(offsets - offsets[0], ids[offsets[0]:offsets[-1]], block_tokens, covers_output)

@@ -97,3 +97,37 @@ def convert(path: PathArg,
     w = _load(path, format, model, split)
     write_parquet(w, out)
     typer.echo(f"wrote {out}: {len(w):,} requests")
+
+
+@trace_app.command()
+@user_errors
+def sessions(out: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+             sessions: Annotated[int, typer.Option(help="Chat sessions.", min=1)] = 1000,
+             session_rate: Annotated[float, typer.Option(help="Sessions started per second.")]
+             = 1.0,
+             mean_turns: Annotated[float, typer.Option(help="Mean turns per session.")] = 4.0,
+             system_prompts: Annotated[int, typer.Option(help="Distinct shared system prompts.",
+                                                         min=1)] = 4,
+             system_tokens: Annotated[int, typer.Option(help="Tokens per system prompt.",
+                                                        min=0)] = 1024,
+             user_tokens: Annotated[float, typer.Option(help="Mean user-message tokens.")] = 200,
+             output_tokens: Annotated[float, typer.Option(help="Mean answer tokens.")] = 250,
+             think_s: Annotated[float, typer.Option(help="Mean think time between turns, s.")]
+             = 20.0,
+             block_tokens: Annotated[int, typer.Option(
+                 help="Tokens per block id (the engine's block size is best).", min=1)] = 16,
+             seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0) -> None:
+    """Synthesise multi-turn chat sessions with shared system prompts, with the block ids
+    prefix caching needs (`llmsim run --trace OUT --enable-prefix-caching`)."""
+    import numpy as np
+
+    from .native import write_parquet
+    from .sessions import SessionSpec, synthesize_sessions
+
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"{out}: the output must end in .parquet")
+    spec = SessionSpec(sessions, session_rate, mean_turns, system_prompts, system_tokens,
+                       user_tokens, output_tokens, think_s, block_tokens=block_tokens)
+    w = synthesize_sessions(spec, np.random.default_rng(seed))
+    write_parquet(w, out)
+    typer.echo(f"wrote {out}: {len(w):,} requests ({w.source})")

@@ -77,7 +77,8 @@ def load_parquet(path: str | Path) -> Workload:
         if col.null_count:
             raise TraceError(f"{path}: column 'hash_ids' has missing values")
         row_meta["hash_ids"] = BlockHashes.from_arrow(
-            col, int(stored_meta.get("hash_ids_block_tokens", 512)))
+            col, int(stored_meta.get("hash_ids_block_tokens", 512)),
+            bool(stored_meta.get("hash_ids_cover_output", False)))
     workload = _build(path, "parquet", Columns(values, check.lines, table.column_names), check,
                       row_meta)
     origin = stored.get(b"llmsim.source")
@@ -131,6 +132,7 @@ def write_parquet(workload: Workload, out: str | Path) -> Path:
     meta = {k: v for k, v in workload.meta.items() if _jsonable(v)}
     if "hash_ids" in columns:
         meta["hash_ids_block_tokens"] = hashes.block_tokens
+        meta["hash_ids_cover_output"] = hashes.covers_output
     table = pa.table(columns).replace_schema_metadata({
         "llmsim.format": PARQUET_VERSION, "llmsim.source": workload.source,
         "llmsim.meta": json.dumps(meta)})

@@ -73,10 +73,14 @@ class Workload:
         def cut(col):
             return None if col is None else col[rows]
 
+        meta = dict(self.meta)
+        hashes = meta.get("hash_ids")
+        if hashes is not None and hasattr(hashes, "take"):  # prefix-cache block ids, per row
+            meta["hash_ids"] = hashes.take(np.arange(len(self))[rows])
         return Workload(
             self.arrival[rows], self.prompt_tokens[rows], self.output_tokens[rows],
             cut(self.prompt_id), cut(self.prompt_text), cut(self.model), cut(self.tenant),
-            self.source, dict(self.meta),
+            self.source, meta,
         )
 
     def with_arrivals(self, arrival: np.ndarray, note: str) -> Workload:

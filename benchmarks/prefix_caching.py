@@ -1,0 +1,86 @@
+"""Prefix caching on Mooncake's conversation trace: hit rate, TTFT and E2E by router and
+policy, and the fast simulator's speed with caching on against off.
+
+The trace (`shared/data/mooncake/conversation_trace.jsonl`: 12,031 requests over an hour,
+prompts of 12k tokens on average, `hash_ids` per 512-token block) is replayed at its
+recorded arrival times on Llama-3-8B, H100 replicas (the fitted H100 profile, llmsim's
+default), block size 16: engine block j takes the id of the 512-token trace block holding
+its last token (BlockHashes.keys). Rows:
+
+- caching off, least-tokens router: today's llmsim;
+- caching on with round-robin, least-tokens and cache-affinity routers, FCFS;
+- caching on, cache-affinity, oracle SJF (output length) against sjf-uncached (prompt
+  tokens not cached on arrival + output length).
+
+Speed: CPU seconds of the fast simulator, caching off and on, same deployment (least-tokens),
+median of `--repeats` runs in this process; the ratio is on / off.
+
+    python benchmarks/prefix_caching.py                    # the whole trace, 8 replicas
+    python benchmarks/prefix_caching.py --requests 3000 --replicas 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("LLMSIM_SHARED_DATA", REPO.parent / "shared" / "data"))
+TRACE = "mooncake/conversation_trace.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=0, help="first N requests (0: all)")
+    ap.add_argument("--replicas", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=DATA)
+    args = ap.parse_args()
+    path = args.data / TRACE
+    if not path.exists():
+        sys.exit(f"error: {path} not found (set LLMSIM_SHARED_DATA)")
+
+    from llmsim import Deployment, EngineConfig, get_policy, simulate
+    from llmsim.traces.loaders import load_trace
+
+    w = load_trace(path)
+    if args.requests:
+        w = w.head(args.requests)
+    print(f"{TRACE}: {len(w):,} requests over {w.duration:.0f} s, mean prompt "
+          f"{w.prompt_tokens.mean():.0f}, mean output {w.output_tokens.mean():.0f} tokens; "
+          f"Llama-3-8B on {args.replicas} x H100, block size 16, fitted H100 costs")
+
+    def deployment(caching: bool, router: str) -> Deployment:
+        return Deployment(model="llama-3-8b", gpu="h100", num_replicas=args.replicas,
+                          router=router, engine=EngineConfig(enable_prefix_caching=caching))
+
+    rows = [("off", "least-tokens", "fcfs"), ("on", "round-robin", "fcfs"),
+            ("on", "least-tokens", "fcfs"), ("on", "cache-affinity", "fcfs"),
+            ("on", "cache-affinity", "sjf"), ("on", "cache-affinity", "sjf-uncached")]
+    print(f"\n{'caching':8}{'router':16}{'policy':14}{'hit rate':>9}{'TTFT mean':>11}"
+          f"{'TTFT p90':>10}{'E2E mean':>10}{'E2E p90':>10}{'preempt':>9}{'evictions':>11}")
+    for caching, router, policy in rows:
+        s = simulate(w, get_policy(policy), deployment(caching == "on", router)).summary
+        evictions = sum(r.get("prefix_evictions", 0) for r in s["replicas"])
+        print(f"{caching:8}{router:16}{policy:14}{s['prefix_hit_rate']:>9.1%}"
+              f"{s['ttft']['mean']:>10.2f}s{s['ttft']['p90']:>9.2f}s{s['e2e']['mean']:>9.2f}s"
+              f"{s['e2e']['p90']:>9.2f}s{s['preemptions']:>9}{evictions:>11,}")
+
+    times = {}
+    for caching in (False, True):
+        runs = []
+        for _ in range(args.repeats):
+            t = time.process_time()
+            simulate(w, get_policy("fcfs"), deployment(caching, "least-tokens"))
+            runs.append(time.process_time() - t)
+        times[caching] = statistics.median(runs)
+    print(f"\nfast simulator, FCFS, least-tokens, median of {args.repeats} (CPU s): caching off "
+          f"{times[False]:.2f}, on {times[True]:.2f}: on/off = {times[True] / times[False]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

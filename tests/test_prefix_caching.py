@@ -1,0 +1,323 @@
+"""Prefix caching (llmsim/engine/prefix_cache.py): the pool's invariants step by step, hits
+on shared prefixes, the fast simulator against the reference one with caching on, and
+caching on reproducing caching off where nothing can hit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsim import simulate
+from llmsim.engine.config import EngineConfig
+from llmsim.engine.prefix_cache import CachingBlockPool, own_key
+from llmsim.engine.request import Request
+from llmsim.engine.scheduler import Scheduler
+from llmsim.policies import FCFS, MLFQ, SJF, SRPT, with_starvation_prevention
+from llmsim.policies.oracle import SJF_UNCACHED
+from llmsim.traces.block_hashes import BlockHashes
+from tests.helpers import LinearCost, RunLinearCost, deployment, workload
+
+POLICIES = [FCFS, SJF, SRPT, MLFQ, with_starvation_prevention(SJF, 3, 2), SJF_UNCACHED]
+COMPARED = ("first_scheduled", "first_token", "finish", "emitted_tokens", "preemptions",
+            "recomputed_tokens", "cached_tokens", "replica", "rejected")
+
+
+def shared_prefix_workload(rows, families, block_tokens, covers_output=False):
+    """`rows`: (arrival, prompt, output, family, shared blocks). A request shares the first
+    `shared` ids of its family's id sequence (at most what its tokens cover), then has ids
+    of its own: requests of a family share prefixes of different lengths."""
+    lists, fresh = [], 10_000
+    for i, (_, prompt, output, family, shared) in enumerate(rows):
+        tokens = prompt + output if covers_output else prompt
+        blocks = -(-tokens // block_tokens)
+        ids = [family * 1000 + j for j in range(min(shared, blocks))]
+        while len(ids) < blocks:
+            ids.append(fresh + i * 1000 + len(ids))
+        lists.append(ids)
+    w = workload([r[:3] for r in rows])
+    return replace(w, meta={"hash_ids": BlockHashes.from_lists(lists, block_tokens,
+                                                               covers_output)})
+
+
+shared_rows = st.lists(
+    st.tuples(st.floats(0, 30, allow_nan=False), st.integers(1, 200), st.integers(1, 80),
+              st.integers(0, 2), st.integers(0, 40)),
+    min_size=1, max_size=40,
+).map(lambda rows: sorted(rows, key=lambda r: r[0]))
+
+configs = st.fixed_dictionaries({
+    "max_num_seqs": st.integers(1, 12),
+    "max_num_batched_tokens": st.integers(1, 256),
+    "block_size": st.sampled_from([1, 2, 4, 16]),
+    "num_gpu_blocks": st.integers(1, 120),
+    "num_replicas": st.integers(1, 3),
+    "router": st.sampled_from(["round-robin", "least-tokens", "cache-affinity"]),
+})
+
+
+def assert_same(w, cfg, policy, cost_args):
+    dep = deployment(enable_prefix_caching=True, **cfg)
+    ref = simulate(w, policy, dep, cost=LinearCost(*cost_args), simulator="reference")
+    for cost in (LinearCost(*cost_args), RunLinearCost(*cost_args)):
+        fast = simulate(w, policy, dep, cost=cost, simulator="fast")
+        a, b = ref.records.columns(), fast.records.columns()
+        for name in COMPARED:
+            np.testing.assert_allclose(b[name].astype(float), a[name].astype(float), rtol=1e-9,
+                                       atol=0, equal_nan=True, err_msg=name)
+        np.testing.assert_array_equal(ref.records.itl.counts, fast.records.itl.counts)
+        for key in ("iterations", "mean_batch_size", "kv_utilization", "busy_fraction",
+                    "cached_tokens", "prefix_hit_rate"):
+            assert np.isclose(ref.summary[key], fast.summary[key], rtol=1e-9), key
+        for r, f in zip(ref.summary["replicas"], fast.summary["replicas"], strict=True):
+            assert (r["prefix_hit_tokens"], r["prefix_evictions"]) == \
+                (f["prefix_hit_tokens"], f["prefix_evictions"])
+    return ref
+
+
+@settings(max_examples=250, deadline=None)
+@given(rows=shared_rows, cfg=configs, policy=st.sampled_from(POLICIES),
+       block_tokens=st.sampled_from([1, 4, 16, 32]), covers_output=st.booleans(),
+       cost=st.sampled_from([(1.0, 0.0, 0.0), (0.1, 0.002, 0.0003)]))
+def test_fast_engine_matches_reference_with_prefix_caching(rows, cfg, policy, block_tokens,
+                                                           covers_output, cost):
+    w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
+    assert_same(w, cfg, policy, cost)
+
+
+def test_fast_engine_matches_reference_on_a_busy_shared_pool():
+    rng = np.random.default_rng(7)
+    n = 300
+    rows = list(zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(1, 400, n),
+                    rng.integers(1, 300, n), rng.integers(0, 4, n), rng.integers(0, 30, n),
+                    strict=True))
+    w = shared_prefix_workload(rows, 4, 16)
+    hit = 0.0
+    for policy in POLICIES:
+        for cfg in ({"num_gpu_blocks": 300, "block_size": 16},
+                    {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
+                    {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"},
+                {"num_gpu_blocks": 700, "num_replicas": 3, "router": "cache-affinity"}):
+            hit = max(hit, assert_same(w, cfg, policy, (0.005, 2e-5, 1e-7)).summary[
+                "prefix_hit_rate"])
+    assert hit > 0.2  # the workload does share prefixes
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.floats(0, 30, allow_nan=False), st.integers(1, 200),
+                               st.integers(1, 80)), min_size=1, max_size=30)
+       .map(lambda rows: sorted(rows, key=lambda r: r[0])),
+       cfg=configs, policy=st.sampled_from(POLICIES))
+def test_caching_without_shared_prefixes_changes_nothing_but_recomputation(rows, cfg, policy):
+    """With no ids, a request can only hit its own blocks, after a preemption: without
+    preemptions caching on gives caching off's records exactly."""
+    off = simulate(workload(rows), policy, deployment(**cfg), cost=LinearCost(0.1, 0.002))
+    on = simulate(workload(rows), policy, deployment(enable_prefix_caching=True, **cfg),
+                  cost=LinearCost(0.1, 0.002))
+    assert on.summary["cached_tokens"] == 0
+    if off.summary["preemptions"] == 0:
+        a, b = off.records.columns(), on.records.columns()
+        for name in COMPARED:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+# -- the pool itself -----------------------------------------------------------------------
+
+def test_a_shared_prefix_hits_and_at_least_one_token_is_computed():
+    pool = CachingBlockPool(10, 4)
+    sched = Scheduler(EngineConfig(block_size=4, num_gpu_blocks=10), pool, FCFS)
+    a = Request(0, 0.0, 12, 1, block_hashes=[1, 2, 3])
+    sched.add(a, 0.0)
+    batch = sched.schedule(0.0)
+    assert batch.items == [(a, 12)]
+    sched.complete(batch, 1.0)  # a is done: its 3 keyed blocks are free, still cached
+    assert pool.free_blocks == 10 and pool.keyed_free == 3
+    b = Request(1, 1.0, 12, 2, block_hashes=[1, 2, 3])  # the same prompt: 2 blocks hit, not 3
+    c = Request(2, 1.0, 9, 2, block_hashes=[1, 7])  # shares one block
+    sched.add(b, 1.0)
+    sched.add(c, 1.0)
+    batch = sched.schedule(1.0)
+    assert [(r.id, n) for r, n in batch.items] == [(1, 4), (2, 5)]
+    assert (b.computed, c.computed, b.cached, c.cached) == (8, 4, 8, 4)
+    assert pool._refs[pool._blocks[1][0]] == 2  # block 1 shared by b and c
+    assert pool.free_blocks == 10 - 3 - 2  # b: 2 hits + 1 new; c: 1 shared (held) + 2 new
+    pool.check()
+
+
+def test_eviction_takes_keyless_blocks_first_then_the_least_recently_freed_tail_first():
+    pool = CachingBlockPool(6, 1)
+    sched = Scheduler(EngineConfig(block_size=1, num_gpu_blocks=6), pool, FCFS)
+    a = Request(0, 0.0, 3, 1, block_hashes=[10, 11, 12])
+    sched.add(a, 0.0)
+    sched.complete(sched.schedule(0.0), 1.0)  # 3 keyed free blocks, in order 12, 11, 10
+    assert [pool._key[b] for b in pool.keyed_free_blocks()] == [12, 11, 10]
+    b = Request(1, 1.0, 5, 1)  # no ids: needs 5 blocks: 3 keyless, then evicts 12 and 11
+    sched.add(b, 1.0)
+    sched.schedule(1.0)
+    assert pool.evictions == 2 and pool.cached_keys() == [10]
+    pool.check()
+
+
+def test_a_preempted_request_finds_its_own_blocks_again():
+    pool = CachingBlockPool(12, 4)
+    sched = Scheduler(EngineConfig(max_num_seqs=2, max_num_batched_tokens=64, block_size=4,
+                                   num_gpu_blocks=12), pool, FCFS)
+    a, b = Request(0, 0.0, 16, 20), Request(1, 0.0, 16, 20)
+    sched.add(a, 0.0)
+    sched.add(b, 0.0)
+    now = 0.0
+    for _ in range(20):
+        batch = sched.schedule(now)
+        if batch.preempted:
+            break
+        now += 1.0
+        sched.complete(batch, now)
+    # as tests/test_vllm_differential.py pins for vLLM: B, preempted holding 25 tokens,
+    # resumes from its cached blocks and recomputes 13 tokens, not 25
+    assert batch.preempted == [b] and b.discarded == 24 and own_key(1, 0) in pool.cached_keys()
+    pool.check()
+    sched.complete(batch, now + 1.0)
+    batch = sched.schedule(now + 1.0)
+    while not any(r is b for r, _ in batch.items):
+        now += 1.0
+        sched.complete(batch, now)
+        batch = sched.schedule(now)
+    assert (b.cached, b.computed, dict((r.id, n) for r, n in batch.items)[1]) == (0, 12, 13)
+    pool.check()
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=shared_rows, cfg=configs, policy=st.sampled_from(POLICIES))
+def test_pool_invariants_hold_at_every_iteration(rows, cfg, policy):
+    cfg = {k: v for k, v in cfg.items() if k not in ("num_replicas", "router")}
+    w = shared_prefix_workload(rows, 3, 4)
+    engine = EngineConfig(enable_prefix_caching=True, **cfg)
+    pool = CachingBlockPool(engine.num_gpu_blocks, engine.block_size)
+    sched = Scheduler(engine, pool, policy)
+    hashes = w.meta["hash_ids"]
+    pending = [Request(i, float(w.arrival[i]), int(w.prompt_tokens[i]),
+                       int(w.output_tokens[i]),
+                       block_hashes=hashes.keys(i, int(w.prompt_tokens[i]),
+                                                int(w.output_tokens[i]), engine.block_size))
+               for i in range(len(w))]
+    pending = [r for r in pending if sched.can_accept(r)]
+    now, done = 0.0, 0
+    for _ in range(20_000):
+        while pending and pending[0].arrival <= now:
+            sched.add(pending.pop(0), now)
+        if not sched.has_work():
+            if not pending:
+                break
+            now = pending[0].arrival
+            continue
+        batch = sched.schedule(now)
+        pool.check()
+        now += 1.0
+        done += len(sched.complete(batch, now)[1])
+        pool.check()
+    assert not sched.has_work() and pool.free_blocks == pool.num_blocks
+
+
+# -- workloads with prefixes ---------------------------------------------------------------
+
+def test_trace_block_ids_map_to_engine_blocks_by_the_trace_block_of_their_last_token():
+    """Mooncake's ids name 512-token blocks; engine block j (16 tokens) takes the id of the
+    trace block holding its last token; only blocks full of prompt tokens get keys."""
+    h = BlockHashes.from_lists([[7, 9], [7, 3]], 512)
+    a, b = h.keys(0, 600, 50, 16), h.keys(1, 530, 50, 16)
+    assert len(a) == 37 and len(b) == 33  # 600 // 16, 530 // 16: the last block is partial
+    assert a[31] == (7 << 24 | 31) and a[32] == (9 << 24 | 32)
+    assert a[:32] == b[:32] and a[32] != b[32]  # the same first 512 tokens, then not
+    # a 48-token block straddling two trace blocks (tokens 480..527) takes the second's id
+    assert h.keys(0, 600, 50, 48)[10] == (9 << 24 | 10)
+    assert h.keys(0, 600, 50, 48)[9] == (7 << 24 | 9)
+
+
+def test_sessions_resend_the_previous_turn_and_share_system_prompts():
+    from llmsim.traces.sessions import SessionSpec, synthesize_sessions
+
+    spec = SessionSpec(sessions=30, session_rate=0.5, system_prompts=2, system_tokens=100,
+                       think_s=1000.0)  # turns of a session far apart: sorted by session
+    w = synthesize_sessions(spec, np.random.default_rng(1))
+    h = w.meta["hash_ids"]
+    assert h.covers_output and len(h) == len(w) > 30
+    keys = [h.keys(i, int(w.prompt_tokens[i]), int(w.output_tokens[i]), 16)
+            for i in range(len(w))]
+    resent = 0
+    for i in range(len(w)):
+        for j in range(i):  # an earlier turn whose prompt and answer this prompt starts with
+            if int(w.prompt_tokens[j] + w.output_tokens[j]) <= int(w.prompt_tokens[i]):
+                k = keys[j]
+                if keys[i][:len(k) - 1] == k[:-1] and k[:6] != keys[i][6:12]:
+                    resent += 1
+                    break
+    assert resent >= len(w) - 30 - 5  # nearly every later turn resends an earlier one
+    first = {tuple(k[:6]) for k in keys}  # 100 tokens: 6 full blocks of system prompt
+    assert len(first) == 2
+
+
+def test_sessions_hit_the_cache_and_both_simulators_agree():
+    from llmsim.traces.sessions import SessionSpec, synthesize_sessions
+
+    w = synthesize_sessions(SessionSpec(sessions=25, session_rate=2.0, think_s=2.0,
+                                        system_tokens=300), np.random.default_rng(2))
+    for cfg in ({"num_gpu_blocks": 400, "max_num_seqs": 8, "max_num_batched_tokens": 512},
+                {"num_gpu_blocks": 3000}):
+        ref = assert_same(w, cfg, FCFS, (0.01, 1e-4, 1e-6))
+        assert ref.summary["prefix_hit_rate"] > 0.3
+        off = simulate(w, FCFS, deployment(**cfg), cost=LinearCost(0.01, 1e-4, 1e-6))
+        assert ref.summary["ttft"]["mean"] < off.summary["ttft"]["mean"]
+
+
+def test_session_trace_round_trips_through_parquet_and_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from llmsim.cli import app
+    from llmsim.traces.loaders import load_trace
+
+    runner = CliRunner(env={"COLUMNS": "160"})
+    out = tmp_path / "s.parquet"
+    res = runner.invoke(app, ["trace", "sessions", str(out), "--sessions", "20"])
+    assert res.exit_code == 0, res.output
+    w = load_trace(out)
+    assert w.meta["hash_ids"].covers_output and w.meta["hash_ids"].block_tokens == 16
+    res = runner.invoke(app, ["run", "--trace", str(out), "--enable-prefix-caching",
+                              "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "prefix hits" in res.output
+    res = runner.invoke(app, ["trace", "sessions", str(tmp_path / "s.csv")])
+    assert res.exit_code == 2 and "must end in .parquet" in res.output
+
+
+def test_cache_affinity_routes_to_the_replica_holding_the_prefix_unless_it_is_overloaded():
+    from llmsim.engine.router import CacheAffinity
+
+    class Replica:
+        def __init__(self, cached_keys, outstanding):
+            self.pool = CachingBlockPool(100, 4)
+            for k in cached_keys:
+                self.pool._cached[k] = 0
+            self.outstanding_tokens = outstanding
+
+    req = Request(0, 0.0, 20, 1, block_hashes=[1, 2, 3, 4, 5])
+    replicas = [Replica([], 0), Replica([1, 2], 100), Replica([1, 2, 3], 200)]
+    assert CacheAffinity(slack=0.5, margin=1000)(req, replicas) == 2
+    replicas[2].outstanding_tokens = 5000  # above 1.5 x 0 + 1000: the guard steps in
+    assert CacheAffinity(slack=0.5, margin=1000)(req, replicas) == 1
+    assert CacheAffinity(slack=0.5, margin=50)(req, replicas) == 0  # least-tokens
+
+
+def test_selected_rows_keep_their_block_ids_and_misaligned_ids_are_refused():
+    import pytest
+
+    rows = [(0.0, 40, 5, 0, 3), (1.0, 40, 5, 1, 3), (2.0, 40, 5, 0, 3)]
+    w = shared_prefix_workload(rows, 2, 16)
+    picked = w.select(np.array([0, 2]))
+    assert picked.meta["hash_ids"].of(1).tolist() == w.meta["hash_ids"].of(2).tolist()
+    ref = simulate(picked, FCFS, deployment(enable_prefix_caching=True), cost=LinearCost(10.0))
+    assert ref.records.cached_tokens.tolist() == [0, 32]  # the same family: 2 blocks hit
+    bad = replace(w, meta={"hash_ids": w.meta["hash_ids"].take(np.array([0, 1]))})
+    with pytest.raises(ValueError, match="hash_ids cover 2 requests"):
+        simulate(bad, FCFS, deployment(enable_prefix_caching=True), cost=LinearCost(10.0))

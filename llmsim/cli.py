@@ -14,8 +14,8 @@ from .cli_kit import console, default_out, err, ms, progress, user_errors
 from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .integrations import cli as integrations_cli
-from .output import check_target, write_results
-from .policies import get_policy
+from .output import check_file, check_folder, write_results
+from .policies import POLICIES, get_policy
 from .predictors import default_cache_dir, is_predictor_name, load_predictor_policy
 from .predictors.cli import evaluate_ranker, train
 from .simulate import SIMULATORS, Deployment, simulate
@@ -23,6 +23,8 @@ from .sweep import cli as sweep_cli
 from .traces.cli import trace_app
 from .traces.workload import Workload
 from .workload_spec import WorkloadSpec
+
+KNOWN_POLICIES = {*POLICIES, *(f"{p}+sp" for p in POLICIES)}
 
 app = typer.Typer(
     help="llmsim: which scheduler should my LLM serving engine run, on my model, GPU and traffic?",
@@ -167,7 +169,7 @@ def calibrate(
         raise ValueError(f"--dtype must be one of bf16, fp16, fp32, got {dtype!r}")
     shape = replace(get_model(model), dtype_bytes=DTYPE_BYTES[dtype])
     out = out or Path("llmsim-out") / "profiles" / f"{gpu}-{shape.name}-tp{tp}.json"
-    check_target(out, force)
+    check_file(out, force)
     grid = KernelGrid.quick() if quick else KernelGrid.full(max_num_batched_tokens, max_num_seqs)
     total = grid.size() + 1 + fidelity_points
     with progress("<48") as bar:
@@ -208,15 +210,21 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
         raise ValueError(f"policy named twice in {','.join(names)}")
     # Predictor folders become policies once the workload is known (they score its prompts).
     for name in names:
-        if "/" in name and not is_predictor_name(name):
-            raise FileNotFoundError(f"{name}: not a predictor folder (no card.json)")
+        base = Path(name[:-3] if name.lower().endswith("+sp") else name)
+        if is_predictor_name(name) or name.lower() in KNOWN_POLICIES:
+            continue
+        if base.is_dir():
+            raise ValueError(f"{base}: a folder, but not a predictor from `llmsim train` "
+                             "(no card.json in it)")
+        if "/" in name or base.exists():
+            raise FileNotFoundError(f"{name}: not a predictor folder (no such folder)")
     policies = [None if is_predictor_name(name) else get_policy(name) for name in names]
     if simulator not in SIMULATORS:
         raise ValueError(f"--simulator must be one of {', '.join(SIMULATORS)}, "
                          f"got {simulator!r}")
     cost = deployment.cost_model()  # unknown model or GPU fails here
     memory = deployment.memory() if deployment.engine.num_gpu_blocks is None else None
-    check_target(out, force)
+    check_folder(out, force)
     workload, capacity = spec.build(deployment, cost)
 
     results = []
@@ -254,10 +262,13 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
 
 
 def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Slo) -> None:
-    rate = len(workload) / workload.duration if workload.duration else float("nan")
-    title = f"{len(workload)} requests at {rate:.2f} req/s"
-    if capacity:
-        title += f" ({rate / capacity:.0%} of capacity {capacity:.2f} req/s)"
+    if workload.duration > 0:
+        rate = len(workload) / workload.duration
+        title = f"{len(workload)} requests at {rate:.2f} req/s"
+        if capacity:
+            title += f" ({rate / capacity:.0%} of capacity {capacity:.2f} req/s)"
+    else:
+        title = f"{len(workload)} requests, all arriving at once"
     table = Table(title=title, caption=f"costs: {cost_label}", title_style="bold")
     table.add_column("policy", style="bold")
     for head in ("done", "req/s", "TTFT mean", "TTFT p90", "TPOT mean", "E2E mean", "E2E p90",

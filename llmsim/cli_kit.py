@@ -36,6 +36,13 @@ def user_errors(command: Callable) -> Callable:
         except USER_ERRORS as e:
             err.print(f"[bold red]error:[/] {one_line(e)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted:[/] nothing was written", highlight=False)
+            raise typer.Exit(130) from None
+        except MemoryError as e:  # a size no check foresaw: still the user's to reduce
+            err.print(f"[bold red]error:[/] out of memory ({one_line(e)}); use fewer requests "
+                      "or a smaller configuration", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return run
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .capacity import capacity_rps
 from .engine.cost import CostModel
+from .memory import check_fits_memory
 from .simulate import Deployment
 from .traces import PromptPool, arrivals, default_workload, load_trace, synthesize
 from .traces.workload import Workload, WorkloadError
@@ -44,8 +45,8 @@ class WorkloadSpec:
             raise ValueError("give --load or --rate, not both")
         for name in ("load", "rate"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"--{name} must be > 0, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"--{name} must be a finite number > 0, got {value}")
         if self.arrival_process not in ARRIVAL_PROCESSES:
             raise ValueError(f"--arrival-process must be trace, poisson or gamma, "
                              f"got {self.arrival_process!r}")
@@ -57,6 +58,8 @@ class WorkloadSpec:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
+        if self.draw is not None:
+            check_fits_memory(self.draw, "--draw")
         if self.trace is None and (self.trace_model is not None or self.split is not None):
             raise ValueError("--trace-model and --split apply to a CASTILLO --trace")
 
@@ -93,6 +96,11 @@ class WorkloadSpec:
             raise WorkloadError(f"{workload.source} has no arrival times: use "
                                 "--arrival-process poisson or gamma with --rate or --load")
         rate, capacity = self.rate, None
+        rescale = self.arrival_process == "trace" and (rate is not None or self.load is not None)
+        if rescale and len(workload) > 1 and not workload.duration > 0:
+            raise WorkloadError(f"all {len(workload)} requests of {workload.source} arrive at "
+                                "the same instant: there is no rate to rescale; use "
+                                "--arrival-process poisson or gamma")
         if self.load is not None:
             if deployment is None:
                 raise ValueError("--load is a fraction of the simulated capacity: say which "

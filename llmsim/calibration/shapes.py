@@ -28,8 +28,30 @@ class ModelShape:
     dtype_bytes: int = 2
     tie_word_embeddings: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                     "intermediate_size", "vocab_size", "dtype_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model {self.name}: {name} must be a whole number >= 1, "
+                                 f"got {value!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"model {self.name}: {self.num_heads} attention heads are not a "
+                             f"multiple of its {self.num_kv_heads} KV heads")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check_tp(self, tp: int) -> None:
+        """vLLM's rule: TP divides the attention heads, and the KV heads are split evenly
+        across GPUs (TP divides them) or replicated evenly (they divide TP)."""
+        if self.num_heads % tp:
+            raise ValueError(f"--tp {tp} does not divide {self.name}'s {self.num_heads} "
+                             "attention heads")
+        kv = self.num_kv_heads
+        if (kv % tp) if tp <= kv else (tp % kv):
+            raise ValueError(f"--tp {tp} cannot split or replicate {self.name}'s {kv} KV heads "
+                             f"evenly: use a TP that divides {kv} or a multiple of it")
 
     def kv_heads_per_gpu(self, tp: int) -> int:
         # vLLM replicates KV heads when TP exceeds their number: at least one per GPU.
@@ -74,28 +96,37 @@ class ModelShape:
         path = Path(path)
         cfg = read_json_object(path, ValueError, "model config")
 
-        def need(key):
-            if key not in cfg:
-                raise ValueError(f"{path}: config has no field {key!r}")
-            return cfg[key]
+        def need(key, default=None):
+            value = cfg.get(key, default)
+            if value is None:
+                raise ValueError(f"config has no field {key!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a whole number >= 1, got {value!r}")
+            return value
 
-        heads = int(need("num_attention_heads"))
-        hidden = int(need("hidden_size"))
-        dtype = str(cfg.get("torch_dtype", cfg.get("dtype", "bfloat16")))
-        if dtype not in DTYPE_BYTES:
-            raise ValueError(f"{path}: unsupported torch_dtype {dtype!r}")
-        return cls(
-            name=name or cfg.get("_name_or_path") or path.parent.name,
-            num_layers=int(need("num_hidden_layers")),
-            hidden_size=hidden,
-            num_heads=heads,
-            num_kv_heads=int(cfg.get("num_key_value_heads", heads)),
-            head_dim=int(cfg.get("head_dim") or hidden // heads),
-            intermediate_size=int(need("intermediate_size")),
-            vocab_size=int(need("vocab_size")),
-            dtype_bytes=DTYPE_BYTES[dtype],
-            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        )
+        try:
+            heads = need("num_attention_heads")
+            hidden = need("hidden_size")
+            if not cfg.get("head_dim") and hidden % heads:
+                raise ValueError(f"hidden_size {hidden} is not a multiple of "
+                                 f"num_attention_heads {heads}, and there is no head_dim")
+            dtype = cfg.get("torch_dtype", cfg.get("dtype", "bfloat16"))
+            if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+                raise ValueError(f"unsupported torch_dtype {dtype!r}")
+            return cls(
+                name=str(name or cfg.get("_name_or_path") or path.parent.name),
+                num_layers=need("num_hidden_layers"),
+                hidden_size=hidden,
+                num_heads=heads,
+                num_kv_heads=need("num_key_value_heads", heads),
+                head_dim=need("head_dim") if cfg.get("head_dim") else hidden // heads,
+                intermediate_size=need("intermediate_size"),
+                vocab_size=need("vocab_size"),
+                dtype_bytes=DTYPE_BYTES[dtype],
+                tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            )
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 def _llama3_8b(name: str) -> ModelShape:  # meta-llama/Meta-Llama-3-8B(-Instruct), Llama-3.1-8B

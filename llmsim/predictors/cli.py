@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..cli_kit import console, err, progress, user_errors
+from ..files import check_file, check_folder
 from .artifact import KINDS, load_predictor, save_predictor
 from .data import RankData, rank_data, training_and_test
 from .encoder import EmbeddingCache
@@ -82,8 +83,7 @@ def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets,
         options.setdefault("seed", seed)
     train_set, test = training_and_test(data, model)
     out = out or Path("llmsim-out") / "predictors" / f"{kind}-{_short(train_set.model)}"
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    check_folder(out, force)
     if limit is not None and limit < len(train_set):
         rows = np.sort(np.random.default_rng(seed).choice(len(train_set), limit, replace=False))
         train_set = train_set.select(rows)
@@ -128,11 +128,14 @@ def evaluate_ranker(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures "
                                                                  "as JSON.")] = None,
     cache_dir: CacheDir = None, no_cache: NoCache = False,
+    force: Annotated[bool, typer.Option(help="Replace the --json file if it exists.")] = False,
 ) -> None:
     """Rank-correlation of predictors with one model's lengths, next to the noise ceiling.
 
     Kendall tau, Spearman rho and impactful-pair accuracy against single generations,
     and the same for the mean of the other samples of each prompt (the noise ceiling)."""
+    if json_out is not None:
+        check_file(json_out, force)
     _evaluate(predictors, data, model, split, by_dataset, json_out, cache_dir, no_cache)
 
 

@@ -100,8 +100,24 @@ def run_in_pool(fn: Fn, shared: Any, tasks: Sequence, jobs: int) -> Iterator[tup
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield pending.pop(future), future.result()
-    finally:  # also on an error or an interrupt: drop what has not started
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # an error, an interrupt, or the caller stopped listening
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop at once: drop what has not started and kill the workers, whose points would be
+    lost anyway (every finished point is already saved). Waiting for running points instead
+    would make Ctrl-C take as long as the longest point, and a second Ctrl-C during that
+    wait left the interpreter joining idle workers forever."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
 
 
 def _call_on_ray(fn: Fn, shared: Any, task: Any) -> Any:

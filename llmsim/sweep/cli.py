@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from ..cli_kit import console, err, ms, user_errors
-from ..files import write_atomic
+from ..files import check_file, write_atomic
 from . import store
 from .capacity import CapacityAnswer, SloTarget, capacity_search
 from .grid import Grid, capacity_settings_from_toml, load_grid, parse_list, read_toml
@@ -108,6 +108,7 @@ def capacity(
     trace: TraceOpt = None, jobs: Jobs = None, ray: RayOpt = None,
     out: Annotated[Path | None, typer.Option(
         help="Also write the answers to this file (.csv or .parquet).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace the --out file if it exists.")] = False,
 ) -> None:
     """Per policy, the highest request rate whose P90 TTFT and P90 TPOT meet an SLO."""
     settings = capacity_settings_from_toml(read_toml(config)) if config else None
@@ -125,6 +126,8 @@ def capacity(
         raise ValueError("give both --low and --high, or neither")
     if out is not None and out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"--out must end in .csv or .parquet, got {out}")
+    if out is not None:
+        check_file(out, force)
     names = [e.name for e in grid.engines]
     if engine is not None and engine not in names:
         raise ValueError(f"unknown engine config {engine!r}; the config has {names}")

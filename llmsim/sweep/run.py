@@ -35,6 +35,7 @@ def run_sweep(grid: Grid, out: str | Path, jobs: int | None = 1, ray: str | None
     when `ray` is "auto", an address, or "local". `force` discards a folder holding another
     sweep. `on_point(row)` is called in this process after each point is persisted."""
     out = Path(out)
+    store.check(out)  # before the capacity probe: a wrong --out fails at once
     workload = grid.workload()
     capacities = measure_capacities(grid, workload)
     tasks = [PointTask(p, p.rate if p.rate is not None else p.load * capacities[p.engine],

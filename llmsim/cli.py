@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from . import __version__
-from .cli_kit import console, default_out, err, ms, progress, user_errors
+from .cli_kit import console, default_out, duration, err, num, progress, table, user_errors
 from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .integrations import cli as integrations_cli
@@ -225,10 +224,12 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
     cost = deployment.cost_model()  # unknown model or GPU fails here
     memory = deployment.memory() if deployment.engine.num_gpu_blocks is None else None
     check_folder(out, force)
-    workload, capacity = spec.build(deployment, cost)
-
     results = []
     with progress() as bar:
+        probe = bar.add_task("capacity", total=None)
+        workload, capacity = spec.build(
+            deployment, cost, lambda done, total: bar.update(probe, completed=done, total=total))
+        bar.remove_task(probe)
         for i, name in enumerate(names):
             if policies[i] is None:
                 task = bar.add_task(f"scoring {Path(name).name}"[:24], total=None)
@@ -269,28 +270,28 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
             title += f" ({rate / capacity:.0%} of capacity {capacity:.2f} req/s)"
     else:
         title = f"{len(workload)} requests, all arriving at once"
-    table = Table(title=title, caption=f"costs: {cost_label}", title_style="bold")
-    table.add_column("policy", style="bold")
-    for head in ("done", "req/s", "TTFT mean", "TTFT p90", "TPOT mean", "E2E mean", "E2E p90",
-                 "queue mean", "preempt"):
-        table.add_column(head, justify="right")
+    t = table(title, f"costs: {cost_label}")
+    t.add_column("policy", style="bold", overflow="fold", min_width=6)
+    for head in ("done", "req/s", "TTFT\nmean", "TTFT\np90", "TPOT\nmean", "E2E\nmean",
+                 "E2E\np90", "queue\nmean", "pre-\nempt"):
+        t.add_column(head, justify="right", no_wrap=True)
     goodput = any(v is not None for v in slo.to_dict().values())
     if goodput:
-        table.add_column("goodput", justify="right")
+        t.add_column("goodput\n(req/s)", justify="right", no_wrap=True)
     best = min(r.summary["e2e"]["mean"] for r in results)
     for r in results:
         s = r.summary
-        e2e = f"{s['e2e']['mean']:.2f} s"
+        e2e = duration(s["e2e"]["mean"])
         if len(results) > 1 and s["e2e"]["mean"] == best:
             e2e = f"[green]{e2e}[/]"
-        row = [r.policy, f"{s['completed']}", f"{s['throughput_rps']:.2f}",
-               ms(s["ttft"]["mean"]), ms(s["ttft"]["p90"]), ms(s["tpot"]["mean"]), e2e,
-               f"{s['e2e']['p90']:.2f} s", ms(s["queueing_delay"]["mean"]),
-               f"{s['preemptions']}"]
+        row = [r.policy, f"{s['completed']}", num(s["throughput_rps"]),
+               duration(s["ttft"]["mean"]), duration(s["ttft"]["p90"]),
+               duration(s["tpot"]["mean"]), e2e, duration(s["e2e"]["p90"]),
+               duration(s["queueing_delay"]["mean"]), f"{s['preemptions']}"]
         if goodput:
-            row.append(f"{s['goodput_rps']:.2f}/s ({s['slo_attainment']:.0%})")
-        table.add_row(*row)
-    console.print(table)
+            row.append(f"{num(s['goodput_rps'])} ({s['slo_attainment']:.0%})")
+        t.add_row(*row)
+    console.print(t)
     rejected = max(r.summary["rejected"] for r in results)
     if rejected:
         err.print(f"[yellow]{rejected} requests could never fit in the KV pool and were "

@@ -4,11 +4,14 @@ its output goes by default, and how figures are printed."""
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from .errors import USER_ERRORS
 
@@ -47,14 +51,96 @@ def user_errors(command: Callable) -> Callable:
     return run
 
 
-def progress(label: str = ">12", remaining: bool = False, enabled: bool = True) -> Progress:
+def progress(label: str = ">12", remaining: bool = False,
+             enabled: bool = True) -> Progress | PlainProgress:
     """A progress bar on stderr that disappears when done: `with progress() as bar: ...`.
-    `label` formats each task's description (e.g. "<34": left-aligned in 34 columns)."""
+    `label` formats each task's description (e.g. "<34": left-aligned in 34 columns).
+    When stderr is not a terminal (a log, CI, a pipe), a plain line per task every
+    `PLAIN_EVERY_S` seconds instead (LLMSIM_PROGRESS_SECONDS overrides), and nothing for
+    work done sooner."""
+    if enabled and not err.is_terminal:
+        return PlainProgress(float(os.environ.get("LLMSIM_PROGRESS_SECONDS", PLAIN_EVERY_S)))
     columns = [TextColumn(f"{{task.description:{label}}}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn()]
     if remaining:
         columns.append(TimeRemainingColumn())
     return Progress(*columns, console=err, transient=True, disable=not enabled)
+
+
+PLAIN_EVERY_S = 10.0
+
+
+class PlainProgress:
+    """The part of rich's Progress that llmsim uses, as plain lines on stderr: every
+    `every` seconds (from a timer thread, so that a long step still shows it is alive), one
+    line per task: 'description: done/total (percent), elapsed'; a last line when the work
+    ends, if any line was printed."""
+
+    def __init__(self, every: float = PLAIN_EVERY_S) -> None:
+        self.every = every
+        self.tasks: dict[int, dict] = {}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.started = time.monotonic()
+        self.printed = False
+        self.timer = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self) -> PlainProgress:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        if self.printed and exc[0] is None:
+            self._print(final=True)
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0,
+                 **_) -> int:
+        with self.lock:
+            task = len(self.tasks)
+            self.tasks[task] = {"description": description, "total": total,
+                                "completed": completed, "shown": True}
+        return task
+
+    def update(self, task: int, *, total: float | None = None, completed: float | None = None,
+               advance: float | None = None, description: str | None = None, **_) -> None:
+        with self.lock:
+            t = self.tasks[task]
+            if total is not None:
+                t["total"] = total
+            if completed is not None:
+                t["completed"] = completed
+            if advance is not None:
+                t["completed"] += advance
+            if description is not None:
+                t["description"] = description
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def remove_task(self, task: int) -> None:
+        with self.lock:
+            self.tasks[task]["shown"] = False
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(self.every):
+            self._print()
+
+    def _print(self, final: bool = False) -> None:
+        elapsed = duration(time.monotonic() - self.started)
+        with self.lock:
+            lines = []
+            for t in self.tasks.values():
+                if not t["shown"]:
+                    continue
+                done, total = t["completed"], t["total"]
+                of = (f"{done:,.0f}/{total:,.0f} ({done / total:.0%})" if total
+                      else f"{done:,.0f}")
+                lines.append(f"{t['description']}: {of}, {elapsed}" + (" (done)" if final
+                                                                          else ""))
+        for line in lines:
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
+        self.printed = self.printed or bool(lines)
 
 
 def default_out(command: str, suffix: str = "") -> Path:
@@ -68,6 +154,30 @@ def one_line(e: BaseException) -> str:
         return f"{e.filename}: {e.strerror}"
     text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     return " ".join(text.split()) or type(e).__name__
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds in the unit that suits their size, three significant figures at most:
+    '4.2 ms', '193 ms', '7.44 s', '26.4 min', '3.1 h'; '-' when the figure does not exist."""
+    if seconds is None or seconds != seconds:
+        return "-"
+    s = abs(seconds)
+    sign = "-" if seconds < 0 else ""
+    if s < 0.9995:
+        v = s * 1e3
+        return f"{sign}{v:.1f} ms" if v < 9.95 else f"{sign}{v:.0f} ms"
+    if s < 59.95:
+        return f"{sign}{s:.2f} s" if s < 9.995 else f"{sign}{s:.1f} s"
+    if s < 3600:
+        return f"{sign}{s / 60:.1f} min"
+    return f"{sign}{s / 3600:,.1f} h"
+
+
+def table(title: str | None = None, caption: str | None = None) -> Table:
+    """A table that fits 80 columns: one space between columns, no vertical rules; give
+    long headers two lines ('TTFT\\nmean') and numbers `no_wrap`."""
+    return Table(title=title, caption=caption, title_style="bold", box=box.SIMPLE_HEAD,
+                 padding=(0, 0), show_edge=False)
 
 
 def ms(seconds: float | None, decimals: int = 0) -> str:

@@ -13,6 +13,7 @@ the same requests (sweeps, capacity searches) call `requests()` once and `place`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -88,10 +89,13 @@ class WorkloadSpec:
         return workload
 
     def place(self, workload: Workload, deployment: Deployment | None = None,
-              cost: CostModel | None = None) -> tuple[Workload, float | None]:
+              cost: CostModel | None = None,
+              progress: Callable[[int, int], None] | None = None
+              ) -> tuple[Workload, float | None]:
         """`workload` at this spec's arrival times, and the capacity measured for `--load`
         (req/s; None when the rate was given). A load needs the deployment (and its cost
-        model, if not the deployment's own) to measure capacity on."""
+        model, if not the deployment's own) to measure capacity on; `progress(done, total)`
+        follows that measurement."""
         if self.arrival_process == "trace" and not workload.meta.get("has_arrivals", True):
             raise WorkloadError(f"{workload.source} has no arrival times: use "
                                 "--arrival-process poisson or gamma with --rate or --load")
@@ -105,7 +109,7 @@ class WorkloadSpec:
             if deployment is None:
                 raise ValueError("--load is a fraction of the simulated capacity: say which "
                                  "deployment to measure it on, or give --rate")
-            capacity = capacity_rps(workload, deployment, cost)
+            capacity = capacity_rps(workload, deployment, cost, progress)
             rate = self.load * capacity
         if rate is None:
             return workload, capacity
@@ -119,7 +123,8 @@ class WorkloadSpec:
                 else f"gamma({shape:g}) arrivals at {rate:.6g} req/s")
         return workload.with_arrivals(times, f"{note}, seed {self.seed}"), capacity
 
-    def build(self, deployment: Deployment | None = None,
-              cost: CostModel | None = None) -> tuple[Workload, float | None]:
+    def build(self, deployment: Deployment | None = None, cost: CostModel | None = None,
+              progress: Callable[[int, int], None] | None = None
+              ) -> tuple[Workload, float | None]:
         """The requests at their arrival times, and the capacity measured for `--load`."""
-        return self.place(self.requests_only(), deployment, cost)
+        return self.place(self.requests_only(), deployment, cost, progress)

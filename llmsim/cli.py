@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .cli_kit import console, default_out, duration, err, num, progress, table, user_errors
+from .cli_kit import (
+    OneLineErrors,
+    console,
+    default_out,
+    duration,
+    err,
+    num,
+    progress,
+    table,
+    user_errors,
+)
 from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .integrations import cli as integrations_cli
@@ -28,6 +38,7 @@ KNOWN_POLICIES = {*POLICIES, *(f"{p}+sp" for p in POLICIES)}
 app = typer.Typer(
     help="llmsim: which scheduler should my LLM serving engine run, on my model, GPU and traffic?",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 app.add_typer(trace_app, name="trace", help="Inspect, plot and convert trace files.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
 
 from .errors import USER_ERRORS
 
@@ -49,6 +51,36 @@ def user_errors(command: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return run
+
+
+# Click's exceptions, from the click that typer runs on (newer typers vendor their own).
+_click_errors = sys.modules[typer.BadParameter.__module__]
+ClickException = _click_errors.ClickException
+NoArgsIsHelpError = getattr(_click_errors, "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(TyperGroup):
+    """llmsim's command group: a mistyped option or value (click's usage errors) is one
+    line on stderr and exit status 2, like every other user error, instead of the usage
+    text and a framed message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as e:
+            e.show()  # the help text: what a bare `llmsim trace` asks for
+            rv = e.exit_code
+        except ClickException as e:
+            where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "llmsim"
+            err.print(f"[bold red]error:[/] {one_line(e)} (see `{where} --help`)",
+                      highlight=False, soft_wrap=True)
+            rv = e.exit_code
+        except typer.Abort:
+            rv = 1
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def progress(label: str = ">12", remaining: bool = False,
@@ -152,7 +184,10 @@ def one_line(e: BaseException) -> str:
     """The error's message on one line; an OS error as 'PATH: what'."""
     if isinstance(e, OSError) and e.strerror and e.filename:
         return f"{e.filename}: {e.strerror}"
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    if isinstance(e, ClickException):
+        text = e.format_message()
+    else:
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
     return " ".join(text.split()) or type(e).__name__
 
 

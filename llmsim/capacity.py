@@ -17,8 +17,9 @@ saturated engine fed the workload's mix, measured on the simulator:
 - **Steady state**: completions are counted from the moment the running set has turned
   over (the longest residence, first scheduled to finish, of any request in the run)
   until the last request is admitted (after that the queue is empty and the engine
-  drains). A heavy tail needs a long warm-up: `n` starts at `START` and doubles, up to
-  `MOST`, until that window holds at least half the requests' completions.
+  drains). A heavy tail needs a long warm-up: `n` starts at `START` and grows, up to
+  `MOST`, until that window holds at least half the requests' completions (to what the
+  last probe's rate and warm-up say is enough, at least doubling).
 
 `benchmarks/capacity_check.py` shows, on Azure conversation and code, CASTILLO (Llama and
 Qwen lengths), arXiv summarization and Mooncake conversation lengths, that queues stay
@@ -37,7 +38,7 @@ from .policies import FCFS
 from .simulate import Deployment, simulate
 from .traces.workload import Workload
 
-START = 10_000  # requests in the first probe
+START = 5_000  # requests in the first probe
 MOST = 160_000  # requests in the largest probe
 STEADY_SHARE = 0.5  # completions the steady window must hold, as a share of the requests
 GOLDEN = (5 ** 0.5 - 1) / 2
@@ -70,7 +71,10 @@ def measure(workload: Workload, deployment: Deployment, cost: CostModel | None =
         probe = _probe(workload, deployment, cost, n, progress)
         if probe.in_window >= STEADY_SHARE * n or n >= MOST:
             return probe
-        n *= 2
+        # The window holds about rate x (n / rate - warm-up) completions: enough for the
+        # share when n >= rate x warm-up / (1 - share); a margin for the estimate's error.
+        warmup = probe.window_s[0]
+        n = min(MOST, max(2 * n, int(1.25 * probe.rate_rps * warmup / (1 - STEADY_SHARE))))
 
 
 def saturated_mix(workload: Workload, n: int) -> Workload:

@@ -57,6 +57,7 @@ def sweep(
     """Run a grid of policies x loads x engine configs x seeds; resumable."""
     grid = _grid(config, policies, loads, rates, seeds, requests, trace)
     out = out or Path("llmsim-out") / f"sweep-{config.stem if config else 'default'}"
+    store.check(out)
     points = len(grid.points())
     where = (f"on Ray ({ray})" if ray else
              f"with {jobs} local job(s)" if jobs else "with one local job per CPU")
@@ -173,9 +174,9 @@ def _grid(config, policies, loads, rates, seeds, requests, trace) -> Grid:
     return replace(grid, **changes) if changes else grid
 
 
-def _print_sweep(table: pa.Table, grid: Grid) -> None:
+def _print_sweep(results: pa.Table, grid: Grid) -> None:
     """Mean E2E over seeds, policy by load."""
-    rows = table.to_pylist()
+    rows = results.to_pylist()
     x_key = "load" if grid.axis == "load" else "rate_rps"
     for engine in grid.engines:
         t = table(f"Mean E2E latency, mean over {len(grid.seeds)} seed(s), engine "

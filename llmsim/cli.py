@@ -281,7 +281,7 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
             title += f" ({rate / capacity:.0%} of capacity {capacity:.2f} req/s)"
     else:
         title = f"{len(workload)} requests, all arriving at once"
-    t = table(title, f"costs: {cost_label}")
+    t = table(title)
     t.add_column("policy", style="bold", overflow="fold", min_width=6)
     for head in ("done", "req/s", "TTFT\nmean", "TTFT\np90", "TPOT\nmean", "E2E\nmean",
                  "E2E\np90", "queue\nmean", "pre-\nempt"):
@@ -303,6 +303,7 @@ def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Sl
             row.append(f"{num(s['goodput_rps'])} ({s['slo_attainment']:.0%})")
         t.add_row(*row)
     console.print(t)
+    console.print(f"costs: {cost_label}", style="dim", highlight=False)
     rejected = max(r.summary["rejected"] for r in results)
     if rejected:
         err.print(f"[yellow]{rejected} requests could never fit in the KV pool and were "

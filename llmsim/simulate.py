@@ -22,6 +22,7 @@ from .engine.records import Records
 from .engine.reference import ReferenceCluster
 from .engine.router import ROUTERS, make_router
 from .engine.summary import Slo, summarize
+from .memory import check_replicas_fit
 from .policies.scoring import release_times
 from .traces.workload import Workload
 
@@ -47,6 +48,7 @@ class Deployment:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        check_replicas_fit(self.num_replicas)
         if self.router not in ROUTERS:
             raise ValueError(f"unknown router {self.router!r}; known routers: "
                              f"{', '.join(ROUTERS)}")

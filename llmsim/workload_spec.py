@@ -61,6 +61,8 @@ class WorkloadSpec:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
         if self.draw is not None:
             check_fits_memory(self.draw, "--draw")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if self.trace is None and (self.trace_model is not None or self.split is not None):
             raise ValueError("--trace-model and --split apply to a CASTILLO --trace")
 

@@ -36,3 +36,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
         exits = ", ".join(f"{n} exit {code}" for code, n in
                           sorted(fuzz.OUTCOMES.get(name, {}).items()))
         terminalreporter.write_line(f"fuzz: {len(cases)} distinct cases of {name} ({exits})")
+    trials = getattr(sys.modules.get("tests.test_interrupts"), "OUTCOMES", [])
+    if trials:
+        counts = {o: trials.count(o) for o in sorted(set(trials))}
+        terminalreporter.write_line(f"interrupts: {len(trials)} trials, none hung: " + "; ".join(
+            f"{n} x {o}" for o, n in counts.items()))

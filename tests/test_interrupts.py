@@ -32,6 +32,7 @@ BOUND_S = 90  # from the last signal to the exit of every process of the command
 TRIALS = int(os.environ.get("LLMSIM_INTERRUPT_TRIALS", 10))
 SEED = int(os.environ.get("LLMSIM_INTERRUPT_SEED", 18))
 SIGNALS = ("int", "int-int", "kill")
+OUTCOMES: list[str] = []  # per trial: command, signal, how it ended (pytest's summary)
 
 COMMANDS = {  # name -> (arguments, output path relative to the trial's folder)
     "run": (["run", "--requests", "400", "--rate", "15", "--out", "out"], "out"),
@@ -155,6 +156,9 @@ def test_interrupt_is_harmless(workspace, sweep_reference, trial, name, how, del
     proc = start(args, folder)
     interrupt(proc, how, delay, gap)
     code, log = finish(proc)
+    ended = ("finished first" if code == 0 else "killed" if code == -signal.SIGKILL else
+             f"stopped (exit {code})")
+    OUTCOMES.append(f"{name} {how}: {ended}, {'output whole' if out.exists() else 'no output'}")
     assert "Traceback" not in log or "KeyboardInterrupt" in log, log  # Ctrl-C at import
     assert code in (0, 130, 1, -signal.SIGINT, -signal.SIGKILL), (code, log)
     check_whole(folder, name, out)

@@ -86,8 +86,8 @@ def capacity_search(workload: Workload, policies, deployment: Deployment = Deplo
     if target.ttft_p90 is None and target.tpot_p90 is None:
         raise ValueError("the capacity search needs an SLO: a P90 TTFT or P90 TPOT bound")
     for bound in target:
-        if bound is not None and not bound > 0:
-            raise ValueError(f"SLO bounds must be > 0, got {bound}")
+        if bound is not None and not (bound > 0 and math.isfinite(bound)):
+            raise ValueError(f"SLO bounds must be finite and > 0, got {bound}")
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be in (0, 1), got {tolerance}")
     if not seeds:

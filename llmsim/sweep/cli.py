@@ -57,7 +57,7 @@ def sweep(
     """Run a grid of policies x loads x engine configs x seeds; resumable."""
     grid = _grid(config, policies, loads, rates, seeds, requests, trace)
     out = out or Path("llmsim-out") / f"sweep-{config.stem if config else 'default'}"
-    store.check(out)
+    store.check(out, force)
     points = len(grid.points())
     where = (f"on Ray ({ray})" if ray else
              f"with {jobs} local job(s)" if jobs else "with one local job per CPU")

@@ -35,7 +35,7 @@ def run_sweep(grid: Grid, out: str | Path, jobs: int | None = 1, ray: str | None
     when `ray` is "auto", an address, or "local". `force` discards a folder holding another
     sweep. `on_point(row)` is called in this process after each point is persisted."""
     out = Path(out)
-    store.check(out)  # before the capacity probe: a wrong --out fails at once
+    store.check(out, force)  # before the capacity probe: a wrong --out fails at once
     workload = grid.workload()
     with progress_bar("", enabled=progress) as bar:
         probe = bar.add_task("capacity", total=None)

@@ -35,14 +35,18 @@ class SweepFileError(ValueError):
     """A file of the sweep's folder is not what llmsim wrote there (edited, truncated)."""
 
 
-def check(out: Path) -> None:
-    """Before any work: `out` can hold a sweep (new, or a sweep's folder to resume)."""
+def check(out: Path, force: bool = False) -> None:
+    """Before any work: `out` can hold a sweep (new, a sweep's folder to resume, or with
+    `force` a sweep's folder to replace)."""
     if out.exists():
         if not out.is_dir():
             raise FileExistsError(f"{out} exists and is not a folder")
         if not (out / RECORD).is_file() and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not a sweep's folder (no {RECORD}); "
                                   "choose another --out")
+        if (out / RECORD).is_file() and not force:  # a damaged file is named before any work
+            read_record(out)
+            read_points(out, [p.stem for p in sorted((out / POINTS).glob("*.json"))])
     check_writable(out / RECORD)
 
 
@@ -57,8 +61,12 @@ def prepare(out: Path, record: dict, force: bool) -> None:
             raise FileExistsError(f"{out} exists and is not a sweep's folder (no {RECORD}); "
                                   "choose another --out")
         if is_sweep:
-            old = read_record(out)
-            differs = _differences(old, _json_roundtrip(record))
+            try:
+                differs = _differences(read_record(out), _json_roundtrip(record))
+            except SweepFileError:
+                if not force:
+                    raise
+                differs = [RECORD]  # unreadable: --force starts over
             if not differs:
                 return  # the same sweep: resume
             if not force:

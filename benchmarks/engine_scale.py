@@ -1,17 +1,22 @@
-"""How fast and how lean is the simulator at scale? (the "million requests" target)
+"""How fast and how lean is the simulator at scale? Two workloads, one replica each:
 
-Workload: prompt/output lengths drawn with replacement from the Azure LLM conversation
-trace (2023), Poisson arrivals at 0.9 of the deployment's measured capacity; Llama-3-8B on
-one H100 (roofline costs), one replica; FCFS and oracle SJF. Each run is a fresh process,
-so its peak RSS is its own. The reference simulator (one SimPy step per iteration) runs at
-10k requests for the ratio. `--baseline DIR` also runs every point with the llmsim of
-another checkout (e.g. `git worktree add ../base <commit>`), interleaved with this one, and
-prints the ratio: on a noisy machine, only a same-session ratio says whether a change
-made the simulator slower.
+- `azure`: prompt/output lengths drawn with replacement from the Azure LLM conversation
+  trace (2023), Poisson arrivals at 0.9 of the deployment's measured capacity; Llama-3-8B
+  on one H100 (roofline costs). Short outputs at high load: few iterations per request.
+- `arxiv`: Vidur's arxiv-summarization lengths (long prompts, long-tailed outputs), Poisson
+  at 2 req/s; Llama-3-8B on one A100, max_num_seqs 128 (roofline costs): the workload
+  Vidur was timed on (docs/speed.md). Many decode iterations pass between two events.
 
-    python benchmarks/engine_scale.py                 # 10k, 100k, 1M; 3 repeats each
-    python benchmarks/engine_scale.py --sizes 10000000 --repeats 1
-    python benchmarks/engine_scale.py --sizes 100000 1000000 --baseline ../base
+FCFS and oracle SJF; each run is a fresh process, so its peak RSS is its own. The
+reference simulator (one SimPy step per iteration) runs at 10k requests for the ratio.
+`--baseline DIR` also runs every point with the llmsim of another checkout (e.g. `git
+worktree add ../base <commit>`), interleaved with this one, and prints the ratio: on a
+noisy machine only a same-session ratio says whether a change made the simulator slower.
+
+    python benchmarks/engine_scale.py                       # both, 10k/100k/1M, 3 repeats
+    python benchmarks/engine_scale.py --workloads arxiv --sizes 100000
+    python benchmarks/engine_scale.py --sizes 10000000 --repeats 1 --reference-size 0
+    python benchmarks/engine_scale.py --sizes 100000 --baseline ../base
 
 Figures are CPU seconds of the simulation alone (median over fresh processes): on a shared,
 noisy machine they vary far less than wall time, which is printed beside them.
@@ -32,54 +37,62 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_TRACE = (REPO.parent / "shared" / "data" / "azure_llm_2023"
-                 / "AzureLLMInferenceTrace_conv.csv")
-LOAD = 0.9
+DATA = Path(os.environ.get("LLMSIM_SHARED_DATA", REPO.parent / "shared" / "data"))
+TRACES = {"azure": "azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
+          "arxiv": "vidur_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv"}
+AZURE_LOAD = 0.9
+ARXIV_RATE = 2.0
 
 
-def build_workload(n: int, trace: Path, seed: int):
-    from llmsim import Deployment
+def build(kind: str, n: int, data: Path, seed: int):
+    """(workload, deployment, how its arrival rate was set)."""
+    from llmsim import Deployment, EngineConfig
     from llmsim.capacity import capacity_rps
     from llmsim.traces import arrivals
     from llmsim.traces.loaders import load_trace
 
-    real = load_trace(trace)
+    real = load_trace(data / TRACES[kind])
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(real), n)
-    lengths = real.select(np.sort(pick))  # rows keep their arrival order; times are redrawn
-    capacity = capacity_rps(real, Deployment())
-    times = arrivals.poisson(n, LOAD * capacity, rng)
-    return lengths.with_arrivals(times, f"poisson at {LOAD} x {capacity:.2f} req/s"), capacity
+    lengths = real.select(np.sort(rng.integers(0, len(real), n)))
+    if kind == "azure":
+        deployment = Deployment()
+        rate = AZURE_LOAD * capacity_rps(real, deployment)
+        note = f"poisson at {AZURE_LOAD} x capacity = {rate:.2f} req/s"
+    else:
+        deployment = Deployment(model="llama-3-8b", gpu="a100",
+                                engine=EngineConfig(max_num_seqs=128))
+        rate, note = ARXIV_RATE, f"poisson at {ARXIV_RATE} req/s"
+    return lengths.with_arrivals(arrivals.poisson(n, rate, rng), note), deployment, note
 
 
-def worker(n: int, policy: str, simulator: str, trace: Path, seed: int) -> None:
+def worker(kind: str, n: int, policy: str, simulator: str, data: Path, seed: int) -> None:
     import inspect
 
-    from llmsim import Deployment, get_policy, simulate
+    from llmsim import get_policy, simulate
 
-    workload, capacity = build_workload(n, trace, seed)
+    workload, deployment, note = build(kind, n, data, seed)
     # a baseline checkout from before the fast/reference choice was called `simulator`
     choice = "simulator" if "simulator" in inspect.signature(simulate).parameters else "engine"
     t0, c0 = time.perf_counter(), time.process_time()
-    res = simulate(workload, get_policy(policy), Deployment(), **{choice: simulator})
+    res = simulate(workload, get_policy(policy), deployment, **{choice: simulator})
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     s = res.summary
     print(json.dumps({
-        "requests": n, "policy": policy, "simulator": simulator, "wall_s": wall, "cpu_s": cpu,
-        "iterations": s["iterations"], "capacity_rps": capacity,
+        "workload": kind, "requests": n, "policy": policy, "simulator": simulator,
+        "wall_s": wall, "cpu_s": cpu, "iterations": s["iterations"], "arrivals": note,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mean_e2e_s": s["e2e"]["mean"], "completed": s["completed"],
     }))
 
 
-def run(n, policy, simulator, trace, seed, code: Path | None = None):
+def run(kind, n, policy, simulator, data, seed, code: Path | None = None) -> dict:
     """One fresh process; `code`: the checkout whose llmsim it imports (default: installed)."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     if code is not None:
         env["PYTHONPATH"] = str(code.resolve())
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(n), policy, simulator, "--trace", str(trace),
-         "--seed", str(seed)],
+        [sys.executable, __file__, "--worker", kind, str(n), policy, simulator,
+         "--data", str(data), "--seed", str(seed)],
         check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -87,61 +100,68 @@ def run(n, policy, simulator, trace, seed, code: Path | None = None):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--workloads", nargs="+", choices=sorted(TRACES),
+                    default=["azure", "arxiv"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reference-size", type=int, default=10_000)
-    ap.add_argument("--trace", type=Path,
-                    default=Path(os.environ.get("LLMSIM_AZURE_CONV", DEFAULT_TRACE)))
+    ap.add_argument("--data", type=Path, default=DATA, help="The shared data folder.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline", type=Path,
                     help="Another llmsim checkout to run every point with as well, for ratios.")
-    ap.add_argument("--worker", nargs=3, metavar=("N", "POLICY", "SIMULATOR"))
+    ap.add_argument("--worker", nargs=4, metavar=("WORKLOAD", "N", "POLICY", "SIMULATOR"))
     args = ap.parse_args()
     if args.worker:
-        n, policy, simulator = args.worker
-        return worker(int(n), policy, simulator, args.trace, args.seed)
+        kind, n, policy, simulator = args.worker
+        return worker(kind, int(n), policy, simulator, args.data, args.seed)
 
     rows = []
-    plan = [(n, p, "fast") for n in args.sizes for p in ("fcfs", "sjf")]
+    plan = [(k, n, p, "fast") for k in args.workloads for n in args.sizes
+            for p in ("fcfs", "sjf")]
     if args.reference_size:
-        plan += [(args.reference_size, p, "reference") for p in ("fcfs", "sjf")]
-    for n, policy, simulator in plan:
+        plan += [(k, args.reference_size, p, "reference") for k in args.workloads
+                 for p in ("fcfs", "sjf")]
+    for kind, n, policy, simulator in plan:
         runs, base = [], []
         for _ in range(args.repeats):  # interleaved, so that both see the same noise
-            runs.append(run(n, policy, simulator, args.trace, args.seed))
+            runs.append(run(kind, n, policy, simulator, args.data, args.seed))
             if args.baseline:
-                base.append(run(n, policy, simulator, args.trace, args.seed, args.baseline))
+                base.append(run(kind, n, policy, simulator, args.data, args.seed,
+                                args.baseline))
         cpu = statistics.median(r["cpu_s"] for r in runs)
         r0 = runs[0]
         rows.append({**r0, "cpu_s": cpu, "cpus": [round(r["cpu_s"], 2) for r in runs],
                      "wall_s": statistics.median(r["wall_s"] for r in runs),
                      "rss_mb": max(r["rss_mb"] for r in runs)})
-        print(f"{simulator:>9} {policy:>4} {n:>10,} req: {cpu:8.2f} CPU s (median of "
-              f"{len(runs)}: {rows[-1]['cpus']}; wall {rows[-1]['wall_s']:.2f} s), "
+        print(f"{kind:>5} {simulator:>9} {policy:>4} {n:>10,} req: {cpu:8.2f} CPU s (median "
+              f"of {len(runs)}: {rows[-1]['cpus']}; wall {rows[-1]['wall_s']:.2f} s), "
               f"{n / cpu:9,.0f} req/s, {r0['iterations']:>11,} iterations, "
-              f"peak RSS {rows[-1]['rss_mb']:6.0f} MB, mean E2E {r0['mean_e2e_s']:.2f} s",
-              flush=True)
+              f"peak RSS {rows[-1]['rss_mb']:6.0f} MB, mean E2E {r0['mean_e2e_s']:.2f} s "
+              f"({r0['arrivals']})", flush=True)
         if base:
             b_cpu = statistics.median(r["cpu_s"] for r in base)
             same = all(r["mean_e2e_s"] == r0["mean_e2e_s"] for r in base)
-            print(f"{'baseline':>9} {policy:>4} {n:>10,} req: {b_cpu:8.2f} CPU s (median of "
-                  f"{len(base)}: {[round(r['cpu_s'], 2) for r in base]}); this / baseline = "
-                  f"{cpu / b_cpu:.3f}; same mean E2E: {same}", flush=True)
+            print(f"{kind:>5} {'baseline':>9} {policy:>4} {n:>10,} req: {b_cpu:8.2f} CPU s "
+                  f"(median of {len(base)}: {[round(r['cpu_s'], 2) for r in base]}); "
+                  f"this / baseline = {cpu / b_cpu:.3f}; same mean E2E: {same}", flush=True)
 
-    def cpu(n, policy, simulator="fast"):
-        return next((r["cpu_s"] for r in rows if (r["requests"], r["policy"], r["simulator"])
-                     == (n, policy, simulator)), None)
+    def cpu(kind, n, policy, simulator="fast"):
+        return next((r["cpu_s"] for r in rows if (r["workload"], r["requests"], r["policy"],
+                                                   r["simulator"]) == (kind, n, policy,
+                                                                       simulator)), None)
 
     print()
-    for policy in ("fcfs", "sjf"):
-        ref = cpu(args.reference_size, policy, "reference")
-        fast = cpu(args.reference_size, policy)
-        if ref and fast:
-            print(f"{policy}: the fast simulator is {ref / fast:.1f}x the reference at "
-                  f"{args.reference_size:,} requests")
-        a, b = cpu(100_000, policy), cpu(1_000_000, policy)
-        if a and b:
-            print(f"{policy}: 1M / 100k CPU time = {b / a:.1f}x (linear would be 10x)")
+    for kind in args.workloads:
+        for policy in ("fcfs", "sjf"):
+            ref = cpu(kind, args.reference_size, policy, "reference")
+            fast = cpu(kind, args.reference_size, policy)
+            if ref and fast:
+                print(f"{kind} {policy}: the fast simulator is {ref / fast:.1f}x the reference "
+                      f"at {args.reference_size:,} requests")
+            a, b = cpu(kind, 100_000, policy), cpu(kind, 1_000_000, policy)
+            if a and b:
+                print(f"{kind} {policy}: 1M / 100k CPU time = {b / a:.1f}x (linear: 10x)")
+
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,14 @@ class LinearCost:
                 + self.per_context * shape.decode_context)
 
 
+class RunLinearCost(LinearCost):
+    """LinearCost with the affine form of its decode-only iterations, so that the fast
+    simulator prices runs of them at once (it logs only the shapes priced one by one)."""
+
+    def decode_affine(self, num_decodes: int) -> tuple[float, float]:
+        return self.base + self.per_token * num_decodes, self.per_context
+
+
 def workload(rows, source="test") -> Workload:
     """rows: (arrival, prompt_tokens, output_tokens)."""
     a, p, o = (np.array(c) for c in zip(*rows, strict=True))

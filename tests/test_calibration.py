@@ -57,6 +57,20 @@ def test_profile_cost_model_is_monotone_and_affine_in_decode_context(tiny_profil
     assert "measured profile" in cost.label
 
 
+def test_profile_prices_decode_runs_exactly_as_one_iteration_at_a_time(tiny_profile):
+    import numpy as np
+
+    from llmsim.engine.cost import IterationShape
+
+    cost = ProfileCostModel(tiny_profile, allreduce_s_per_token=1e-7, allreduce_fixed_s=2e-5,
+                            engine_overhead_s=1e-4)
+    contexts = np.arange(1, 50_000, 313, dtype=np.int64)
+    for n in (1, 3, 9, 40):  # contexts are summed over the batch
+        one = [cost.iteration_time(IterationShape(n, n, (), n, int(c), n)) for c in contexts]
+        a, b = cost.decode_affine(n)
+        assert [a + b * int(c) for c in contexts] == one
+
+
 def test_profile_round_trips_and_refuses_other_models(tiny_profile, tmp_path):
     path = tmp_path / "p.json"
     tiny_profile.save(path)

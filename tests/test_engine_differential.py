@@ -1,4 +1,5 @@
-"""The fast engine against the reference engine: identical records on random workloads."""
+"""The fast simulator against the reference simulator: identical records on random workloads,
+with decode runs priced one iteration at a time (LinearCost) and at once (RunLinearCost)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from llmsim import simulate
 from llmsim.policies import FCFS, MLFQ, SJF, SRPT, with_starvation_prevention
 from llmsim.policies.mlfq import SkipJoinLevel
-from tests.helpers import LinearCost, deployment, workload
+from tests.helpers import LinearCost, RunLinearCost, deployment, workload
 
 POLICIES = [FCFS, SJF, SRPT, MLFQ, with_starvation_prevention(SJF, 3, 2),
             with_starvation_prevention(SRPT, 5, 1),
@@ -41,20 +42,28 @@ configs = st.fixed_dictionaries({
     "router": st.sampled_from(["round-robin", "least-tokens"]),
 })
 
+# Low load and long outputs: few requests far apart, so that decoders run alone for long
+# stretches between arrivals and the fast simulator prices runs of them at once.
+sparse_requests = st.lists(
+    st.tuples(st.floats(0, 400, allow_nan=False), st.integers(1, 300), st.integers(1, 400)),
+    min_size=1, max_size=12,
+).map(lambda rows: sorted(rows, key=lambda r: r[0]))
+
 costs = st.sampled_from([(1.0, 0.0, 0.0), (0.1, 0.002, 0.0003), (0.02, 0.001, 1e-5)])
 
 
 def assert_same(rows, cfg, policy, cost_args):
     dep = deployment(**cfg)
     ref = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), simulator="reference")
-    fast = simulate(workload(rows), policy, dep, cost=LinearCost(*cost_args), simulator="fast")
-    a, b = ref.records.columns(), fast.records.columns()
-    for name in COMPARED:
-        np.testing.assert_allclose(b[name].astype(float), a[name].astype(float), rtol=1e-9,
-                                   atol=0, equal_nan=True, err_msg=name)
-    np.testing.assert_array_equal(ref.records.itl.counts, fast.records.itl.counts)
-    for key in ("iterations", "mean_batch_size", "kv_utilization", "busy_fraction"):
-        assert np.isclose(ref.summary[key], fast.summary[key], rtol=1e-9), key
+    for cost in (LinearCost(*cost_args), RunLinearCost(*cost_args)):
+        fast = simulate(workload(rows), policy, dep, cost=cost, simulator="fast")
+        a, b = ref.records.columns(), fast.records.columns()
+        for name in COMPARED:
+            np.testing.assert_allclose(b[name].astype(float), a[name].astype(float), rtol=1e-9,
+                                       atol=0, equal_nan=True, err_msg=name)
+        np.testing.assert_array_equal(ref.records.itl.counts, fast.records.itl.counts)
+        for key in ("iterations", "mean_batch_size", "kv_utilization", "busy_fraction"):
+            assert np.isclose(ref.summary[key], fast.summary[key], rtol=1e-9), key
 
 
 @settings(max_examples=400, deadline=None)
@@ -69,6 +78,12 @@ def test_fast_engine_matches_reference_on_ties(rows, cfg, policy):
     assert_same(rows, cfg, policy, (1.0, 0.0, 0.0))
 
 
+@settings(max_examples=300, deadline=None)
+@given(rows=sparse_requests, cfg=configs, policy=st.sampled_from(POLICIES), cost=costs)
+def test_fast_engine_matches_reference_at_low_load_with_long_outputs(rows, cfg, policy, cost):
+    assert_same(rows, cfg, policy, cost)
+
+
 def test_fast_engine_matches_reference_on_a_busy_pool():
     rng = np.random.default_rng(3)
     n = 400
@@ -79,6 +94,20 @@ def test_fast_engine_matches_reference_on_a_busy_pool():
                     {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
                     {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"}):
             assert_same(rows, cfg, policy, (0.005, 2e-5, 1e-7))
+
+
+def test_fast_engine_matches_reference_on_long_decode_runs_in_a_tight_pool():
+    # Long outputs at low load: decoders run alone between arrivals, cross many block
+    # boundaries and run the pool dry in the middle of a run (preemption follows).
+    rng = np.random.default_rng(5)
+    n = 120
+    rows = list(zip(np.cumsum(rng.exponential(3.0, n)), rng.integers(1, 600, n),
+                    rng.integers(200, 1500, n), strict=True))
+    for policy in POLICIES:
+        for cfg in ({"num_gpu_blocks": 400, "block_size": 16, "max_num_seqs": 8},
+                    {"num_gpu_blocks": 5000, "block_size": 4},
+                    {"num_gpu_blocks": 900, "num_replicas": 2, "router": "least-tokens"}):
+            assert_same(rows, cfg, policy, (0.01, 1e-4, 2e-6))
 
 
 def test_rows_are_the_same_whatever_the_chunk():

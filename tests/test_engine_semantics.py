@@ -70,6 +70,27 @@ def test_budget_is_shared_running_first_then_waiting(sim):
     assert cost.shapes[3].num_decodes == 1
 
 
+def test_admission_needs_room_for_the_whole_prompt_though_it_takes_only_a_chunk():
+    # vLLM V1 (scheduler_reserve_full_isl, on by default) admits a waiting request only if
+    # the free pool holds every token it has (prompt, plus any emitted before a preemption),
+    # though it allocates only the first chunk's blocks. Found by tests/vllm_diff.py.
+    pool = BlockPool(num_blocks=10, block_size=4)
+    sched = Scheduler(EngineConfig(max_num_seqs=4, max_num_batched_tokens=16, block_size=4),
+                      pool, FCFS)
+    a, b = Request(0, 0.0, 12, 2), Request(1, 0.0, 32, 1)  # b's prompt: 8 blocks
+    sched.add(a, 0.0)
+    sched.add(b, 0.0)
+    batch = sched.schedule(0.0)  # a takes 3 blocks; 7 free: room for b's first 4 tokens,
+    assert [(r.id, n) for r, n in batch.items] == [(0, 12)]  # not for its prompt
+    assert pool.free_blocks == 7
+    sched.complete(batch, 1.0)
+    batch = sched.schedule(1.0)  # a's last token takes a 4th block: 6 free, b still waits
+    assert [(r.id, n) for r, n in batch.items] == [(0, 1)]
+    sched.complete(batch, 2.0)  # a finishes: 10 free
+    batch = sched.schedule(2.0)  # b is admitted with a 16-token chunk: 4 blocks
+    assert [(r.id, n) for r, n in batch.items] == [(1, 16)] and pool.free_blocks == 6
+
+
 def test_max_num_seqs_limits_the_running_set(sim):
     cost = LinearCost(base=1.0)
     res = sim(workload([(0.0, 5, 3)] * 3), FCFS, deployment(max_num_seqs=2), cost=cost)
@@ -134,7 +155,7 @@ def test_priority_victim_already_in_batch_returns_its_budget():
     assert [(r.id, n) for r, n in batch.items] == [(1, 1)]
     assert [r.id for r in batch.preempted] == [0]
     assert batch.shape.num_tokens == 1
-    assert long.computed == 0 and long.discarded == 3 and sched.waiting.peek() is long
+    assert long.computed == 0 and long.discarded == 3 and sched.waiting.head() is long
     assert pool.free_blocks == 1 and pool.held(short) == 2
 
 
@@ -153,6 +174,39 @@ def test_priority_victim_can_be_the_requester_itself():
     assert [(r.id, n) for r, n in batch.items] == [(1, 1)]
     assert [r.id for r in batch.preempted] == [0]
     assert pool.free_blocks == 1
+
+
+def test_running_requests_after_one_that_preempted_itself_still_run():
+    # vLLM's priority rule: a running request that needs a block when the pool is dry and
+    # ranks worst preempts itself; the running requests after it rank better and are still
+    # scheduled (they may fit in what it freed). Found by tests/vllm_diff.py.
+    pool = BlockPool(num_blocks=4, block_size=2)
+    sched = Scheduler(EngineConfig(block_size=2), pool, SJF)
+    long, short = Request(0, 0.0, 3, 5), Request(1, 1.0, 3, 3)  # SJF ranks 5 and 3
+    sched.add(long, 0.0)
+    sched.complete(sched.schedule(0.0), 1.0)  # long: prompt 3, 2 blocks
+    sched.add(short, 1.0)
+    batch = sched.schedule(1.0)  # long feeds its 4th token (2 blocks); short takes the rest
+    assert [(r.id, n) for r, n in batch.items] == [(0, 1), (1, 3)] and pool.free_blocks == 0
+    sched.complete(batch, 2.0)
+    batch = sched.schedule(2.0)  # long's 5th token needs a 3rd block: it is the victim
+    assert [r.id for r in batch.preempted] == [0]
+    assert [(r.id, n) for r, n in batch.items] == [(1, 1)] and pool.free_blocks == 2
+
+
+def test_priority_victim_among_ties_is_the_first_in_running_order():
+    # vLLM's priority rule is max(running, key=(priority, arrival)): among running requests
+    # tied on both, the first in running order (admitted earliest), not the last id.
+    # Found by tests/vllm_diff.py.
+    pool = BlockPool(num_blocks=3, block_size=2)
+    sched = Scheduler(EngineConfig(block_size=2), pool, SJF)
+    a, b = Request(0, 0.0, 2, 3), Request(1, 0.0, 2, 3)  # same rank, same arrival
+    sched.add(a, 0.0)
+    sched.add(b, 0.0)
+    sched.complete(sched.schedule(0.0), 1.0)  # one block each
+    batch = sched.schedule(1.0)  # a takes the last block; b needs one: the victim is a
+    assert [r.id for r in batch.preempted] == [0]
+    assert [(r.id, n) for r, n in batch.items] == [(1, 1)] and pool.held(b) == 2
 
 
 def test_no_admission_in_an_iteration_that_preempted():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from llmsim.calibration.gpus import GPUS, UnknownGpuError, get_gpu
@@ -116,3 +117,16 @@ def test_engine_overhead_adds_to_every_iteration_of_either_cost_model(tmp_path):
         pytest.approx(base + 0.002)
     with pytest.raises(ValueError, match="engine_overhead_s"):
         Deployment(engine_overhead_s=-1.0).cost_model()
+
+
+def test_decode_runs_are_priced_exactly_as_one_iteration_at_a_time():
+    # the fast simulator's decisions rest on these floats: bit for bit, not approximately
+    contexts = np.arange(1, 200_000, 997, dtype=np.int64)
+    for gpu, tp in (("h100", 1), ("a100", 4)):
+        cost = RooflineCostModel(get_model("llama-3-8b"), get_gpu(gpu), tp=tp,
+                                 engine_overhead_s=3e-4)
+        for n in (1, 7, 256):
+            one = [cost.iteration_time(IterationShape(n, n, (), n, int(c), n))
+                   for c in contexts]
+            a, b = cost.decode_affine(n)
+            assert [a + b * int(c) for c in contexts] == one

@@ -5,7 +5,6 @@ is not installed (its own CI venv: see docs/vllm.md)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -29,6 +28,7 @@ from llmsim.integrations.vllm_priority import (
     with_priority,
 )
 from llmsim.policies import FCFS, SJF
+from tests.vllm_scheduler import build_scheduler, tiny_model_config, vllm_request
 
 TEST_LOGGER = "llmsim.test.vllm_plugin"
 
@@ -195,58 +195,22 @@ def test_a_text_predictor_without_text_falls_back(tmp_path, caplog):
 # --- the real vLLM V1 scheduler on the CPU ---------------------------------------------------
 
 BLOCK = 16
-TINY_LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-              "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-              "num_key_value_heads": 4, "num_hidden_layers": 2, "vocab_size": 1000,
-              "max_position_embeddings": 1024}
 
 
 @pytest.fixture(scope="module")
 def model_config(tmp_path_factory):
     pytest.importorskip("vllm")
-    from vllm.config import ModelConfig
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    (folder / "config.json").write_text(json.dumps(TINY_LLAMA))
-    # No weights, no tokenizer: the scheduler reads the config alone.
-    return ModelConfig(model=str(folder), skip_tokenizer_init=True, dtype="float32",
-                       max_model_len=512)
+    return tiny_model_config(tmp_path_factory.mktemp("tiny-llama"), max_model_len=512)
 
 
 def scheduler(model_config, *, num_blocks=64, max_num_seqs=1, async_scheduling=False,
               policy="priority"):
-    import torch
-    from vllm.config import CacheConfig, DeviceConfig, SchedulerConfig, VllmConfig
-    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
-    from vllm.v1.structured_output import StructuredOutputManager
-
     from llmsim.integrations.vllm import PolicyScheduler
 
-    vllm_config = VllmConfig(
-        model_config=model_config,
-        scheduler_config=SchedulerConfig(
-            max_num_seqs=max_num_seqs, max_num_batched_tokens=512, max_model_len=512,
-            policy=policy, enable_chunked_prefill=True, is_encoder_decoder=False,
-            async_scheduling=async_scheduling),
-        cache_config=CacheConfig(block_size=BLOCK, enable_prefix_caching=False),
-        device_config=DeviceConfig(device="cpu"),
-    )
-    vllm_config.cache_config.num_gpu_blocks = num_blocks
-    spec = FullAttentionSpec(block_size=BLOCK, num_kv_heads=1, head_size=1, dtype=torch.float32)
-    kv_cache_config = KVCacheConfig(num_blocks=num_blocks, kv_cache_tensors=[],
-                                    kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)])
-    return PolicyScheduler(vllm_config=vllm_config, kv_cache_config=kv_cache_config,
-                           structured_output_manager=StructuredOutputManager(vllm_config),
-                           block_size=BLOCK)
-
-
-def vllm_request(request_id, arrival, prompt_tokens=8, xargs=None, max_tokens=64):
-    from vllm.sampling_params import SamplingParams
-    from vllm.v1.request import Request
-
-    params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, extra_args=xargs)
-    return Request(request_id=request_id, prompt_token_ids=[7] * prompt_tokens,
-                   sampling_params=params, pooling_params=None, arrival_time=arrival)
+    return build_scheduler(model_config, PolicyScheduler, num_blocks=num_blocks,
+                           block_size=BLOCK, max_num_seqs=max_num_seqs,
+                           max_num_batched_tokens=512, policy=policy,
+                           async_scheduling=async_scheduling)
 
 
 def service_order(sched) -> list[str]:

@@ -73,11 +73,20 @@ class RooflineCostModel:
         for chunk, cached in shape.prefill_chunks:
             pairs = chunk * cached + chunk * (chunk + 1) / 2
             t += max(self._attn_flops_s * pairs, self._kv_s * (cached + chunk))
-        t += self._kv_s * shape.decode_context
         if self._allreduce_s:
             t += self._allreduce_fixed_s + self._allreduce_s * shape.num_tokens
-        return t
+        return t + self._kv_s * shape.decode_context  # last: see `decode_affine`
 
+    def decode_affine(self, num_decodes: int) -> tuple[float, float]:
+        """(a, b): a decode-only iteration of `num_decodes` sequences with summed context C
+        takes exactly a + b * C (the same operations as `iteration_time`)."""
+        n = num_decodes
+        t = self._fixed_s + self.per_seq_overhead_s * n
+        t += max(self._linear_flops_s * n, self._linear_bytes_s)
+        t += max(self._head_flops_s * n, self._head_bytes_s)
+        if self._allreduce_s:
+            t += self._allreduce_fixed_s + self._allreduce_s * n
+        return t, self._kv_s
 
 def allreduce_costs(model: ModelShape, gpu: GpuSpec, tp: int,
                     latency_s: float = 10e-6) -> tuple[float, float]:

@@ -20,6 +20,7 @@ class BlockPool:
         self.block_size = block_size
         self.free_blocks = num_blocks
         self._held: dict[int, int] = {}  # request id -> blocks it holds
+        self._max_tokens = num_blocks * block_size
 
     @property
     def used_blocks(self) -> int:
@@ -32,21 +33,28 @@ class BlockPool:
         return self._held.get(req.id, 0)
 
     def fits_ever(self, req: Request) -> bool:
-        """Whether the request could run to completion alone in an empty pool."""
-        return self.blocks_for(req.max_kv_tokens) <= self.num_blocks
+        """Whether the request could run to completion alone in an empty pool (its
+        max_kv_tokens in whole blocks, written out: this runs once per request)."""
+        return req.prompt_tokens + req.output_tokens - 1 <= self._max_tokens
 
     def missing(self, req: Request, num_new_tokens: int) -> int:
-        """Blocks the request lacks to compute `num_new_tokens` more tokens."""
-        return max(0, self.blocks_for(req.computed + num_new_tokens) - self.held(req))
+        """Blocks the request lacks to compute `num_new_tokens` more tokens (blocks_for and
+        held written out: this is the scheduler's innermost question)."""
+        need = -(-(req.computed + num_new_tokens) // self.block_size) - self._held.get(req.id, 0)
+        return need if need > 0 else 0
 
     def can_allocate(self, req: Request, num_new_tokens: int) -> bool:
-        """Room for a request entering the running set with its first `num_new_tokens`."""
+        """Room for a request entering the running set with its first `num_new_tokens`. As
+        vLLM V1's admission gate (`scheduler_reserve_full_isl`, on by default), the free pool
+        must hold all the tokens it has (prompt, plus those emitted before a preemption),
+        though `allocate` takes only the first chunk's blocks."""
         assert req.id not in self._held, f"request {req.id} already holds blocks"
-        return self.missing(req, num_new_tokens) <= self.free_blocks
+        whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
+        return -(-whole // self.block_size) <= self.free_blocks
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
-        assert self.can_allocate(req, num_new_tokens)
         need = self.missing(req, num_new_tokens)
+        assert req.id not in self._held and need <= self.free_blocks
         self._held[req.id] = need
         self.free_blocks -= need
 
@@ -56,8 +64,8 @@ class BlockPool:
         return self.missing(req, num_new_tokens) <= self.free_blocks
 
     def append(self, req: Request, num_new_tokens: int) -> None:
-        assert self.can_append(req, num_new_tokens)
         need = self.missing(req, num_new_tokens)
+        assert req.id in self._held and need <= self.free_blocks
         self._held[req.id] += need
         self.free_blocks -= need
 

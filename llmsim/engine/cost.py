@@ -1,9 +1,18 @@
 """What the engine asks of a cost model: the time of one iteration for a batch shape.
 
 The interface is deliberately narrow so that a roofline estimate and a measured GPU profile
-slot in the same way. One rule binds every implementation: for a decode-only batch with a
-fixed number of sequences, `iteration_time` is affine in `decode_context`, so that runs of
-decode iterations can later be priced in closed form.
+slot in the same way: `iteration_time(shape)` is all a new cost model needs. One rule binds
+every implementation: for a decode-only batch with a fixed number of sequences,
+`iteration_time` is affine in `decode_context`.
+
+The fast simulator prices runs of consecutive decode-only iterations in closed form when
+the cost model offers `decode_affine(num_decodes) -> (a, b) | None`: for a decode-only batch
+of `num_decodes` sequences whose contexts sum to C, `iteration_time` is `a + b * C`,
+exactly: the same floats, because `iteration_time` adds the context term last. The
+simulators' decisions depend on iteration ends to the last bit (an arrival may fall exactly
+at one), so "about equal" is not enough. None means no such form for this batch size (e.g.
+a clamp could apply); a cost model without `decode_affine` is priced one iteration at a
+time: the same results, more slowly.
 """
 
 from __future__ import annotations
@@ -28,3 +37,4 @@ class CostModel(Protocol):
     label: str
 
     def iteration_time(self, shape: IterationShape) -> float: ...
+

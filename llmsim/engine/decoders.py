@@ -47,6 +47,15 @@ class DecoderAggregate:
         """Summed KV tokens the members attend to at the next step, its new token included."""
         return self.base_sum + self.size * (self.tick + 1)
 
+    def steps_to_next_finish(self) -> int:
+        """Steps until the next member is done (it is done at the end of that step)."""
+        return self._finishing[0][0] - self.tick
+
+    def skip(self, k: int) -> None:
+        """`k` steps in which no member is done, at once."""
+        assert k < self.steps_to_next_finish()
+        self.tick += k
+
     def step(self) -> list[Request]:
         """Every member computed and emitted one more token; returns those that are done,
         out of the aggregate with their progress written back."""

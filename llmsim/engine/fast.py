@@ -9,7 +9,13 @@ iteration plus O(1) per request that joins, leaves or is still prefilling. Other
 order, chunking and preemption matter: the aggregate is dissolved (each request gets its
 progress back) and the scheduler plans the iteration request by request (`plan`), as the
 reference does. Every scheduling rule lives in the scheduler, the request and the block
-pool; this file only decides how many requests it handles at once.
+pool; this file only decides how many requests and iterations it handles at once.
+
+Between two events, a batch of decoders alone repeats the same step with every context
+one token longer: nobody waits, nobody prefills, nobody is done, the pool does not run
+dry. `_run_decodes` prices such a run in closed form (`cost.decode_affine`; a cost model
+without it runs one iteration at a time) up to the next arrival, with decoders finishing
+on the way, and applies it with none of the per-iteration machinery.
 
 No SimPy either: the cluster advances each replica up to the next arrival instant, then
 routes the arrivals, in the order `clock.py` fixes for simultaneous events. Results are
@@ -19,6 +25,7 @@ identical to the reference simulator's (tests/test_engine_differential.py).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 
 from .cluster import Cluster
 from .cost import CostModel
@@ -42,6 +49,7 @@ class FastReplica(Replica):
         self.prefilling: list[Request] = []  # running requests outside the aggregate, in order
         self.stale: list[Request] = []  # members whose last token is not at `last_end`
         self.last_end = 0.0
+        self.runs_at_once = hasattr(self.cost, "decode_affine")  # see `_run_decodes`
 
     def add(self, req: Request, now: float) -> None:
         super().add(req, now)
@@ -60,6 +68,13 @@ class FastReplica(Replica):
                     return
             if not self.sched.has_work():
                 return
+            if self.runs_at_once and self.decoders.size and not self.prefilling \
+                    and not self.stale and not self.sched.waiting.heap:
+                self._run_decodes(until)
+                if self.end is not None or self.now >= until:
+                    return  # in flight past `until`, or the last one ended at it
+                if not self.sched.has_work():
+                    return
             self._start()
 
     # -- one iteration ---------------------------------------------------------------
@@ -131,6 +146,94 @@ class FastReplica(Replica):
         for req in done:
             self.sched.retire(req)
             self.finished(req, end)
+
+    def _run_decodes(self, until: float) -> None:
+        """Run the decode-only iterations that end by `until`, in closed form.
+
+        The replica holds decoders only and nobody waits, so each iteration feeds every
+        decoder one token and admits nobody: its time is a + b * C (`cost.decode_affine`),
+        its context C grows by one token per decoder, and it needs the blocks of one phase
+        bucket (`DecoderAggregate`). The run goes on through decoders finishing (fewer
+        decoders, new a and b) and stops at the first iteration that would end after
+        `until` (started here, in flight, if the pool allows), or that finds the pool dry
+        (left to `_start`: preemption). Ends are summed one by one, as the step-by-step
+        loop sums them, so every decision is the same; what the loop would record is
+        recorded (ITL, blocks, busy time, tokens, finishes)."""
+        dec, sched, pool = self.decoders, self.sched, self.pool
+        budget = sched.config.max_num_batched_tokens
+        by_phase, bs = dec.by_phase, pool.block_size
+        itl, edges = self.records.itl, self.records.itl.edges
+        counts, top = itl.counts, len(edges)
+        now, steps = self.now, 0
+        left = self.max_iterations - self.iterations
+        while dec.size and dec.size <= budget:
+            n = dec.size
+            affine = self.cost.decode_affine(n)
+            if affine is None:
+                break
+            a, b = affine
+            to_finish = dec.steps_to_next_finish()
+            k = min(to_finish, left - steps)
+            phase, context, start = -dec.tick % bs, dec.context_after_step(), now
+            free = pool.free_blocks
+            used = first_used = pool.num_blocks - free
+            block_seconds = 0.0
+            binned, lo, hi, binned_from = 0, 0.0, -1.0, 0  # ITL bin of steps binned_from..
+            j = 0
+            while j < k:  # one iteration per pass: keep it short
+                t = a + b * context
+                end = now + t
+                need = by_phase[(phase - j) % bs]
+                if need:
+                    if need > free or end > until:
+                        break
+                    free -= need
+                    used += need
+                elif end > until:
+                    break
+                block_seconds += used * t
+                gap = end - now
+                if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
+                    counts[binned] += (j - binned_from) * n
+                    binned, binned_from = bisect_right(edges, gap), j
+                    lo = edges[binned - 1] if binned else -math.inf
+                    hi = edges[binned] if binned < top else math.inf
+                now = end
+                context += n
+                j += 1
+            if j:
+                counts[binned] += (j - binned_from) * n
+                itl.total += n * j
+                itl.sum += (now - start) * n  # the gaps of a run add up to its span
+                pool.take(used - first_used)
+                self.iterations += j
+                self.batched_seqs += n * j
+                self.busy_time += now - start
+                self.block_seconds += block_seconds
+                self.outstanding_tokens += n * j
+                steps += j
+                if j == to_finish:  # its last iteration finished some decoders
+                    dec.skip(j - 1)
+                    for req in dec.step():
+                        sched.retire(req)
+                        self.finished(req, now)
+                    continue
+                dec.skip(j)
+            break
+        if steps:
+            sched.iteration += steps
+            sched.waiting.promote(sched.iteration)  # nobody waits: only promotions end
+            self.now = self.last_end = now
+        n = dec.size
+        if now < until and n and n <= budget and self.iterations < self.max_iterations:
+            affine = self.cost.decode_affine(n)
+            need = by_phase[-dec.tick % bs]
+            if affine is not None and need <= pool.free_blocks:
+                # the iteration that ends after `until`, started as `_start` would start it
+                sched.begin_iteration()
+                pool.take(need)
+                self.items = []
+                self.end = now + self.account(n, affine[0] + affine[1] * dec.context_after_step())
 
     # -- the aggregate ----------------------------------------------------------------
 

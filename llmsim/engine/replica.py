@@ -42,7 +42,7 @@ class Replica:
         self.block_seconds = 0.0  # used KV blocks x iteration time, for mean utilisation
 
     def can_accept(self, req: Request) -> bool:
-        return self.sched.can_accept(req)
+        return self.pool.fits_ever(req)  # Scheduler.can_accept, one call fewer per request
 
     def add(self, req: Request, now: float) -> None:
         self.records.replica[req.id] = self.index
@@ -64,12 +64,16 @@ class Replica:
 
     def price(self, shape: IterationShape) -> float:
         """The iteration's time from the cost model, counted into the replica's totals."""
-        dt = self.cost.iteration_time(shape)
-        assert dt > 0, f"cost model returned {dt} for {shape}"
+        return self.account(shape.num_seqs, self.cost.iteration_time(shape))
+
+    def account(self, num_seqs: int, dt: float) -> float:
+        """Count an iteration of `num_seqs` sequences taking `dt` into the replica's totals
+        (the pool as it is once the iteration has its blocks)."""
+        assert dt > 0, f"cost model returned {dt} for {num_seqs} sequences"
         self.iterations += 1
         if self.iterations > self.max_iterations:
             raise RuntimeError(LIVELOCK)
-        self.batched_seqs += shape.num_seqs
+        self.batched_seqs += num_seqs
         self.busy_time += dt
         self.block_seconds += self.pool.used_blocks * dt
         return dt

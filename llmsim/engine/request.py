@@ -55,7 +55,7 @@ class Request:
     def is_decoding(self) -> bool:
         """Whether its next feed is exactly its last sampled token (one token, then it samples
         the next): what the cost model prices as a decode, and what may run in lockstep."""
-        return self.emitted > 0 and self.computed == self.num_tokens - 1
+        return self.emitted > 0 and self.computed == self.prompt_tokens + self.emitted - 1
 
     @property
     def done(self) -> bool:
@@ -65,13 +65,14 @@ class Request:
     def chunk(self, budget: int) -> int:
         """Tokens it is fed in an iteration with `budget` tokens left: the rest of what it
         has not computed, cut to the budget (chunked prefill)."""
-        return min(self.num_tokens - self.computed, budget)
+        left = self.prompt_tokens + self.emitted - self.computed  # num_tokens - computed
+        return left if left < budget else budget
 
     def feed(self, n: int) -> bool:
         """An iteration computed `n` of its tokens; returns whether it then sampled a token
         (it does once everything it holds is computed)."""
         self.computed += n
-        if self.computed < self.num_tokens:
+        if self.computed < self.prompt_tokens + self.emitted:  # < num_tokens
             return False  # a prompt chunk that is not the last one
         self.emitted += 1
         return True
@@ -81,7 +82,8 @@ class Request:
         return self.promoted_at >= 0
 
     def sort_key(self) -> tuple[int, float, float, int]:
-        """Waiting-queue order and priority-victim order: (rank, arrival, id), as vLLM's heap;
-        requests promoted against starvation go first, among themselves by rank, as
-        vllm-ltr sorts by (promoted, score)."""
+        """Waiting-queue order: (rank, arrival, id), as vLLM's heap; the priority victim is
+        the largest without the id (ties: the first in running order). Requests promoted
+        against starvation go first, among themselves by rank, as vllm-ltr sorts by
+        (promoted, score)."""
         return (0 if self.promoted_at >= 0 else 1, self.rank, self.arrival, self.id)

@@ -47,7 +47,7 @@ class Scheduler:
         return self.pool.fits_ever(req)
 
     def add(self, req: Request, now: float) -> None:
-        assert self.can_accept(req)
+        """`req` waits for a seat; the caller checked `can_accept(req)`."""
         self.waiting.add(req, now, self.iteration)
 
     def schedule(self, now: float) -> Batch:
@@ -79,7 +79,10 @@ class Scheduler:
                 if victim is req:
                     break
             if req.state is not State.RUNNING:
-                break
+                # It preempted itself: it was the victim, so the running requests after
+                # it rank better (FCFS: there are none) and may fit in what it freed, as
+                # vLLM goes on with them.
+                continue
             self.pool.append(req, n)
             items.append((req, n))
             budget -= n
@@ -126,10 +129,10 @@ class Scheduler:
         """Admit waiting requests in policy order while budget, seats and blocks last;
         returns the budget left. The head of the queue blocks those behind it, unless the
         policy is preemptive and a running request ranks worse: that one is evicted."""
-        while budget > 0 and self.waiting:
-            req = self.waiting.peek()
-            if req in preempted:  # evicted in this iteration: not back before the next
-                break
+        while budget > 0:
+            req = self.waiting.head()
+            if req is None or req in preempted:  # evicted in this iteration: not back
+                break  # before the next
             n = req.chunk(budget)
             if len(self.running) >= self.config.max_num_seqs or not self.pool.can_allocate(req, n):
                 if self.policy.preemptive and self._evict_for(req, now, items, preempted):
@@ -171,7 +174,9 @@ class Scheduler:
             return order[-1]
         if self.policy.preemptive:
             return max(order, key=lambda r: self._key_now(r, now))
-        return max(order, key=Request.sort_key)
+        # vLLM's max over (priority, arrival): ties go to the first in running order, so the
+        # id, which breaks ties in the waiting queue, must not break them here.
+        return max(order, key=lambda r: r.sort_key()[:-1])
 
     def _key_now(self, req: Request, now: float) -> tuple[int, float, float, int]:
         if req.promoted:

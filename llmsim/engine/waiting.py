@@ -33,11 +33,18 @@ class WaitingQueue:
         # in admission order: a promoted request's quantum starts when it is admitted
 
     def __bool__(self) -> bool:
-        """Whether a request waits; drops stale entries (re-keyed requests) on the way."""
+        """Whether a request waits."""
+        return self.head() is not None
+
+    def head(self) -> Request | None:
+        """The request served next, or None; drops stale entries (re-keyed requests)."""
         h = self.heap
-        while h and (h[0][1].state is not State.WAITING or h[0][0] != h[0][1].sort_key()):
+        while h:
+            key, req = h[0]
+            if req.state is State.WAITING and key == req.sort_key():
+                return req
             heapq.heappop(h)
-        return bool(h)
+        return None
 
     def add(self, req: Request, now: float, iteration: int) -> None:
         """`req` enters the queue (on arrival, or preempted) and is ranked at `now`."""
@@ -48,11 +55,8 @@ class WaitingQueue:
             self._queued.append((iteration, req))
         heapq.heappush(self.heap, (req.sort_key(), req))
 
-    def peek(self) -> Request:
-        """The request served next; call only when the queue is not empty (`bool(queue)`)."""
-        return self.heap[0][1]
-
     def pop(self) -> Request:
+        """Take the request served next; call only after `head()` found one."""
         return heapq.heappop(self.heap)[1]
 
     def promote(self, iteration: int) -> None:

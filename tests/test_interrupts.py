@@ -172,6 +172,27 @@ def test_interrupt_is_harmless(workspace, sweep_reference, trial, name, how, del
         assert _rows(out) == sweep_reference
 
 
+def test_two_ctrl_c_stop_a_sweep_whose_workers_are_busy(workspace, sweep_reference):
+    """The hang of issue 18: a second Ctrl-C while the pool's workers run points."""
+    folder = workspace / "twice"
+    folder.mkdir()
+    args, out = COMMANDS["sweep"]
+    proc = start(args, folder)
+    for line in proc.stdout:  # the pool starts right after this line
+        if b"points into" in line:
+            break
+    time.sleep(3.0)  # workers spawned and busy (on a loaded box, perhaps still starting)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    code, log = finish(proc)
+    assert code in (0, 130), (code, log)
+    code, log = finish(start(args, folder))
+    assert code == 0, log
+    assert _rows(folder / out) == sweep_reference
+
+
 def test_same_seed_same_bytes_in_two_processes(tmp_path):
     args = ["compare", "--policies", "fcfs,sjf", "--requests", "300", "--arrival-process",
             "gamma", "--burstiness", "0.5", "--load", "0.95", "--seed", "7"]

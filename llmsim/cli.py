@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
+from .calibration import fit_cli
 from .cli_kit import (
     OneLineErrors,
     console,
@@ -85,8 +86,9 @@ SloE2e = Annotated[float | None, typer.Option(help="E2E objective in ms, for goo
 Out = Annotated[Path | None, typer.Option(help="Output folder (default llmsim-out/<cmd>-<time>).")]
 Force = Annotated[bool, typer.Option(help="Replace the output folder if it exists.")]
 ProfileOpt = Annotated[str | None, typer.Option(
-    "--profile", help="Measured cost profile: a path or a bundled name (default: the bundled "
-                      "profile for --gpu/--model/--tp if any, else the roofline estimate).")]
+    "--profile", help="Cost profile: fitted (llmsim fit) or measured (llmsim calibrate), a path "
+                      "or a bundled name, or 'roofline' (default: the GPU's fitted profile, "
+                      "else a measured one for --gpu/--model/--tp, else the roofline).")]
 SimulatorOpt = Annotated[str, typer.Option(
     help="'fast' (default) or 'reference' (one SimPy step per iteration; same results, much "
          "slower: for checking).")]
@@ -319,3 +321,4 @@ app.command("capacity-search")(sweep_cli.capacity)
 app.command("replay")(integrations_cli.replay)
 app.command("validate")(integrations_cli.validate)
 app.command("run-transformers")(integrations_cli.run_transformers)
+app.command("fit")(fit_cli.fit)

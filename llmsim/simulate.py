@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .calibration.fitted import fitted_cost_model
 from .calibration.gpus import get_gpu
 from .calibration.memory import kv_cache_blocks, memory_breakdown
 from .calibration.profile import ProfileCostModel, default_profile, find_profile
@@ -24,6 +25,7 @@ from .engine.router import ROUTERS, make_router
 from .engine.summary import Slo, summarize
 from .memory import check_replicas_fit
 from .policies.scoring import release_times
+from .steady_state import steady_output_tps
 from .traces.workload import Workload
 
 
@@ -37,8 +39,9 @@ class Deployment:
     num_replicas: int = 1
     router: str = "round-robin"
     engine: EngineConfig = field(default_factory=EngineConfig)
-    profile: str | None = None  # a measured profile (path or bundled name); None: the bundled
-    # profile for (gpu, model, tp) if there is one, else the roofline estimate
+    profile: str | None = None  # a fitted or measured profile (path or bundled name), or
+    # "roofline"; None: the bundled fitted profile for the GPU, else the bundled measured
+    # profile for (gpu, model, tp), else the roofline estimate
     engine_overhead_s: float = 0.0  # per iteration, on top of the cost model: the engine's own
     # work beyond the model's kernels (scheduling, sampling, Python), which a kernel profile
     # does not time; measure it on the real engine (docs: `benchmarks/validate_cpu.sh`)
@@ -68,9 +71,17 @@ class Deployment:
         return model
 
     def cost_model(self) -> CostModel:
-        model, gpu = self.shape(), get_gpu(self.gpu)
-        profile = (find_profile(self.profile) if self.profile is not None
-                   else default_profile(self.model, self.gpu, self.tp))
+        model = self.shape()
+        if not self.engine_overhead_s >= 0:
+            raise ValueError(f"engine_overhead_s must be >= 0, got {self.engine_overhead_s}")
+        fitted = fitted_cost_model(self.profile, model, self.gpu, self.tp,
+                                   self.engine.async_scheduling, self.engine_overhead_s)
+        if fitted is not None:
+            return fitted
+        gpu = get_gpu(self.gpu)
+        profile = (find_profile(self.profile) if self.profile not in (None, "roofline")
+                   else default_profile(self.model, self.gpu, self.tp) if self.profile is None
+                   else None)
         if profile is None:
             return RooflineCostModel(model, gpu, tp=self.tp,
                                      engine_overhead_s=self.engine_overhead_s)
@@ -153,7 +164,10 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
     describe = getattr(cost, "describe", None)
     if describe is not None:
         config["cost_model_parameters"] = describe()
-    return RunResult(policy.name, records, summarize(records, engine_stats, slo), config)
+    summary = summarize(records, engine_stats, slo)
+    steady = steady_output_tps(records, deployment.engine.max_num_seqs * deployment.num_replicas)
+    summary["throughput_output_tps_steady"] = steady if steady == steady else None  # NaN: none
+    return RunResult(policy.name, records, summary, config)
 
 
 def _every_permille(progress: Callable[[int], None], total: int) -> Callable[[int], None]:

@@ -27,10 +27,11 @@ class LinearCost:
 
 class RunLinearCost(LinearCost):
     """LinearCost with the affine form of its decode-only iterations, so that the fast
-    simulator prices runs of them at once (it logs only the shapes priced one by one)."""
+    simulator prices runs of them in closed form (it logs only the shapes priced one by
+    one)."""
 
-    def decode_affine(self, num_decodes: int) -> tuple[float, float]:
-        return self.base + self.per_token * num_decodes, self.per_context
+    def decode_affine(self, num_decodes: int) -> tuple[float, float, float]:
+        return self.base + self.per_token * num_decodes, self.per_context, 0.0
 
 
 def workload(rows, source="test") -> Workload:

@@ -33,7 +33,7 @@ def test_presets_are_distinct_where_they_should_be():
     assert get_model("qwen2.5-7b").num_kv_heads == 4
     assert get_model("mistral-7b").vocab_size == 32768
     assert get_model("llama-3.1-70b").num_layers == 80
-    assert {"h100", "h200", "a100"} == set(GPUS)
+    assert {"h100", "h200", "a100", "b200"} == set(GPUS)
     assert len(MODELS) >= 7
 
 
@@ -128,5 +128,5 @@ def test_decode_runs_are_priced_exactly_as_one_iteration_at_a_time():
         for n in (1, 7, 256):
             one = [cost.iteration_time(IterationShape(n, n, (), n, int(c), n))
                    for c in contexts]
-            a, b = cost.decode_affine(n)
-            assert [a + b * int(c) for c in contexts] == one
+            a, b, floor = cost.decode_affine(n)
+            assert [max(a + b * int(c), floor) for c in contexts] == one

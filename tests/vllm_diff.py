@@ -238,12 +238,16 @@ class Mismatch(AssertionError):
         self.step, self.vllm, self.llmsim = step, vllm, llmsim
 
 
-def lockstep(setup: Setup, arrivals: list[list[Job]], model_config, max_steps: int = 5000,
+def lockstep(setup: Setup, arrivals: list[list[Job]], model_config, max_steps: int | None = None,
              prefix_caching: bool = False) -> int:
     """Step both engines until both are idle and every arrival has joined (`arrivals[k]`
     join before step k); raise `Mismatch` at the first step they disagree on. Returns the
-    number of steps run."""
+    number of steps run. `max_steps` (livelock guard) defaults to a bound scaled by the
+    work: a one-token budget needs a step per prompt and output token, and recomputation
+    after preemption redoes some of them."""
     jobs = [job for batch in arrivals for job in batch]
+    if max_steps is None:
+        max_steps = len(arrivals) + 4 * sum(job.prompt + job.output for job in jobs) + 1000
     vllm = VllmEngine(setup, model_config, prefix_caching=prefix_caching)
     sim = LlmsimEngine(setup, llmsim_policy(setup, jobs))
     history: list[Step] = []

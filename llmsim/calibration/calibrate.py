@@ -233,6 +233,10 @@ def calibrate(shape: ModelShape, tp: int = 1, device: str = "cuda",
               warmup: int = 3, repeats: int = 10, flush_l2: bool = False,
               fidelity_points: int = 16, seed: int = 0,
               progress: Callable[[str], None] | None = None, command: str = "") -> Profile:
+    if shape.is_moe or shape.sliding_layers:
+        raise ValueError(f"{shape.name}: llmsim calibrate times dense, full-attention layers; "
+                         "MoE and sliding-window layers are not timed yet (the fitted "
+                         "profiles of h100/b200 price them)")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("no CUDA device here; use --device cpu (for tiny models) or a GPU box")

@@ -30,6 +30,10 @@ GPUS: dict[str, GpuSpec] = {
         GpuSpec("h200", int(139.8 * GiB), 989.4e12, 4.8e12, 450e9,
                 "NVIDIA H200 SXM 141GB datasheet: 989 TFLOPS BF16 dense, 4.8 TB/s HBM3e, "
                 "NVLink 900 GB/s bidirectional"),
+        GpuSpec("b200", int(179.0 * GiB), 2.25e15, 8.0e12, 900e9,
+                "NVIDIA HGX B200 180GB datasheet: 2.25 PFLOPS BF16 dense (4.5 with sparsity), "
+                "8 TB/s HBM3e, NVLink 5 1.8 TB/s bidirectional; memory as CUDA reports it "
+                "(about 179 GiB)"),
         GpuSpec("a100", int(79.2 * GiB), 312e12, 2.039e12, 300e9,
                 "NVIDIA A100 SXM4 80GB datasheet: 312 TFLOPS BF16 dense, 2.039 TB/s HBM2e, "
                 "NVLink 600 GB/s bidirectional"),

@@ -134,7 +134,7 @@ class ProfileCostModel:
         self.overhead_s = float(t.get("overhead_s", 0.0)) + engine_overhead_s
         self.engine_overhead_s = engine_overhead_s
         self._ar_token, self._ar_fixed = allreduce_s_per_token, allreduce_fixed_s
-        self._affine: dict[int, tuple[float, float] | None] = {}  # by batch size
+        self._affine: dict[int, tuple[float, float, float]] = {}  # by batch size
         m = profile.meta
         self.label = (f"measured profile ({m.get('gpu', '?')}, {profile.model.name}, "
                       f"tp={profile.tp}, fidelity MAPE "
@@ -165,21 +165,20 @@ class ProfileCostModel:
             t += _extend(shape.num_decodes, self._batches, self._dec_slope) * shape.decode_context
         return max(t, 1e-9)
 
-    def decode_affine(self, num_decodes: int) -> tuple[float, float] | None:
-        """(a, b): a decode-only iteration of `num_decodes` sequences with summed context C
-        takes exactly a + b * C (the same operations as `iteration_time`); None where the
-        floor of 1e-9 s could apply (tables extended below zero)."""
+    def decode_affine(self, num_decodes: int) -> tuple[float, float, float]:
+        """(a, b, floor): a decode-only iteration of `num_decodes` sequences with summed
+        context C takes exactly max(a + b * C, floor), the same operations as
+        `iteration_time` (engine/cost.py); the floor is its 1e-9 s."""
         affine = self._affine.get(num_decodes)
-        if affine is None and num_decodes not in self._affine:
+        if affine is None:
             b = num_decodes
             t = self.overhead_s + _extend(b, self._tokens, self._dense)
             t += _extend(b, self._rows, self._head)
             t += _extend(b, self._batches, self._dec_base)
             if self._ar_token:
                 t += self._ar_fixed + self._ar_token * b
-            slope = _extend(b, self._batches, self._dec_slope)
-            affine = (t, slope) if t >= 1e-9 and slope >= 0 else None
-            self._affine[num_decodes] = affine
+            affine = self._affine[num_decodes] = (t, _extend(b, self._batches,
+                                                             self._dec_slope), 1e-9)
         return affine
 
 def _pct(x) -> str:

@@ -77,16 +77,17 @@ class RooflineCostModel:
             t += self._allreduce_fixed_s + self._allreduce_s * shape.num_tokens
         return t + self._kv_s * shape.decode_context  # last: see `decode_affine`
 
-    def decode_affine(self, num_decodes: int) -> tuple[float, float]:
-        """(a, b): a decode-only iteration of `num_decodes` sequences with summed context C
-        takes exactly a + b * C (the same operations as `iteration_time`)."""
+    def decode_affine(self, num_decodes: int) -> tuple[float, float, float]:
+        """(a, b, floor): a decode-only iteration of `num_decodes` sequences with summed
+        context C takes exactly max(a + b * C, floor), here a + b * C (the same operations as
+        `iteration_time`; engine/cost.py)."""
         n = num_decodes
         t = self._fixed_s + self.per_seq_overhead_s * n
         t += max(self._linear_flops_s * n, self._linear_bytes_s)
         t += max(self._head_flops_s * n, self._head_bytes_s)
         if self._allreduce_s:
             t += self._allreduce_fixed_s + self._allreduce_s * n
-        return t, self._kv_s
+        return t, self._kv_s, 0.0
 
 def allreduce_costs(model: ModelShape, gpu: GpuSpec, tp: int,
                     latency_s: float = 10e-6) -> tuple[float, float]:

@@ -27,6 +27,12 @@ class ModelShape:
     vocab_size: int
     dtype_bytes: int = 2
     tie_word_embeddings: bool = False
+    sliding_window: int = 0  # tokens a sliding-window layer attends to (0: no such layers)
+    sliding_layers: int = 0  # how many of the layers attend only within the window
+    num_experts: int = 0  # routed experts per MoE layer (0: a dense SwiGLU MLP)
+    experts_per_token: int = 0  # experts each token is routed to
+    moe_intermediate_size: int = 0  # SwiGLU width of one expert
+    norms_per_layer: int = 2  # RMSNorms on the residual stream per layer (Gemma 3: 4)
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
@@ -38,6 +44,14 @@ class ModelShape:
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"model {self.name}: {self.num_heads} attention heads are not a "
                              f"multiple of its {self.num_kv_heads} KV heads")
+        if self.sliding_layers and not 0 < self.sliding_layers <= self.num_layers:
+            raise ValueError(f"{self.name}: sliding_layers must be in 1..num_layers")
+        if self.sliding_layers and self.sliding_window < 1:
+            raise ValueError(f"{self.name}: sliding layers need a sliding_window >= 1")
+        if self.num_experts and not 0 < self.experts_per_token <= self.num_experts:
+            raise ValueError(f"{self.name}: experts_per_token must be in 1..num_experts")
+        if self.num_experts and self.moe_intermediate_size < 1:
+            raise ValueError(f"{self.name}: an MoE model needs moe_intermediate_size >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +67,14 @@ class ModelShape:
             raise ValueError(f"--tp {tp} cannot split or replicate {self.name}'s {kv} KV heads "
                              f"evenly: use a TP that divides {kv} or a multiple of it")
 
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def full_attention_layers(self) -> int:
+        return self.num_layers - self.sliding_layers
+
     def kv_heads_per_gpu(self, tp: int) -> int:
         # vLLM replicates KV heads when TP exceeds their number: at least one per GPU.
         return max(1, self.num_kv_heads // tp)
@@ -64,7 +86,16 @@ class ModelShape:
         return q + kv + o
 
     def mlp_params_per_layer(self, tp: int = 1) -> int:
+        """Weights of one layer's MLP held by one GPU: every expert of an MoE layer (experts
+        sharded over the TP group) plus its router, which each GPU keeps whole."""
+        if self.is_moe:
+            experts = 3 * self.hidden_size * self.moe_intermediate_size * self.num_experts
+            return experts // tp + self.hidden_size * self.num_experts
         return 3 * self.hidden_size * self.intermediate_size // tp
+
+    def expert_params(self, tp: int = 1) -> int:
+        """Weights of one expert of one layer on one GPU (0 for a dense model)."""
+        return 3 * self.hidden_size * self.moe_intermediate_size // tp if self.is_moe else 0
 
     def linear_params(self, tp: int = 1) -> int:
         """Weights of the per-layer linear layers on one GPU (what each token multiplies)."""
@@ -105,17 +136,26 @@ class ModelShape:
             return value
 
         try:
+            dtype = cfg.get("torch_dtype", cfg.get("dtype", "bfloat16"))
+            tied = cfg.get("tie_word_embeddings")
+            if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers (e.g. Gemma 3)
+                cfg = {**cfg, **cfg["text_config"]}
             heads = need("num_attention_heads")
             hidden = need("hidden_size")
             if not cfg.get("head_dim") and hidden % heads:
                 raise ValueError(f"hidden_size {hidden} is not a multiple of "
                                  f"num_attention_heads {heads}, and there is no head_dim")
-            dtype = cfg.get("torch_dtype", cfg.get("dtype", "bfloat16"))
             if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
                 raise ValueError(f"unsupported torch_dtype {dtype!r}")
+            layers = need("num_hidden_layers")
+            window, sliding = _sliding_layers(cfg, layers)
+            experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0)
+            if tied is None:
+                gemma = str(cfg.get("model_type", "")).startswith("gemma")
+                tied = cfg.get("tie_word_embeddings", gemma)
             return cls(
                 name=str(name or cfg.get("_name_or_path") or path.parent.name),
-                num_layers=need("num_hidden_layers"),
+                num_layers=layers,
                 hidden_size=hidden,
                 num_heads=heads,
                 num_kv_heads=need("num_key_value_heads", heads),
@@ -123,10 +163,37 @@ class ModelShape:
                 intermediate_size=need("intermediate_size"),
                 vocab_size=need("vocab_size"),
                 dtype_bytes=DTYPE_BYTES[dtype],
-                tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+                tie_word_embeddings=bool(tied),
+                sliding_window=window,
+                sliding_layers=sliding,
+                num_experts=experts,
+                experts_per_token=int(cfg.get("num_experts_per_tok") or 0) if experts else 0,
+                moe_intermediate_size=int(cfg.get("moe_intermediate_size")
+                                          or cfg.get("intermediate_size")) if experts else 0,
+                # Gemma 2/3 norm before and after both attention and MLP.
+                norms_per_layer=4 if str(cfg.get("model_type", "")).startswith(
+                    ("gemma2", "gemma3")) else 2,
             )
-        except ValueError as e:
+        except (TypeError, ValueError) as e:  # TypeError: a list or object where a count goes
             raise ValueError(f"{path}: {e}") from None
+
+
+def _sliding_layers(cfg: dict, layers: int) -> tuple[int, int]:
+    """(window, number of sliding-window layers) from a config: `layer_types`, or Gemma 3's
+    `sliding_window_pattern` (every Nth layer global, default 6), or `use_sliding_window`."""
+    window = int(cfg.get("sliding_window") or 0)
+    if not window:
+        return 0, 0
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and types:
+        sliding = sum(1 for t in types if t == "sliding_attention")
+        return (window, sliding) if sliding else (0, 0)
+    if str(cfg.get("model_type", "")).startswith("gemma3"):
+        pattern = int(cfg.get("sliding_window_pattern") or 6)
+        return window, layers - layers // pattern
+    if cfg.get("use_sliding_window"):
+        return window, min(layers, int(cfg.get("max_window_layers") or layers))
+    return 0, 0
 
 
 def _llama3_8b(name: str) -> ModelShape:  # meta-llama/Meta-Llama-3-8B(-Instruct), Llama-3.1-8B
@@ -145,6 +212,18 @@ MODELS: dict[str, ModelShape] = {
         _llama3_70b("llama-3.1-70b"),
         ModelShape("qwen2.5-7b", 28, 3584, 28, 4, 128, 18944, 152064),  # Qwen/Qwen2.5-7B-Instruct
         ModelShape("qwen3-8b", 36, 4096, 32, 8, 128, 12288, 151936),  # Qwen/Qwen3-8B
+        ModelShape("qwen3-14b", 40, 5120, 40, 8, 128, 17408, 151936),  # Qwen/Qwen3-14B
+        ModelShape("qwen3-32b", 64, 5120, 64, 8, 128, 25600, 151936),  # Qwen/Qwen3-32B
+        # Qwen/Qwen3-30B-A3B(-Instruct-2507): 48 MoE layers, 128 experts, 8 per token.
+        ModelShape("qwen3-30b-a3b", 48, 2048, 32, 4, 128, 6144, 151936, num_experts=128,
+                   experts_per_token=8, moe_intermediate_size=768),
+        # google/gemma-3-{12b,27b}-it text_config: 5 sliding-window (1024) layers per global
+        # one; embeddings tied.
+        ModelShape("gemma-3-12b", 48, 3840, 16, 8, 256, 15360, 262208, tie_word_embeddings=True,
+                   sliding_window=1024, sliding_layers=40, norms_per_layer=4),
+        ModelShape("gemma-3-27b", 62, 5376, 32, 16, 128, 21504, 262208,
+                   tie_word_embeddings=True, sliding_window=1024, sliding_layers=52,
+                   norms_per_layer=4),
         ModelShape("mistral-7b", 32, 4096, 32, 8, 128, 14336, 32768),  # Mistral-7B-v0.3
         # Not a real model: small enough to calibrate on a CPU in seconds, for tests.
         ModelShape("tiny", 2, 64, 4, 2, 16, 128, 256, dtype_bytes=4),

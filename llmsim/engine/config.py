@@ -12,6 +12,8 @@ class EngineConfig:
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     num_gpu_blocks: int | None = None  # override the pool size derived from memory
+    async_scheduling: bool = True  # vLLM overlaps step k+1's CPU work with step k's GPU work
+    # (its default since it became stable); the physical cost model prices max(CPU, GPU)
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):

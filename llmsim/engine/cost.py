@@ -5,14 +5,14 @@ slot in the same way: `iteration_time(shape)` is all a new cost model needs. One
 every implementation: for a decode-only batch with a fixed number of sequences,
 `iteration_time` is affine in `decode_context`.
 
-The fast simulator prices runs of consecutive decode-only iterations in closed form when
-the cost model offers `decode_affine(num_decodes) -> (a, b) | None`: for a decode-only batch
-of `num_decodes` sequences whose contexts sum to C, `iteration_time` is `a + b * C`,
-exactly: the same floats, because `iteration_time` adds the context term last. The
-simulators' decisions depend on iteration ends to the last bit (an arrival may fall exactly
-at one), so "about equal" is not enough. None means no such form for this batch size (e.g.
-a clamp could apply); a cost model without `decode_affine` is priced one iteration at a
-time: the same results, more slowly.
+The fast simulator runs stretches of decode-only iterations without its per-iteration
+machinery (`FastReplica._run_decodes`), pricing each one with `iteration_time`, or in closed
+form when the cost model offers `decode_affine(num_decodes) -> (a, b, floor) | None`: for a
+decode-only batch of `num_decodes` sequences whose contexts sum to C, `iteration_time` is
+`max(a + b * C, floor)`, exactly: the same floats, because `iteration_time` adds the
+context term last. The simulators' decisions depend on iteration ends to the last bit (an
+arrival may fall exactly at one), so "about equal" is not enough. None (or no such method)
+means no such form for this batch size; the results are the same, a little more slowly.
 """
 
 from __future__ import annotations

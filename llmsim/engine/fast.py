@@ -13,9 +13,9 @@ pool; this file only decides how many requests and iterations it handles at once
 
 Between two events, a batch of decoders alone repeats the same step with every context
 one token longer: nobody waits, nobody prefills, nobody is done, the pool does not run
-dry. `_run_decodes` prices such a run in closed form (`cost.decode_affine`; a cost model
-without it runs one iteration at a time) up to the next arrival, with decoders finishing
-on the way, and applies it with none of the per-iteration machinery.
+dry. `_run_decodes` runs such stretches up to the next arrival, decoders finishing on the
+way, with none of the per-iteration machinery, pricing them in closed form where the cost
+model allows (`cost.decode_affine`).
 
 No SimPy either: the cluster advances each replica up to the next arrival instant, then
 routes the arrivals, in the order `clock.py` fixes for simultaneous events. Results are
@@ -28,7 +28,7 @@ import math
 from bisect import bisect_right
 
 from .cluster import Cluster
-from .cost import CostModel
+from .cost import CostModel, IterationShape
 from .decoders import DecoderAggregate
 from .records import Records
 from .replica import Replica
@@ -49,7 +49,6 @@ class FastReplica(Replica):
         self.prefilling: list[Request] = []  # running requests outside the aggregate, in order
         self.stale: list[Request] = []  # members whose last token is not at `last_end`
         self.last_end = 0.0
-        self.runs_at_once = hasattr(self.cost, "decode_affine")  # see `_run_decodes`
 
     def add(self, req: Request, now: float) -> None:
         super().add(req, now)
@@ -68,8 +67,8 @@ class FastReplica(Replica):
                     return
             if not self.sched.has_work():
                 return
-            if self.runs_at_once and self.decoders.size and not self.prefilling \
-                    and not self.stale and not self.sched.waiting.heap:
+            if self.decoders.size and not self.prefilling and not self.stale \
+                    and not self.sched.waiting.heap:
                 self._run_decodes(until)
                 if self.end is not None or self.now >= until:
                     return  # in flight past `until`, or the last one ended at it
@@ -148,30 +147,31 @@ class FastReplica(Replica):
             self.finished(req, end)
 
     def _run_decodes(self, until: float) -> None:
-        """Run the decode-only iterations that end by `until`, in closed form.
+        """Run, with none of the per-iteration machinery, the decode-only iterations that
+        end by `until`, and start the one that ends after it.
 
         The replica holds decoders only and nobody waits, so each iteration feeds every
-        decoder one token and admits nobody: its time is a + b * C (`cost.decode_affine`),
-        its context C grows by one token per decoder, and it needs the blocks of one phase
-        bucket (`DecoderAggregate`). The run goes on through decoders finishing (fewer
-        decoders, new a and b) and stops at the first iteration that would end after
-        `until` (started here, in flight, if the pool allows), or that finds the pool dry
-        (left to `_start`: preemption). Ends are summed one by one, as the step-by-step
-        loop sums them, so every decision is the same; what the loop would record is
-        recorded (ITL, blocks, busy time, tokens, finishes)."""
-        dec, sched, pool = self.decoders, self.sched, self.pool
+        decoder one token and admits nobody; its context C grows by one token per decoder;
+        it needs the blocks of one phase bucket (`DecoderAggregate`); its time is
+        max(a + b * C, floor) (`cost.decode_affine`), or the cost model's `iteration_time`
+        where it has no closed form. The run goes on through decoders finishing (fewer
+        decoders, a new form) and stops at the iteration that would end after `until`
+        (started here, in flight) or that finds the pool dry (left to `_start`: it
+        preempts). Ends are summed one by one, as the step-by-step loop sums them, so
+        every decision is the same, and each iteration is priced once; what the loop would
+        record is recorded (ITL, blocks, busy time, tokens, finishes)."""
+        dec, sched, pool, cost = self.decoders, self.sched, self.pool, self.cost
         budget = sched.config.max_num_batched_tokens
         by_phase, bs = dec.by_phase, pool.block_size
         itl, edges = self.records.itl, self.records.itl.edges
         counts, top = itl.counts, len(edges)
-        now, steps = self.now, 0
+        affine_of = getattr(cost, "decode_affine", None)
+        now, steps, flight = self.now, 0, None
         left = self.max_iterations - self.iterations
-        while dec.size and dec.size <= budget:
+        while flight is None and 0 < dec.size <= budget:
             n = dec.size
-            affine = self.cost.decode_affine(n)
-            if affine is None:
-                break
-            a, b = affine
+            affine = affine_of(n) if affine_of is not None else None
+            a, b, floor = affine if affine is not None else (0.0, 0.0, 0.0)
             to_finish = dec.steps_to_next_finish()
             k = min(to_finish, left - steps)
             phase, context, start = -dec.tick % bs, dec.context_after_step(), now
@@ -181,16 +181,22 @@ class FastReplica(Replica):
             binned, lo, hi, binned_from = 0, 0.0, -1.0, 0  # ITL bin of steps binned_from..
             j = 0
             while j < k:  # one iteration per pass: keep it short
-                t = a + b * context
-                end = now + t
                 need = by_phase[(phase - j) % bs]
-                if need:
-                    if need > free or end > until:
-                        break
-                    free -= need
-                    used += need
-                elif end > until:
+                if need > free:
                     break
+                if affine is not None:
+                    t = a + b * context
+                    if t < floor:
+                        t = floor
+                else:
+                    t = cost.iteration_time(IterationShape(n, n, (), n, context, n))
+                end = now + t
+                if end > until:
+                    if now < until:  # one starting at `until` waits for its arrivals
+                        flight = (need, t)
+                    break
+                free -= need
+                used += need
                 block_seconds += used * t
                 gap = end - now
                 if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
@@ -224,16 +230,12 @@ class FastReplica(Replica):
             sched.iteration += steps
             sched.waiting.promote(sched.iteration)  # nobody waits: only promotions end
             self.now = self.last_end = now
-        n = dec.size
-        if now < until and n and n <= budget and self.iterations < self.max_iterations:
-            affine = self.cost.decode_affine(n)
-            need = by_phase[-dec.tick % bs]
-            if affine is not None and need <= pool.free_blocks:
-                # the iteration that ends after `until`, started as `_start` would start it
-                sched.begin_iteration()
-                pool.take(need)
-                self.items = []
-                self.end = now + self.account(n, affine[0] + affine[1] * dec.context_after_step())
+        if flight is not None:  # as `_start` would start it
+            need, t = flight
+            sched.begin_iteration()
+            pool.take(need)
+            self.items = []
+            self.end = now + self.account(dec.size, t)
 
     # -- the aggregate ----------------------------------------------------------------
 

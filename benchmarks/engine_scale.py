@@ -2,10 +2,15 @@
 
 - `azure`: prompt/output lengths drawn with replacement from the Azure LLM conversation
   trace (2023), Poisson arrivals at 0.9 of the deployment's measured capacity; Llama-3-8B
-  on one H100 (roofline costs). Short outputs at high load: few iterations per request.
+  on one H100. Short outputs at high load: few iterations per request.
 - `arxiv`: Vidur's arxiv-summarization lengths (long prompts, long-tailed outputs), Poisson
-  at 2 req/s; Llama-3-8B on one A100, max_num_seqs 128 (roofline costs): the workload
-  Vidur was timed on (docs/speed.md). Many decode iterations pass between two events.
+  at 2 req/s; Llama-3-8B on one A100, max_num_seqs 128: the workload Vidur was timed on
+  (docs/speed.md). Many decode iterations pass between two events.
+
+Both are priced by the datasheet roofline unless `--profile default` asks for the
+deployment's default (the fitted H100 profile for `azure`): a speed figure compares
+simulators doing the same work, and a checkout from before the fitted profiles has only
+the roofline.
 
 FCFS and oracle SJF; each run is a fresh process, so its peak RSS is its own. The
 reference simulator (one SimPy step per iteration) runs at 10k requests for the ratio.
@@ -15,7 +20,8 @@ noisy machine only a same-session ratio says whether a change made the simulator
 
     python benchmarks/engine_scale.py                       # both, 10k/100k/1M, 3 repeats
     python benchmarks/engine_scale.py --workloads arxiv --sizes 100000
-    python benchmarks/engine_scale.py --sizes 10000000 --repeats 1 --reference-size 0
+    python benchmarks/engine_scale.py --sizes 10000000 --repeats 1 --reference-size 0 \
+        --policies fcfs
     python benchmarks/engine_scale.py --sizes 100000 --baseline ../base
 
 Figures are CPU seconds of the simulation alone (median over fresh processes): on a shared,
@@ -44,8 +50,10 @@ AZURE_LOAD = 0.9
 ARXIV_RATE = 2.0
 
 
-def build(kind: str, n: int, data: Path, seed: int):
+def build(kind: str, n: int, data: Path, seed: int, profile: str):
     """(workload, deployment, how its arrival rate was set)."""
+    import importlib
+
     from llmsim import Deployment, EngineConfig
     from llmsim.capacity import capacity_rps
     from llmsim.traces import arrivals
@@ -53,24 +61,28 @@ def build(kind: str, n: int, data: Path, seed: int):
 
     real = load_trace(data / TRACES[kind])
     rng = np.random.default_rng(seed)
+    # before fitted profiles, a Deployment with no profile was priced by the roofline
+    knows_roofline = hasattr(importlib.import_module("llmsim.simulate"), "fitted_cost_model")
+    costs = {"profile": "roofline"} if profile == "roofline" and knows_roofline else {}
     lengths = real.select(np.sort(rng.integers(0, len(real), n)))
     if kind == "azure":
-        deployment = Deployment()
+        deployment = Deployment(**costs)
         rate = AZURE_LOAD * capacity_rps(real, deployment)
         note = f"poisson at {AZURE_LOAD} x capacity = {rate:.2f} req/s"
     else:
         deployment = Deployment(model="llama-3-8b", gpu="a100",
-                                engine=EngineConfig(max_num_seqs=128))
+                                engine=EngineConfig(max_num_seqs=128), **costs)
         rate, note = ARXIV_RATE, f"poisson at {ARXIV_RATE} req/s"
     return lengths.with_arrivals(arrivals.poisson(n, rate, rng), note), deployment, note
 
 
-def worker(kind: str, n: int, policy: str, simulator: str, data: Path, seed: int) -> None:
+def worker(kind: str, n: int, policy: str, simulator: str, data: Path, seed: int,
+           profile: str) -> None:
     import inspect
 
     from llmsim import get_policy, simulate
 
-    workload, deployment, note = build(kind, n, data, seed)
+    workload, deployment, note = build(kind, n, data, seed, profile)
     # a baseline checkout from before the fast/reference choice was called `simulator`
     choice = "simulator" if "simulator" in inspect.signature(simulate).parameters else "engine"
     t0, c0 = time.perf_counter(), time.process_time()
@@ -82,17 +94,18 @@ def worker(kind: str, n: int, policy: str, simulator: str, data: Path, seed: int
         "wall_s": wall, "cpu_s": cpu, "iterations": s["iterations"], "arrivals": note,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mean_e2e_s": s["e2e"]["mean"], "completed": s["completed"],
+        "costs": deployment.cost_model().describe()["kind"],
     }))
 
 
-def run(kind, n, policy, simulator, data, seed, code: Path | None = None) -> dict:
+def run(kind, n, policy, simulator, data, seed, profile, code: Path | None = None) -> dict:
     """One fresh process; `code`: the checkout whose llmsim it imports (default: installed)."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     if code is not None:
         env["PYTHONPATH"] = str(code.resolve())
     out = subprocess.run(
         [sys.executable, __file__, "--worker", kind, str(n), policy, simulator,
-         "--data", str(data), "--seed", str(seed)],
+         "--data", str(data), "--seed", str(seed), "--profile", profile],
         check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -103,31 +116,34 @@ def main() -> None:
     ap.add_argument("--workloads", nargs="+", choices=sorted(TRACES),
                     default=["azure", "arxiv"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--policies", nargs="+", choices=["fcfs", "sjf"], default=["fcfs", "sjf"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reference-size", type=int, default=10_000)
     ap.add_argument("--data", type=Path, default=DATA, help="The shared data folder.")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", choices=["roofline", "default"], default="roofline",
+                    help="Costs: the datasheet roofline, or the deployment's default.")
     ap.add_argument("--baseline", type=Path,
                     help="Another llmsim checkout to run every point with as well, for ratios.")
     ap.add_argument("--worker", nargs=4, metavar=("WORKLOAD", "N", "POLICY", "SIMULATOR"))
     args = ap.parse_args()
     if args.worker:
         kind, n, policy, simulator = args.worker
-        return worker(kind, int(n), policy, simulator, args.data, args.seed)
+        return worker(kind, int(n), policy, simulator, args.data, args.seed, args.profile)
 
     rows = []
     plan = [(k, n, p, "fast") for k in args.workloads for n in args.sizes
-            for p in ("fcfs", "sjf")]
+            for p in args.policies]
     if args.reference_size:
         plan += [(k, args.reference_size, p, "reference") for k in args.workloads
-                 for p in ("fcfs", "sjf")]
+                 for p in args.policies]
     for kind, n, policy, simulator in plan:
         runs, base = [], []
         for _ in range(args.repeats):  # interleaved, so that both see the same noise
-            runs.append(run(kind, n, policy, simulator, args.data, args.seed))
+            runs.append(run(kind, n, policy, simulator, args.data, args.seed, args.profile))
             if args.baseline:
                 base.append(run(kind, n, policy, simulator, args.data, args.seed,
-                                args.baseline))
+                                args.profile, args.baseline))
         cpu = statistics.median(r["cpu_s"] for r in runs)
         r0 = runs[0]
         rows.append({**r0, "cpu_s": cpu, "cpus": [round(r["cpu_s"], 2) for r in runs],
@@ -137,7 +153,7 @@ def main() -> None:
               f"of {len(runs)}: {rows[-1]['cpus']}; wall {rows[-1]['wall_s']:.2f} s), "
               f"{n / cpu:9,.0f} req/s, {r0['iterations']:>11,} iterations, "
               f"peak RSS {rows[-1]['rss_mb']:6.0f} MB, mean E2E {r0['mean_e2e_s']:.2f} s "
-              f"({r0['arrivals']})", flush=True)
+              f"({r0['arrivals']}; {r0['costs']} costs)", flush=True)
         if base:
             b_cpu = statistics.median(r["cpu_s"] for r in base)
             same = all(r["mean_e2e_s"] == r0["mean_e2e_s"] for r in base)
@@ -152,7 +168,7 @@ def main() -> None:
 
     print()
     for kind in args.workloads:
-        for policy in ("fcfs", "sjf"):
+        for policy in args.policies:
             ref = cpu(kind, args.reference_size, policy, "reference")
             fast = cpu(kind, args.reference_size, policy)
             if ref and fast:

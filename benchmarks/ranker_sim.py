@@ -1,128 +1,374 @@
-"""Do better length predictors buy better latency? The simulator on held-out prompts.
+"""Which length predictor buys latency? The simulator on held-out prompts, with intervals.
 
-Requests are drawn from CASTILLO's test prompts (unseen by every predictor in training),
-each with one of its 10 real output lengths of the chosen LLM, arriving at the times of
-the Azure 2023 conversation trace (its real burstiness) rescaled to `--load` x the
-measured capacity of one Llama-3.1-8B replica on an H100 (roofline costs, vLLM defaults);
-`--arrivals poisson` draws Poisson times instead. With 256 seats the engine barely queues
-below capacity under smooth arrivals: queues, and so ordering, come from bursts.
-Every policy runs on the same requests; "gap closed" is the share of the FCFS ->
-oracle-SJF improvement of mean E2E (and of mean TTFT) that a policy achieves:
-(FCFS - policy) / (FCFS - SJF). Median over seeds; per-seed figures in the JSON.
+For each setting (LLM whose lengths, load, max_tokens cap, arrivals) and each of
+`--replicates` replicates r:
+- the 1,110 CASTILLO test prompts (unseen by every predictor in training) are resampled
+  with replacement (the prompts vary), `--requests` requests are drawn from them, each with
+  one of its 10 real output lengths (the draws vary), capped at `--cap` as a server with
+  that `max_tokens` would run them;
+- arrivals: the Azure 2023 conversation trace's gaps from a random offset (its real
+  bursts, at another place each replicate), or Poisson; rescaled to load x the capacity
+  that `llmsim.capacity` measures for that LLM's deployment on the (capped) test pool;
+- each learned predictor is the one trained with seed r mod `--train-seeds` (training
+  varies), on lengths capped as the setting caps them;
+- every policy runs on the same requests (paired).
+"gap closed" = sum over replicates of (FCFS - policy) / sum of (FCFS - oracle SJF), of mean
+E2E; 95% intervals from resampling the replicates (each replicate draws prompts, samples,
+arrivals and training seed afresh, so the interval covers all four). Paired differences
+against prompt length and LightGBM are resampled the same way.
 
-    python benchmarks/ranker_sim.py --predictors llmsim-out/predictors \
-        --llm Llama-3.1-8B-Instruct --load 1.0 --requests 19000 --seeds 5
+`ceiling` is the best any prompt-only predictor can know: each request ranked by the mean
+cost of its prompt's *other* samples (the drawn one excluded). `pars` is scored through the
+vLLM plug-in's own path (`PriorityAssigner`: one request at a time, the score mapped to
+vLLM's integer priority), and the script checks that it orders requests exactly as the
+simulator's scores do.
+
+    python benchmarks/ranker_sim.py --predictors llmsim-out/study --replicates 12 \
+        --out docs/results/ranker-study
+    python benchmarks/ranker_sim.py --out docs/results/ranker-study --report  # table, plot
+
+Each setting is written to its own JSON file in `--out` as soon as it is done, and a
+setting whose file exists is not run again: an interrupted study resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
 from llmsim.capacity import capacity_rps
-from llmsim.policies import get_policy, with_starvation_prevention
+from llmsim.policies import get_policy
 from llmsim.policies.predicted import predicted_sjf
-from llmsim.predictors import EmbeddingCache, default_cache_dir, load_predictor, predictor_policy
+from llmsim.predictors import EmbeddingCache, default_cache_dir, load_predictor
+from llmsim.predictors.cost import RequestCost
 from llmsim.simulate import Deployment, simulate
-from llmsim.traces import arrivals, load_castillo_pool, load_trace, synthesize
+from llmsim.traces import load_castillo_pool, load_trace
+from llmsim.traces.pool import PromptPool
+from llmsim.traces.workload import Workload
 
-KINDS = ("pars", "pointwise", "listmle", "lgbm", "length")
+LEARNED = ("lgbm", "lgbm-cost", "pars-v1", "pars")
+DEPLOYMENT_OF = {"Llama-3.1-8B-Instruct": "llama-3.1-8b", "Qwen2.5-7B-Instruct-1M": "qwen2.5-7b"}
+AZURE = "../shared/data/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/data/castillo")
-    ap.add_argument("--predictors", default="llmsim-out/predictors",
-                    help="folder holding <kind>-<llm> predictor folders")
-    ap.add_argument("--llm", default="Llama-3.1-8B-Instruct")
-    ap.add_argument("--load", type=float, default=1.0)
+    ap.add_argument("--predictors", default="llmsim-out/study",
+                    help="folder of <kind>-<llm>-cap<N>-s<seed> predictor folders "
+                         "(benchmarks/ranker_train.sh)")
+    ap.add_argument("--llms", default="Llama-3.1-8B-Instruct,Qwen2.5-7B-Instruct-1M")
+    ap.add_argument("--loads", default="1.0,1.05", help="x the measured capacity")
+    ap.add_argument("--caps", default="0,4096", help="max_tokens caps; 0: uncapped")
+    ap.add_argument("--arrivals", default="azure,poisson")
+    ap.add_argument("--azure", default=AZURE, help="the trace whose gaps 'azure' replays")
+    ap.add_argument("--replicates", type=int, default=20)
+    ap.add_argument("--train-seeds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=19000)
-    ap.add_argument("--arrivals", default="../shared/data/azure_llm_2023/"
-                    "AzureLLMInferenceTrace_conv.csv", help="a trace whose times to replay, "
-                    "or 'poisson'")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--model", default="llama-3.1-8b", help="deployment model shape")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--policies", default="fcfs,sjf,ceiling,length," + ",".join(LEARNED))
+    ap.add_argument("--gpu", default="h100")
+    ap.add_argument("--out", type=Path, default=Path("llmsim-out/ranker-study"),
+                    help="folder of one JSON file per setting")
+    ap.add_argument("--report", action="store_true",
+                    help="only print the table (and draw the plot) of the settings in --out")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.report:
+        report(args.out)
+        return
 
-    pool = load_castillo_pool(args.data, model=args.llm, split="test")
-    deployment = Deployment(model=args.model)
-    cost = deployment.cost_model()
-    predictors = {k: load_predictor(Path(args.predictors) / f"{k}-{args.llm}") for k in KINDS}
-    for p in predictors.values():  # neural: embeddings from the cache `llmsim train` filled
-        if hasattr(p, "cache"):
-            p.cache = EmbeddingCache(default_cache_dir(), p.config.max_tokens)
-    probe = synthesize(4000, pool, np.zeros(4000), np.random.default_rng(12345))
-    capacity = capacity_rps(probe, deployment, cost)
-    rate = args.load * capacity
-    print(f"{len(pool)} held-out prompts of {args.llm}; capacity {capacity:.2f} req/s; "
-          f"load {args.load} -> {rate:.2f} req/s; {args.requests} requests x {args.seeds} seeds")
-
-    if args.arrivals == "poisson":
-        process = arrivals.Poisson(rate)
-    else:
-        times = load_trace(args.arrivals).arrival
-        process = arrivals.Replay(arrivals.scale_to_rate(times, rate))
-    print(f"arrivals: {process.describe()} ({args.arrivals})")
-    runs: dict[str, list[dict]] = {}
+    names = args.policies.split(",")
+    assert {"fcfs", "sjf"} <= set(names), "the gap needs fcfs and sjf"
+    gaps = np.diff(load_trace(args.azure).arrival) if "azure" in args.arrivals else None
     started = time.perf_counter()
-    for seed in range(args.seeds):
-        rng = np.random.default_rng(seed)
-        w = synthesize(args.requests, pool, process, rng)
-        policies = [get_policy("fcfs"), get_policy("sjf"), get_policy("sjf+sp")]
-        # The best any prompt-only predictor can know: the prompt's mean length over its
-        # 10 samples (the noise ceiling of `llmsim evaluate-ranker`, as a policy).
-        ceiling = predicted_sjf("prompt-mean", pool.output_sizes.mean(axis=1)[w.prompt_id])
-        policies += [ceiling, with_starvation_prevention(ceiling)]
-        for kind, p in predictors.items():
-            base = predictor_policy(kind, p, w)
-            policies += [base, predictor_policy(kind, p, w, starvation=True)]
-        for policy in policies:
-            s = simulate(w, policy, deployment, cost=cost).summary
-            runs.setdefault(policy.name, []).append({
-                "seed": seed, "e2e_mean": s["e2e"]["mean"], "e2e_p90": s["e2e"]["p90"],
-                "e2e_p99": s["e2e"]["p99"], "ttft_mean": s["ttft"]["mean"],
-                "ttft_p90": s["ttft"]["p90"], "ttft_p99": s["ttft"]["p99"],
-                "completed": s["completed"], "preemptions": s["preemptions"]})
-    elapsed = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for llm in args.llms.split(","):
+        pool = load_castillo_pool(args.data, model=llm, split="test")
+        deployment = Deployment(model=DEPLOYMENT_OF.get(llm, "llama-3.1-8b"), gpu=args.gpu)
+        cost_model = deployment.cost_model()
+        for cap in (int(c) for c in args.caps.split(",")):
+            capped_pool = _capped(pool, cap)
+            probe = _workload(capped_pool, np.arange(len(pool)).repeat(4),
+                              np.random.default_rng(12345), np.zeros(4 * len(pool)))
+            settings = [(load, arrivals) for load, arrivals in itertools.product(
+                (float(x) for x in args.loads.split(",")), args.arrivals.split(","))
+                if not _path(args.out, llm, cap, load, arrivals).exists()]
+            if not settings:
+                continue
+            capacity = capacity_rps(probe, deployment, cost_model)
+            scores = {name: [_scores(args, name, llm, cap, s, capped_pool)
+                             for s in range(args.train_seeds)]
+                      for name in names if name in LEARNED}
+            for load, arrivals in settings:
+                setting = {"llm": llm, "cap": cap, "load": load, "arrivals": arrivals,
+                           "capacity_rps": capacity, "rate_rps": load * capacity,
+                           "deployment": deployment.to_dict(), "cost_model": cost_model.label}
+                print(f"\n== {llm}, cap {cap or 'none'}, load {load}, {arrivals} arrivals: "
+                      f"capacity {capacity:.2f} req/s, rate {load * capacity:.2f} req/s",
+                      flush=True)
+                runs = _replicates(args, names, capped_pool, scores, load * capacity, arrivals,
+                                   gaps, deployment, cost_model)
+                summary = summarise(runs, names)
+                _print(summary, names)
+                doc = {"setting": setting, "requests": args.requests,
+                       "replicates": args.replicates, "train_seeds": args.train_seeds,
+                       "predictors": args.predictors, "arrival_trace": args.azure,
+                       "summary": summary, "runs": runs}
+                path = _path(args.out, llm, cap, load, arrivals)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(doc, indent=1) + "\n")
+                tmp.rename(path)  # whole or absent: a rerun skips only finished settings
+                done += 1
+    print(f"\n{done} settings x {args.replicates} replicates x {len(names)} policies in "
+          f"{time.perf_counter() - started:.0f} s; figures in {args.out}")
 
-    med = {name: {k: float(np.median([r[k] for r in rs])) for k in rs[0] if k != "seed"}
-           for name, rs in runs.items()}
 
-    def gap(name: str, key: str) -> float:
-        """Pooled over seeds: sum(FCFS - policy) / sum(FCFS - SJF). Seeds where little
-        queues (FCFS ~ SJF) weigh little instead of making the ratio noisy."""
-        f, o, x = ([r[key] for r in runs[n]] for n in ("fcfs", "sjf", name))
-        total = sum(f) - sum(o)
-        return (sum(f) - sum(x)) / total if total else float("nan")
+def _path(out: Path, llm: str, cap: int, load: float, arrivals: str) -> Path:
+    return out / f"{llm}-cap{cap}-load{load:g}-{arrivals}.json"
 
-    def spread(name: str, key: str) -> str:
-        v = [r[key] for r in runs[name]]
-        return f"{med[name][key]:.2f} ({min(v):.1f}-{max(v):.1f})"
 
-    print("\n| policy | E2E mean (s) | E2E P90 | E2E P99 | TTFT mean (s) | TTFT P90 | "
-          "TTFT P99 | gap closed, E2E mean | gap closed, TTFT mean |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, m in med.items():
-        print(f"| {name} | {spread(name, 'e2e_mean')} | {m['e2e_p90']:.1f} | "
-              f"{m['e2e_p99']:.1f} | {spread(name, 'ttft_mean')} | {m['ttft_p90']:.2f} | "
-              f"{m['ttft_p99']:.1f} | {gap(name, 'e2e_mean'):.0%} | "
-              f"{gap(name, 'ttft_mean'):.0%} |")
-    print("\nlatencies: median over seeds (min-max of the means in brackets); gap closed: "
-          "pooled over seeds")
-    print(f"\n{len(runs)} policies x {args.seeds} seeds simulated in {elapsed:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "llm": args.llm, "load": args.load, "capacity_rps": capacity, "rate_rps": rate,
-            "requests": args.requests, "seeds": args.seeds, "arrivals": process.describe(),
-            "arrival_source": args.arrivals, "deployment": deployment.to_dict(),
-            "cost_model": cost.label, "median": med, "runs": runs,
-            "gap_closed": {n: {"e2e_mean": gap(n, "e2e_mean"), "ttft_mean": gap(n, "ttft_mean")}
-                           for n in med}}, indent=2) + "\n")
+def _capped(pool: PromptPool, cap: int) -> PromptPool:
+    sizes = pool.output_sizes if not cap else np.minimum(pool.output_sizes, cap)
+    return PromptPool(pool.prompt_id, pool.input_size, sizes, text=pool.text,
+                      model=pool.model, dataset=pool.dataset, source=pool.source)
+
+
+def _workload(pool: PromptPool, prompts: np.ndarray, rng: np.random.Generator,
+              arrival: np.ndarray) -> Workload:
+    """Requests for the given pool rows, each with one of its samples at random."""
+    pick = rng.integers(0, pool.samples, len(prompts))
+    return Workload(arrival, pool.input_size[prompts], pool.output_sizes[prompts, pick],
+                    prompt_id=prompts, source=f"{len(prompts)} requests from {pool.source}")
+
+
+def _scores(args, name: str, llm: str, cap: int, seed: int, pool: PromptPool) -> np.ndarray:
+    """One score per pool prompt; `pars` through the vLLM plug-in's priority path."""
+    folder = Path(args.predictors) / f"{name}-{llm}-cap{cap}-s{seed}"
+    predictor = load_predictor(folder)
+    if hasattr(predictor, "cache"):
+        predictor.cache = EmbeddingCache(default_cache_dir(), predictor.config.max_tokens)
+    scores = predictor.score(pool.text, pool.input_size)
+    if name != "pars":
+        return scores
+    priorities = plugin_priorities(folder, pool, predictor)
+    reversed_, tied, pairs = order_agreement(scores, priorities)
+    print(f"  {folder.name}: of {pairs:,} prompt pairs the scores order, the plug-in's "
+          f"priorities reverse {reversed_} and tie {tied} (closer than 1/scale)", flush=True)
+    assert reversed_ == 0, folder
+    return priorities.astype(np.float64)
+
+
+def plugin_priorities(folder: Path, pool: PromptPool, predictor) -> np.ndarray:
+    """vLLM priorities as the plug-in assigns them, one request at a time (the predictor
+    is handed over already loaded, with the embedding cache, to save re-encoding)."""
+    from llmsim.integrations.vllm_priority import (
+        AssignerConfig,
+        PredictorScorer,
+        PriorityAssigner,
+        PromptInfo,
+    )
+
+    scorer = PredictorScorer.__new__(PredictorScorer)
+    scorer.folder, scorer.predictor, scorer.load_error = folder, predictor, None
+    assigner = PriorityAssigner(AssignerConfig(policy=str(folder)), logging.getLogger("study"),
+                                scorer)
+    out = np.array([assigner.priority(PromptInfo(None, [0] * int(n), lambda t=t: t))
+                    for t, n in zip(pool.text, pool.input_size, strict=True)], dtype=np.int64)
+    assert assigner.fallbacks == 0, f"{assigner.fallbacks} prompts could not be scored"
+    return out
+
+
+def order_agreement(scores: np.ndarray, priorities: np.ndarray) -> tuple[int, int, int]:
+    """(pairs the priorities reverse, pairs they tie, pairs the scores order strictly).
+    Tied requests go first come first served in vLLM and in the simulator alike."""
+    i, j = np.triu_indices(len(scores), 1)
+    ds, dp = np.sign(scores[i] - scores[j]), np.sign(priorities[i] - priorities[j])
+    strict = ds != 0
+    return int((ds * dp < 0).sum()), int((strict & (dp == 0)).sum()), int(strict.sum())
+
+
+def _replicates(args, names, pool, scores, rate, arrivals, gaps, deployment, cost_model):
+    cost = RequestCost()
+    runs = []
+    for r in range(args.replicates):
+        rng = np.random.default_rng([r, 15])
+        boot = rng.integers(0, len(pool), len(pool))  # the prompts, resampled
+        prompts = boot[rng.integers(0, len(boot), args.requests)]
+        if arrivals == "poisson":
+            times = np.cumsum(rng.exponential(1.0 / rate, args.requests))
+        else:
+            g = np.roll(gaps, -int(rng.integers(len(gaps))))
+            g = np.resize(g, args.requests - 1)
+            times = np.concatenate([[0.0], np.cumsum(g)])
+            times *= (args.requests - 1) / rate / times[-1]
+        w = _workload(pool, prompts, rng, times)
+        row_cost = cost(pool.input_size, pool.output_sizes).sum(axis=1)
+        drawn = cost(w.prompt_tokens, w.output_tokens)
+        loo = (row_cost[prompts] - drawn) / (pool.samples - 1)
+        seed = r % args.train_seeds
+        run = {"replicate": r, "train_seed": seed}
+        for name in names:
+            if name in ("fcfs", "sjf"):
+                policy = get_policy(name)
+            elif name == "ceiling":
+                policy = predicted_sjf("ceiling", loo)
+            elif name == "length":
+                policy = predicted_sjf("length", w.prompt_tokens.astype(np.float64))
+            else:
+                policy = predicted_sjf(name, scores[name][seed][prompts])
+            s = simulate(w, policy, deployment, cost=cost_model).summary
+            run[name] = {"e2e_mean": s["e2e"]["mean"], "e2e_p90": s["e2e"]["p90"],
+                         "e2e_p99": s["e2e"]["p99"], "ttft_mean": s["ttft"]["mean"],
+                         "ttft_p99": s["ttft"]["p99"], "completed": s["completed"]}
+        runs.append(run)
+        f, o = run["fcfs"]["e2e_mean"], run["sjf"]["e2e_mean"]
+        print(f"  replicate {r + 1}/{args.replicates}: FCFS {f:.2f} s, SJF {o:.2f} s; " +
+              ", ".join(f"{n} {_gap1(run, n):.0%}" for n in names if n not in ("fcfs", "sjf")),
+              flush=True)
+    return runs
+
+
+def _gap1(run: dict, name: str) -> float:
+    f, o, x = (run[n]["e2e_mean"] for n in ("fcfs", "sjf", name))
+    return (f - x) / (f - o) if f != o else float("nan")
+
+
+def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
+              resamples: int = 4000, seed: int = 0) -> dict:
+    """Pooled gap closed per policy with 95% intervals over replicates, and paired
+    differences against `length` and `lgbm`."""
+    f = np.array([r["fcfs"][key] for r in runs])
+    o = np.array([r["sjf"][key] for r in runs])
+    x = {n: np.array([r[n][key] for r in runs]) for n in names}
+    idx = np.random.default_rng(seed).integers(0, len(runs), (resamples, len(runs)))
+
+    def pooled(v: np.ndarray, rows=slice(None)) -> np.ndarray:
+        return (f[rows] - v[rows]).sum(-1) / (f[rows] - o[rows]).sum(-1)
+
+    out = {"fcfs_mean_s": float(f.mean()), "sjf_mean_s": float(o.mean()), "gap": {},
+           "vs": {}}
+    for n in names:
+        boot = pooled(x[n], idx)
+        out["gap"][n] = {"closed": float(pooled(x[n])),
+                         "ci": [float(np.percentile(boot, 2.5)),
+                                float(np.percentile(boot, 97.5))],
+                         "mean_s": float(x[n].mean()),
+                         "p99_s": float(np.median([r[n]["e2e_p99"] for r in runs]))}
+    for base in ("length", "lgbm"):
+        if base not in names:
+            continue
+        out["vs"][base] = {}
+        for n in names:
+            if n in ("fcfs", "sjf", base):
+                continue
+            diff = pooled(x[n]) - pooled(x[base])
+            boot = pooled(x[n], idx) - pooled(x[base], idx)
+            out["vs"][base][n] = {"difference": float(diff),
+                                  "ci": [float(np.percentile(boot, 2.5)),
+                                         float(np.percentile(boot, 97.5))],
+                                  "share_above": float((boot > 0).mean())}
+    return out
+
+
+def _print(summary: dict, names: list[str]) -> None:
+    print(f"  FCFS mean E2E {summary['fcfs_mean_s']:.2f} s, oracle SJF "
+          f"{summary['sjf_mean_s']:.2f} s (means over replicates)")
+    print("  | policy | gap closed | 95% CI | mean E2E (s) | minus length [95% CI] | "
+          "minus lgbm [95% CI] |")
+    for n in names:
+        g = summary["gap"][n]
+        diffs = []
+        for base in ("length", "lgbm"):
+            d = summary["vs"].get(base, {}).get(n)
+            diffs.append(f"{d['difference']:+.0%} [{d['ci'][0]:+.0%}, {d['ci'][1]:+.0%}]"
+                         if d else "")
+        print(f"  | {n} | {g['closed']:.0%} | {g['ci'][0]:.0%} to {g['ci'][1]:.0%} | "
+              f"{g['mean_s']:.2f} | {diffs[0]} | {diffs[1]} |")
+
+
+def report(out: Path, plot: Path | None = None) -> None:
+    """The table of every setting in `out`, the targets checked, and a plot."""
+    docs = sorted((json.loads(p.read_text()) for p in out.glob("*.json")),
+                  key=lambda d: (d["setting"]["llm"], d["setting"]["load"],
+                                 d["setting"]["cap"], d["setting"]["arrivals"]))
+    if not docs:
+        raise SystemExit(f"{out}: no settings yet")
+    names = [n for n in docs[0]["summary"]["gap"] if n not in ("fcfs", "sjf")]
+    print("| LLM | load | cap | arrivals | FCFS / SJF mean E2E (s) | " +
+          " | ".join(names) + " |")
+    print("|---|---:|---:|---|---:|" + "---:|" * len(names))
+    for d in docs:
+        st, sm = d["setting"], d["summary"]
+        cells = [f"{sm['gap'][n]['closed']:.0%} [{sm['gap'][n]['ci'][0]:.0%}, "
+                 f"{sm['gap'][n]['ci'][1]:.0%}]" for n in names]
+        print(f"| {st['llm'].split('-Instruct')[0]} | {st['load']:g} | {st['cap'] or '-'} | "
+              f"{st['arrivals']} | {sm['fcfs_mean_s']:.2f} / {sm['sjf_mean_s']:.2f} | " +
+              " | ".join(cells) + " |")
+    print("\npaired: pars minus length and minus lgbm, gap closed [95% CI]")
+    for d in docs:
+        st, vs = d["setting"], d["summary"]["vs"]
+        cells = [f"{b}: {vs[b]['pars']['difference']:+.0%} [{vs[b]['pars']['ci'][0]:+.0%}, "
+                 f"{vs[b]['pars']['ci'][1]:+.0%}]" for b in ("length", "lgbm")
+                 if b in vs and "pars" in vs[b]]
+        print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
+              f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
+    print("\ntargets at load 1.0 (pars >= 80% of the gap; lower CI bound of pars above the "
+          "point figure of length and lgbm; paired difference CI above 0):")
+    for d in docs:
+        st, sm = d["setting"], d["summary"]
+        if st["load"] != 1.0 or "pars" not in sm["gap"]:
+            continue
+        g = sm["gap"]["pars"]
+        checks = [f"gap {g['closed']:.0%} {'>=' if g['closed'] >= 0.8 else '<'} 80%"]
+        for b in ("length", "lgbm"):
+            if b in sm["gap"]:
+                above = g["ci"][0] > sm["gap"][b]["closed"]
+                paired = sm["vs"][b]["pars"]["ci"][0] > 0
+                checks.append(f"vs {b}: CI low {g['ci'][0]:.0%} "
+                              f"{'>' if above else '<='} {sm['gap'][b]['closed']:.0%}, "
+                              f"paired {'above 0' if paired else 'not above 0'}")
+        print(f"  {st['llm'].split('-Instruct')[0]}, cap {st['cap'] or '-'}, "
+              f"{st['arrivals']}: " + "; ".join(checks))
+    _plot(docs, names, plot or out / "gap-closed.png")
+
+
+def _label(st: dict) -> str:
+    cap = f"cap {st['cap']}" if st["cap"] else "uncapped"
+    return f"{st['llm'].split('-')[0]}\n{st['load']:g}x {cap}\n{st['arrivals']}"
+
+
+def _plot(docs: list[dict], names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(docs)), 4.5))
+    width = 0.8 / len(names)
+    for k, n in enumerate(names):
+        mid = [d["summary"]["gap"][n]["closed"] * 100 for d in docs]
+        lo = [m - d["summary"]["gap"][n]["ci"][0] * 100 for m, d in zip(mid, docs, strict=True)]
+        hi = [d["summary"]["gap"][n]["ci"][1] * 100 - m for m, d in zip(mid, docs, strict=True)]
+        x = np.arange(len(docs)) + (k - (len(names) - 1) / 2) * width
+        ax.bar(x, mid, width, label=n, yerr=[lo, hi], capsize=2)
+    ax.axhline(80, color="k", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(docs)))
+    ax.set_xticklabels([_label(d["setting"]) for d in docs], fontsize=7)
+    ax.set_ylabel("% of FCFS -> oracle-SJF mean-E2E gap closed")
+    ax.set_ylim(-50, 110)
+    ax.legend(fontsize=7, ncol=len(names))
+    ax.set_title("Gap closed per predictor (95% CI over prompts, draws, arrivals, training seeds)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot in {path}")
 
 
 if __name__ == "__main__":

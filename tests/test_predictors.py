@@ -322,7 +322,7 @@ def test_finetuning_the_encoder_trains_saves_and_reloads_its_weights(castillo, t
     train, test = training_and_test(castillo, "Llama-3.1-8B-Instruct")
     small = train.select(np.arange(24))
     predictor, card = train_predictor("pars", small, epochs=1, max_tokens=16, partners=2,
-                                      batch_size=16, finetune=True)
+                                      batch_size=16, finetune=True, folds=1)
     assert card["encoder"]["finetuned"] is True
     before = {k: v.clone() for k, v in
               type(predictor.encoder)(16).model.state_dict().items()}
@@ -330,5 +330,6 @@ def test_finetuning_the_encoder_trains_saves_and_reloads_its_weights(castillo, t
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoder moved
     folder = save_predictor(predictor, tmp_path / "ft", card)
     assert (folder / "encoder.safetensors").is_file()
-    np.testing.assert_allclose(load_predictor(folder).score(test.text[:8], None),
-                               predictor.score(test.text[:8], None), rtol=1e-5)
+    tokens = test.prompt_tokens[:8]
+    np.testing.assert_allclose(load_predictor(folder).score(test.text[:8], tokens),
+                               predictor.score(test.text[:8], tokens), rtol=1e-5)

@@ -97,13 +97,17 @@ def test_replay_records_every_request_with_its_forced_length(server, tmp_path):
 
 def test_errors_and_timeouts_are_recorded_not_dropped(server):
     w = Workload(np.array([0.0, 0.05, 0.1]), np.array([5, 6, 7]), np.array([3, 3, 4000]))
-    # the last request would take seconds: it times out, the others complete
+    # the last request would take seconds: it times out; the short ones complete, unless a
+    # loaded machine slows them past the timeout too: either way each is recorded
     run = replay(w, ReplaySettings(server.url, server.model, force_length="transformers",
                                    timeout_s=1.0))
     doc = bench_json(run)
-    assert [bool(e) for e in doc["errors"]] == [False, False, True]
-    assert doc["errors"][2].startswith("timeout")
-    assert doc["completed"] == 2 and doc["failed"] == 1 and doc["output_lens"][2] == 0
+    assert doc["errors"][2].startswith("timeout") and doc["output_lens"][2] == 0
+    assert all(not e or e.startswith("timeout") for e in doc["errors"])
+    assert doc["completed"] + doc["failed"] == 3
+    assert doc["failed"] == sum(bool(e) for e in doc["errors"])
+    assert all(n == (0 if e else 3) for n, e in zip(doc["output_lens"], doc["errors"],
+                                                     strict=True))
 
     # vLLM's fields are refused by transformers serve: an HTTP error per request
     doc = bench_json(replay(w, ReplaySettings(server.url, server.model, force_length="vllm")))

@@ -6,6 +6,10 @@ is ever downloaded. A prompt is tokenized, truncated to `max_tokens`, mean-poole
 tokens and L2-normalised: the sentence-transformers pipeline of that model (Transformer,
 mean Pooling, Normalize), written out here so that fine-tuning sees the same function.
 
+`layers` keeps the first that many of MiniLM's 6 transformer layers (0: the token
+embeddings alone, a static embedding of the prompt's words): what a new prompt costs to
+encode on a CPU grows with it, and a scheduler's budget per request is a few milliseconds.
+
 `embed` runs without gradients, in batches of prompts of similar length (padding is most
 of the cost of a batch of mixed lengths). `EmbeddingCache` keeps embeddings by prompt
 hash, so a pool of prompts is encoded once whatever the number of requests drawn from it.
@@ -23,6 +27,7 @@ from .data import text_key
 
 NAME = "all-MiniLM-L6-v2"
 DIM = 384
+LAYERS = 6
 
 
 def model_dir() -> Path:
@@ -37,10 +42,12 @@ def model_dir() -> Path:
 class TextEncoder:
     """MiniLM as a torch module plus its tokenizer; `forward` keeps gradients."""
 
-    def __init__(self, max_tokens: int = 256, device: str = "cpu"):
+    def __init__(self, max_tokens: int = 256, device: str = "cpu", layers: int = LAYERS):
         if not 8 <= max_tokens <= 512:
             raise ValueError(f"max_tokens must be within 8..512 (MiniLM positions), "
                              f"got {max_tokens}")
+        if not 0 <= layers <= LAYERS:
+            raise ValueError(f"layers must be within 0..{LAYERS}, got {layers}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never the network
         import transformers
         from transformers import AutoModel, AutoTokenizer
@@ -49,7 +56,8 @@ class TextEncoder:
         transformers.logging.set_verbosity_error()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(device).eval()
-        self.max_tokens, self.device = max_tokens, device
+        self.model.encoder.layer = self.model.encoder.layer[:layers]
+        self.max_tokens, self.device, self.layers = max_tokens, device, layers
 
     def tokenize(self, texts: Sequence[str]):
         return self.tokenizer(list(texts), padding=True, truncation=True,
@@ -59,7 +67,11 @@ class TextEncoder:
         import torch
 
         batch = self.tokenize(texts)
-        hidden = self.model(**batch).last_hidden_state
+        if self.layers:
+            hidden = self.model(**batch).last_hidden_state
+        else:  # the embedding layer only: no attention, nothing to mask inside
+            hidden = self.model.embeddings(input_ids=batch["input_ids"],
+                                           token_type_ids=batch.get("token_type_ids"))
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1)
@@ -95,8 +107,14 @@ class EmbeddingCache:
     what they had not written yet.
     """
 
-    def __init__(self, folder: str | Path, max_tokens: int):
-        self.folder = Path(folder) / f"{NAME}-{max_tokens}"
+    def __init__(self, folder: str | Path, max_tokens: int, layers: int = LAYERS):
+        depth = "" if layers == LAYERS else f"-L{layers}"  # the full model keeps its old name
+        self.root = Path(folder)
+        self.folder = self.root / f"{NAME}{depth}-{max_tokens}"
+
+    def like(self, max_tokens: int, layers: int) -> EmbeddingCache:
+        """The cache beside this one for another encoder setting (a predictor's own)."""
+        return EmbeddingCache(self.root, max_tokens, layers)
 
     def load(self) -> dict[bytes, np.ndarray]:
         from safetensors.numpy import load_file

@@ -1,10 +1,13 @@
 """The fast CPU baseline: LightGBM's `lambdarank` on cheap prompt features.
 
 Training queries are random groups of `group_size` training prompts (each prompt in
-`repeats` groups); a prompt's relevance is the quantile bin of its mean length among the
-training prompts (0 = shortest), so a higher score means a longer answer. The number of
-trees kept is the one with the best Kendall tau on held-out training prompts. The model
-is saved as LightGBM's own text format, which loads without running code.
+`repeats` groups); a prompt's relevance is the quantile bin of its label among the
+training prompts (0 = cheapest), so a higher score means a costlier answer. The label is
+the prompt's mean length (`target="mean_length"`, the default) or its expected cost over
+its samples (`target="cost"`, see `cost`; lengths capped at `cap` when given). The number
+of trees kept is the one with the best held-out figure (`select`: Kendall tau with the
+mean length, or the cost share of the top 1/2/5%, as for the neural predictors). The
+model is saved as LightGBM's own text format, which loads without running code.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from .data import RankData, holdout
 from .features import feature_names, prompt_features
+from .labels import SELECT, TARGETS, Rows, label, validation_figure
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,9 @@ class LightGBMConfig:
     repeats: int = 4
     levels: int = 16  # relevance bins
     holdout: float = 0.1
+    target: str = "mean_length"  # mean_length | cost
+    cap: int = 0  # max_tokens applied to the training lengths; 0: uncapped
+    select: str = "tau"  # tau | cost_share: how many trees to keep
     seed: int = 0
 
     def check(self) -> None:
@@ -37,6 +44,12 @@ class LightGBMConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 2 <= self.levels <= 31:  # lambdarank's default label gains go to 30
             raise ValueError(f"levels must be within 2..31, got {self.levels}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.select not in SELECT:
+            raise ValueError(f"select must be one of {', '.join(SELECT)}, got {self.select!r}")
+        if self.cap < 0:
+            raise ValueError(f"cap must be >= 0 (0: none), got {self.cap}")
 
 
 class LightGBMPredictor:
@@ -72,9 +85,10 @@ def train_lgbm(train: RankData, config: LightGBMConfig,
     rng = np.random.default_rng(config.seed)
     fit, held = holdout(len(train), config.holdout, rng)
     x = prompt_features(list(train.text), train.prompt_tokens)
-    length = train.mean_length
-    ranks = stats.rankdata(length[fit], method="average") / len(fit)
-    label = np.minimum((ranks * config.levels).astype(np.int64), config.levels - 1)
+    labelled = Rows.of(train, (), config.cap)
+    value = label(labelled, config.target)
+    ranks = stats.rankdata(value[fit], method="average") / len(fit)
+    relevance = np.minimum((ranks * config.levels).astype(np.int64), config.levels - 1)
     rows, groups = [], []
     for _ in range(config.repeats):
         perm = rng.permutation(len(fit))
@@ -83,7 +97,7 @@ def train_lgbm(train: RankData, config: LightGBMConfig,
             rows.append(chunk)
             groups.append(len(chunk))
     rows = np.concatenate(rows)
-    data = lgb.Dataset(x[fit][rows], label[rows], group=groups,
+    data = lgb.Dataset(x[fit][rows], relevance[rows], group=groups,
                        feature_name=[_safe(n) for n in feature_names()], free_raw_data=True)
     params = {"objective": "lambdarank", "learning_rate": config.learning_rate,
               "num_leaves": config.leaves, "min_child_samples": config.min_child_samples,
@@ -96,12 +110,12 @@ def train_lgbm(train: RankData, config: LightGBMConfig,
             progress("boosting", env.iteration + 1, config.trees)
 
     booster = lgb.train(params, data, num_boost_round=config.trees, callbacks=[tick])
-    taus = []
+    figures = []
     for k in range(10, config.trees + 1, 10):
         pred = booster.predict(x[held], num_iteration=k)
-        taus.append((float(stats.kendalltau(pred, length[held]).statistic), k))
-    best_tau, best_trees = max(taus)
-    record = {"best_trees": best_trees, "heldout_tau": round(best_tau, 4),
+        figures.append((validation_figure(pred, labelled, held, config.select), k))
+    best, best_trees = max(figures)
+    record = {"best_trees": best_trees, f"heldout_{config.select}": round(best, 4),
               "heldout_prompts": int(len(held)), "fit_prompts": int(len(fit))}
     return LightGBMPredictor(booster, best_trees), record
 

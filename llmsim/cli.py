@@ -7,16 +7,25 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from . import __version__
 from .calibration import fit_cli
-from .cli_kit import console, default_out, err, ms, progress, user_errors
+from .cli_kit import (
+    OneLineErrors,
+    console,
+    default_out,
+    duration,
+    err,
+    num,
+    progress,
+    table,
+    user_errors,
+)
 from .engine.config import EngineConfig
 from .engine.summary import Slo
 from .integrations import cli as integrations_cli
-from .output import check_target, write_results
-from .policies import get_policy
+from .output import check_file, check_folder, write_results
+from .policies import POLICIES, get_policy
 from .predictors import default_cache_dir, is_predictor_name, load_predictor_policy
 from .predictors.cli import evaluate_ranker, train
 from .simulate import SIMULATORS, Deployment, simulate
@@ -25,9 +34,12 @@ from .traces.cli import trace_app
 from .traces.workload import Workload
 from .workload_spec import WorkloadSpec
 
+KNOWN_POLICIES = {*POLICIES, *(f"{p}+sp" for p in POLICIES)}
+
 app = typer.Typer(
     help="llmsim: which scheduler should my LLM serving engine run, on my model, GPU and traffic?",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 app.add_typer(trace_app, name="trace", help="Inspect, plot and convert trace files.")
 
@@ -176,7 +188,7 @@ def calibrate(
         raise ValueError(f"--dtype must be one of bf16, fp16, fp32, got {dtype!r}")
     shape = replace(get_model(model), dtype_bytes=DTYPE_BYTES[dtype])
     out = out or Path("llmsim-out") / "profiles" / f"{gpu}-{shape.name}-tp{tp}.json"
-    check_target(out, force)
+    check_file(out, force)
     grid = KernelGrid.quick() if quick else KernelGrid.full(max_num_batched_tokens, max_num_seqs)
     total = grid.size() + 1 + fidelity_points
     with progress("<48") as bar:
@@ -217,19 +229,27 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
         raise ValueError(f"policy named twice in {','.join(names)}")
     # Predictor folders become policies once the workload is known (they score its prompts).
     for name in names:
-        if "/" in name and not is_predictor_name(name):
-            raise FileNotFoundError(f"{name}: not a predictor folder (no card.json)")
+        base = Path(name[:-3] if name.lower().endswith("+sp") else name)
+        if is_predictor_name(name) or name.lower() in KNOWN_POLICIES:
+            continue
+        if base.is_dir():
+            raise ValueError(f"{base}: a folder, but not a predictor from `llmsim train` "
+                             "(no card.json in it)")
+        if "/" in name or base.exists():
+            raise FileNotFoundError(f"{name}: not a predictor folder (no such folder)")
     policies = [None if is_predictor_name(name) else get_policy(name) for name in names]
     if simulator not in SIMULATORS:
         raise ValueError(f"--simulator must be one of {', '.join(SIMULATORS)}, "
                          f"got {simulator!r}")
     cost = deployment.cost_model()  # unknown model or GPU fails here
     memory = deployment.memory() if deployment.engine.num_gpu_blocks is None else None
-    check_target(out, force)
-    workload, capacity = spec.build(deployment, cost)
-
+    check_folder(out, force)
     results = []
     with progress() as bar:
+        probe = bar.add_task("capacity", total=None)
+        workload, capacity = spec.build(
+            deployment, cost, lambda done, total: bar.update(probe, completed=done, total=total))
+        bar.remove_task(probe)
         for i, name in enumerate(names):
             if policies[i] is None:
                 task = bar.add_task(f"scoring {Path(name).name}"[:24], total=None)
@@ -263,37 +283,41 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
 
 
 def _print_table(results, workload: Workload, capacity, cost_label: str, slo: Slo) -> None:
-    rate = len(workload) / workload.duration if workload.duration else float("nan")
-    title = f"{len(workload)} requests at {rate:.2f} req/s"
-    if capacity:
-        title += f" ({rate / capacity:.0%} of capacity {capacity:.2f} req/s)"
-    table = Table(title=title, caption=f"costs: {cost_label}", title_style="bold")
-    table.add_column("policy", style="bold")
-    for head in ("done", "req/s", "TTFT mean", "TTFT p90", "TPOT mean", "E2E mean", "E2E p90",
-                 "queue mean", "preempt"):
-        table.add_column(head, justify="right")
+    if workload.duration > 0:
+        rate = len(workload) / workload.duration
+        title = f"{len(workload)} requests at {rate:.2f} req/s"
+        if capacity:
+            title += f" ({rate / capacity:.0%} of capacity {capacity:.2f} req/s)"
+    else:
+        title = f"{len(workload)} requests, all arriving at once"
+    t = table(title)
+    t.add_column("policy", style="bold", overflow="fold", min_width=6)
+    for head in ("done", "req/s", "TTFT\nmean", "TTFT\np90", "TPOT\nmean", "E2E\nmean",
+                 "E2E\np90", "queue\nmean", "pre-\nempt"):
+        t.add_column(head, justify="right", no_wrap=True)
     goodput = any(v is not None for v in slo.to_dict().values())
     if goodput:
-        table.add_column("goodput", justify="right")
+        t.add_column("goodput\n(req/s)", justify="right", no_wrap=True)
     cached = any(r.summary["cached_tokens"] for r in results)
-    if cached:
-        table.add_column("prefix hits", justify="right")  # prompt tokens found cached
+    if cached:  # prompt tokens found cached
+        t.add_column("prefix\nhits", justify="right", no_wrap=True)
     best = min(r.summary["e2e"]["mean"] for r in results)
     for r in results:
         s = r.summary
-        e2e = f"{s['e2e']['mean']:.2f} s"
+        e2e = duration(s["e2e"]["mean"])
         if len(results) > 1 and s["e2e"]["mean"] == best:
             e2e = f"[green]{e2e}[/]"
-        row = [r.policy, f"{s['completed']}", f"{s['throughput_rps']:.2f}",
-               ms(s["ttft"]["mean"]), ms(s["ttft"]["p90"]), ms(s["tpot"]["mean"]), e2e,
-               f"{s['e2e']['p90']:.2f} s", ms(s["queueing_delay"]["mean"]),
-               f"{s['preemptions']}"]
+        row = [r.policy, f"{s['completed']}", num(s["throughput_rps"]),
+               duration(s["ttft"]["mean"]), duration(s["ttft"]["p90"]),
+               duration(s["tpot"]["mean"]), e2e, duration(s["e2e"]["p90"]),
+               duration(s["queueing_delay"]["mean"]), f"{s['preemptions']}"]
         if goodput:
-            row.append(f"{s['goodput_rps']:.2f}/s ({s['slo_attainment']:.0%})")
+            row.append(f"{num(s['goodput_rps'])} ({s['slo_attainment']:.0%})")
         if cached:
             row.append(f"{s['prefix_hit_rate']:.0%}")
-        table.add_row(*row)
-    console.print(table)
+        t.add_row(*row)
+    console.print(t)
+    console.print(f"costs: {cost_label}", style="dim", highlight=False)
     rejected = max(r.summary["rejected"] for r in results)
     if rejected:
         err.print(f"[yellow]{rejected} requests could never fit in the KV pool and were "

@@ -6,6 +6,7 @@ at the end, so an interrupted or failed run leaves no half-written results behin
     OUT/config.json      resolved configuration (deployment, policies, workload, cost model)
     OUT/summary.json     run-level figures, one entry per policy
     OUT/<policy>/requests.parquet   per-request records
+    OUT/.llmsim-output   the marker that lets --force replace this folder later
 """
 
 from __future__ import annotations
@@ -15,21 +16,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .files import write_folder_atomic, write_json
+from .files import OutputExistsError, check_file, check_folder, write_folder_atomic, write_json
 from .simulate import RunResult
 
-
-class OutputExistsError(FileExistsError):
-    pass
-
-
-def check_target(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; pass --force to replace it")
+__all__ = ["OutputExistsError", "check_file", "check_folder", "write_results"]
 
 
 def write_results(out: Path, results: list[RunResult], config: dict, force: bool = False) -> None:
-    check_target(out, force)
+    check_folder(out, force)
 
     def fill(tmp: Path) -> None:
         write_json(tmp / "config.json", config)

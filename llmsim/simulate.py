@@ -3,6 +3,7 @@ summary out."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -13,15 +14,16 @@ from .calibration.gpus import get_gpu
 from .calibration.memory import kv_cache_blocks, memory_breakdown
 from .calibration.profile import ProfileCostModel, default_profile, find_profile
 from .calibration.roofline import RooflineCostModel, allreduce_costs
-from .calibration.shapes import get_model
+from .calibration.shapes import ModelShape, get_model
 from .engine.config import EngineConfig
 from .engine.cost import CostModel
 from .engine.fast import FastCluster
 from .engine.policy import Policy
 from .engine.records import Records
 from .engine.reference import ReferenceCluster
-from .engine.router import make_router
+from .engine.router import ROUTERS, make_router
 from .engine.summary import Slo, summarize
+from .memory import check_replicas_fit
 from .policies.scoring import release_times
 from .steady_state import steady_output_tps
 from .traces.workload import Workload
@@ -44,19 +46,39 @@ class Deployment:
     # work beyond the model's kernels (scheduling, sampling, Python), which a kernel profile
     # does not time; measure it on the real engine (docs: `benchmarks/validate_cpu.sh`)
 
+    def __post_init__(self) -> None:
+        for name in ("tp", "num_replicas"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        check_replicas_fit(self.num_replicas)
+        if self.router not in ROUTERS:
+            raise ValueError(f"unknown router {self.router!r}; known routers: "
+                             f"{', '.join(ROUTERS)}")
+        if not (self.engine_overhead_s >= 0 and math.isfinite(self.engine_overhead_s)):
+            raise ValueError(f"engine_overhead_s must be finite and >= 0, "
+                             f"got {self.engine_overhead_s}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["engine"] = self.engine.to_dict()
         return d
 
+    def shape(self) -> ModelShape:
+        """The model's shape, checked against the tensor-parallel degree."""
+        model = get_model(self.model)
+        model.check_tp(self.tp)
+        return model
+
     def cost_model(self) -> CostModel:
-        model, gpu = get_model(self.model), get_gpu(self.gpu)
+        model = self.shape()
         if not self.engine_overhead_s >= 0:
             raise ValueError(f"engine_overhead_s must be >= 0, got {self.engine_overhead_s}")
         fitted = fitted_cost_model(self.profile, model, self.gpu, self.tp,
                                    self.engine.async_scheduling, self.engine_overhead_s)
         if fitted is not None:
             return fitted
+        gpu = get_gpu(self.gpu)
         profile = (find_profile(self.profile) if self.profile not in (None, "roofline")
                    else default_profile(self.model, self.gpu, self.tp) if self.profile is None
                    else None)
@@ -72,13 +94,13 @@ class Deployment:
         e = self.engine
         if e.num_gpu_blocks is not None:
             return e.num_gpu_blocks
-        return kv_cache_blocks(get_model(self.model), get_gpu(self.gpu), self.tp,
+        return kv_cache_blocks(self.shape(), get_gpu(self.gpu), self.tp,
                                e.gpu_memory_utilization, e.block_size, e.max_num_batched_tokens,
                                e.max_num_seqs)
 
     def memory(self) -> dict:
         e = self.engine
-        return memory_breakdown(get_model(self.model), get_gpu(self.gpu), self.tp,
+        return memory_breakdown(self.shape(), get_gpu(self.gpu), self.tp,
                                 e.gpu_memory_utilization, e.block_size, e.max_num_batched_tokens,
                                 e.max_num_seqs)
 

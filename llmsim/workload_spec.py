@@ -13,12 +13,14 @@ the same requests (sweeps, capacity searches) call `requests()` once and `place`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from .capacity import capacity_rps
 from .engine.cost import CostModel
+from .memory import check_fits_memory
 from .simulate import Deployment
 from .traces import PromptPool, arrivals, default_workload, load_trace, synthesize
 from .traces.workload import Workload, WorkloadError
@@ -44,8 +46,8 @@ class WorkloadSpec:
             raise ValueError("give --load or --rate, not both")
         for name in ("load", "rate"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"--{name} must be > 0, got {value}")
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"--{name} must be a finite number > 0, got {value}")
         if self.arrival_process not in ARRIVAL_PROCESSES:
             raise ValueError(f"--arrival-process must be trace, poisson or gamma, "
                              f"got {self.arrival_process!r}")
@@ -57,6 +59,10 @@ class WorkloadSpec:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
+        if self.draw is not None:
+            check_fits_memory(self.draw, "--draw")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if self.trace is None and (self.trace_model is not None or self.split is not None):
             raise ValueError("--trace-model and --split apply to a CASTILLO --trace")
 
@@ -85,19 +91,27 @@ class WorkloadSpec:
         return workload
 
     def place(self, workload: Workload, deployment: Deployment | None = None,
-              cost: CostModel | None = None) -> tuple[Workload, float | None]:
+              cost: CostModel | None = None,
+              progress: Callable[[int, int], None] | None = None
+              ) -> tuple[Workload, float | None]:
         """`workload` at this spec's arrival times, and the capacity measured for `--load`
         (req/s; None when the rate was given). A load needs the deployment (and its cost
-        model, if not the deployment's own) to measure capacity on."""
+        model, if not the deployment's own) to measure capacity on; `progress(done, total)`
+        follows that measurement."""
         if self.arrival_process == "trace" and not workload.meta.get("has_arrivals", True):
             raise WorkloadError(f"{workload.source} has no arrival times: use "
                                 "--arrival-process poisson or gamma with --rate or --load")
         rate, capacity = self.rate, None
+        rescale = self.arrival_process == "trace" and (rate is not None or self.load is not None)
+        if rescale and len(workload) > 1 and not workload.duration > 0:
+            raise WorkloadError(f"all {len(workload)} requests of {workload.source} arrive at "
+                                "the same instant: there is no rate to rescale; use "
+                                "--arrival-process poisson or gamma")
         if self.load is not None:
             if deployment is None:
                 raise ValueError("--load is a fraction of the simulated capacity: say which "
                                  "deployment to measure it on, or give --rate")
-            capacity = capacity_rps(workload, deployment, cost)
+            capacity = capacity_rps(workload, deployment, cost, progress)
             rate = self.load * capacity
         if rate is None:
             return workload, capacity
@@ -111,7 +125,8 @@ class WorkloadSpec:
                 else f"gamma({shape:g}) arrivals at {rate:.6g} req/s")
         return workload.with_arrivals(times, f"{note}, seed {self.seed}"), capacity
 
-    def build(self, deployment: Deployment | None = None,
-              cost: CostModel | None = None) -> tuple[Workload, float | None]:
+    def build(self, deployment: Deployment | None = None, cost: CostModel | None = None,
+              progress: Callable[[int, int], None] | None = None
+              ) -> tuple[Workload, float | None]:
         """The requests at their arrival times, and the capacity measured for `--load`."""
-        return self.place(self.requests_only(), deployment, cost)
+        return self.place(self.requests_only(), deployment, cost, progress)

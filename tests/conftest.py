@@ -8,6 +8,7 @@ runs a test once per simulator, for the semantics both must share.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,19 @@ def shared_data() -> Path:
 @pytest.fixture(params=["reference", "fast"])
 def simulator(request) -> str:
     return request.param
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many distinct cases the fuzz tests ran (tests/test_fuzz.py)."""
+    fuzz = sys.modules.get("tests.test_fuzz")
+    for name, cases in sorted(getattr(fuzz, "CASES", {}).items()):
+        exits = ", ".join(f"{n} exit {code}" for code, n in
+                          sorted(fuzz.OUTCOMES.get(name, {}).items()))
+        terminalreporter.write_line(f"fuzz: {len(cases)} distinct cases of {name} ({exits})")
+    trials = getattr(sys.modules.get("tests.test_interrupts"), "OUTCOMES", [])
+    if trials:
+        hung = trials.count("hung")
+        counts = {o: trials.count(o) for o in sorted(set(trials)) if o != "hung"}
+        terminalreporter.write_line(
+            f"interrupts: {len(trials)} runs, {f'{hung} HUNG' if hung else 'none hung'}: "
+            + "; ".join(f"{n} x {o}" for o, n in counts.items()))

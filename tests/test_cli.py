@@ -48,7 +48,7 @@ def test_compare_prints_both_policies(tmp_path):
     (["--model", "gpt-5"], "gpt-5"),
     (["--gpu", "tpu-v9"], "tpu-v9"),
     (["--load", "0.5", "--rate", "3"], "not both"),
-    (["--load", "-1"], "--load must be > 0"),
+    (["--load", "-1"], "--load must be a finite number > 0"),
     (["--arrival-process", "poisson"], "needs --rate or --load"),
     (["--router", "random"], "unknown router 'random'"),
     (["--simulator", "turbo"], "--simulator must be one of fast, reference"),
@@ -75,14 +75,39 @@ def test_bad_trace_row_names_the_row(tmp_path):
 
 def test_existing_output_needs_force(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep").write_text("x")
+    res = invoke("run", "--requests", 20, "--out", out)
+    assert res.exit_code == 0, res.output
+    (out / "old").write_text("x")
     res = invoke("run", "--requests", 20, "--out", out)
     assert res.exit_code == 2 and "--force" in res.output
-    assert (out / "keep").exists()
+    assert (out / "old").exists()
     res = invoke("run", "--requests", 20, "--out", out, "--force")
     assert res.exit_code == 0, res.output
-    assert not (out / "keep").exists() and (out / "summary.json").exists()
+    assert not (out / "old").exists() and (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("make", ["file", "folder"])
+def test_force_never_replaces_what_llmsim_did_not_write(tmp_path, make):
+    out = tmp_path / "mine"
+    if make == "file":
+        out.write_text("precious")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("precious")
+    res = invoke("run", "--requests", 20, "--out", out, "--force")
+    assert res.exit_code == 2, res.output
+    assert "not a folder" in res.output or "not written by llmsim" in res.output
+    kept = out if make == "file" else out / "notes.txt"
+    assert kept.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_unwritable_output_fails_before_simulating(tmp_path):
+    (tmp_path / "file").write_text("x")
+    res = invoke("run", "--requests", 20, "--out", tmp_path / "file" / "out")
+    assert res.exit_code == 2, res.output
+    assert "is a file, not a folder" in res.output
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_requests_that_never_fit_are_rejected_and_reported(tmp_path):

@@ -265,7 +265,8 @@ def test_report_renders_figures_and_one_page(reference, tmp_path):
     files = report(reference.out, tmp_path / "report")
     assert files.complete and files.cdf_at == {"default": 1.1}
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "cdf-default.png", "index.html", "latency-default.png", "throughput-default.png"]
+        ".llmsim-output", "cdf-default.png", "index.html", "latency-default.png",
+        "throughput-default.png"]
     for png in files.figures:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = files.html.read_text()

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ..cli_kit import console, err, progress, user_errors
+from ..cli_kit import console, err, progress, table, user_errors
+from ..files import check_file
 
 DEFAULT_DATA = Path("../shared/data/mlenergy")
 
@@ -79,8 +79,7 @@ def _fit(data, gpu, models, moe, held_out, prompt_medians, prompt_sigmas, util, 
     if not 0 < util <= 1:
         raise ValueError(f"--gpu-memory-utilization must be in (0, 1], got {util}")
     out = out or Path("llmsim-out") / "fitted" / f"{spec.name}.json"
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    check_file(out, force)
     if not data.is_dir():
         raise FileNotFoundError(f"{data}: no such folder (the ML.ENERGY data, e.g. "
                                 "../shared/data/mlenergy)")
@@ -128,14 +127,14 @@ def _fit(data, gpu, models, moe, held_out, prompt_medians, prompt_sigmas, util, 
 
 def _table(profile, groups) -> None:
     fit = profile.fit
-    table = Table(title=f"{profile.gpu}: median ITL and steady-state throughput, MAPE over "
-                        "max_num_seqs", title_style="bold")
-    table.add_column("model", style="bold")
-    for head in ("runs", "ITL (fit)", "tok/s (fit)"):
-        table.add_column(head, justify="right")
+    t = table(f"{profile.gpu}: median ITL and steady-state throughput, MAPE over "
+              "max_num_seqs")
+    t.add_column("model", style="bold")
+    for head in ("runs", "ITL\n(fit)", "tok/s\n(fit)"):
+        t.add_column(head, justify="right", no_wrap=True)
     if "held_out" in fit:
-        table.add_column("ITL (held out)", justify="right")
-        table.add_column("tok/s (held out)", justify="right")
+        t.add_column("ITL\n(held out)", justify="right", no_wrap=True)
+        t.add_column("tok/s\n(held out)", justify="right", no_wrap=True)
     for g in groups:
         e = fit["in_fit"][g]
         row = [g, str(sum(1 for p in fit["points"] if p["group"] == g)),
@@ -144,8 +143,8 @@ def _table(profile, groups) -> None:
             h = fit["held_out"].get(g)
             row += [f"{100 * h['itl_mape']:.1f}%", f"{100 * h['tps_mape']:.1f}%"] if h \
                 else ["-", "-"]
-        table.add_row(*row)
+        t.add_row(*row)
     prompts = ", ".join(f"{f}: median {p['median']:g}, sigma {p['sigma']:g}"
                         for f, p in fit["prompt_lengths"].items())
-    table.caption = f"prompt lengths (fitted nuisance) {prompts}"
-    console.print(table)
+    t.caption = f"prompt lengths (fitted nuisance) {prompts}"
+    console.print(t)

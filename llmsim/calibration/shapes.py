@@ -35,6 +35,15 @@ class ModelShape:
     norms_per_layer: int = 2  # RMSNorms on the residual stream per layer (Gemma 3: 4)
 
     def __post_init__(self) -> None:
+        for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                     "intermediate_size", "vocab_size", "dtype_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model {self.name}: {name} must be a whole number >= 1, "
+                                 f"got {value!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"model {self.name}: {self.num_heads} attention heads are not a "
+                             f"multiple of its {self.num_kv_heads} KV heads")
         if self.sliding_layers and not 0 < self.sliding_layers <= self.num_layers:
             raise ValueError(f"{self.name}: sliding_layers must be in 1..num_layers")
         if self.sliding_layers and self.sliding_window < 1:
@@ -46,6 +55,17 @@ class ModelShape:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check_tp(self, tp: int) -> None:
+        """vLLM's rule: TP divides the attention heads, and the KV heads are split evenly
+        across GPUs (TP divides them) or replicated evenly (they divide TP)."""
+        if self.num_heads % tp:
+            raise ValueError(f"--tp {tp} does not divide {self.name}'s {self.num_heads} "
+                             "attention heads")
+        kv = self.num_kv_heads
+        if (kv % tp) if tp <= kv else (tp % kv):
+            raise ValueError(f"--tp {tp} cannot split or replicate {self.name}'s {kv} KV heads "
+                             f"evenly: use a TP that divides {kv} or a multiple of it")
 
     @property
     def is_moe(self) -> bool:
@@ -107,46 +127,55 @@ class ModelShape:
         path = Path(path)
         cfg = read_json_object(path, ValueError, "model config")
 
-        def need(key):
-            if key not in cfg:
-                raise ValueError(f"{path}: config has no field {key!r}")
-            return cfg[key]
+        def need(key, default=None):
+            value = cfg.get(key, default)
+            if value is None:
+                raise ValueError(f"config has no field {key!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a whole number >= 1, got {value!r}")
+            return value
 
-        dtype = str(cfg.get("torch_dtype", cfg.get("dtype", "bfloat16")))
-        tied = cfg.get("tie_word_embeddings")
-        if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers (e.g. Gemma 3)
-            cfg = {**cfg, **cfg["text_config"]}
-        heads = int(need("num_attention_heads"))
-        hidden = int(need("hidden_size"))
-        if dtype not in DTYPE_BYTES:
-            raise ValueError(f"{path}: unsupported torch_dtype {dtype!r}")
-        layers = int(need("num_hidden_layers"))
-        window, sliding = _sliding_layers(cfg, layers)
-        experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0)
-        if tied is None:
-            gemma = str(cfg.get("model_type", "")).startswith("gemma")
-            tied = cfg.get("tie_word_embeddings", gemma)
-        return cls(
-            name=name or cfg.get("_name_or_path") or path.parent.name,
-            num_layers=layers,
-            hidden_size=hidden,
-            num_heads=heads,
-            num_kv_heads=int(cfg.get("num_key_value_heads", heads)),
-            head_dim=int(cfg.get("head_dim") or hidden // heads),
-            intermediate_size=int(need("intermediate_size")),
-            vocab_size=int(need("vocab_size")),
-            dtype_bytes=DTYPE_BYTES[dtype],
-            tie_word_embeddings=bool(tied),
-            sliding_window=window,
-            sliding_layers=sliding,
-            num_experts=experts,
-            experts_per_token=int(cfg.get("num_experts_per_tok") or 0) if experts else 0,
-            moe_intermediate_size=int(cfg.get("moe_intermediate_size")
-                                      or cfg.get("intermediate_size")) if experts else 0,
-            # Gemma 2/3 norm before and after both attention and MLP.
-            norms_per_layer=4 if str(cfg.get("model_type", "")).startswith(("gemma2", "gemma3"))
-            else 2,
-        )
+        try:
+            dtype = cfg.get("torch_dtype", cfg.get("dtype", "bfloat16"))
+            tied = cfg.get("tie_word_embeddings")
+            if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers (e.g. Gemma 3)
+                cfg = {**cfg, **cfg["text_config"]}
+            heads = need("num_attention_heads")
+            hidden = need("hidden_size")
+            if not cfg.get("head_dim") and hidden % heads:
+                raise ValueError(f"hidden_size {hidden} is not a multiple of "
+                                 f"num_attention_heads {heads}, and there is no head_dim")
+            if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+                raise ValueError(f"unsupported torch_dtype {dtype!r}")
+            layers = need("num_hidden_layers")
+            window, sliding = _sliding_layers(cfg, layers)
+            experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0)
+            if tied is None:
+                gemma = str(cfg.get("model_type", "")).startswith("gemma")
+                tied = cfg.get("tie_word_embeddings", gemma)
+            return cls(
+                name=str(name or cfg.get("_name_or_path") or path.parent.name),
+                num_layers=layers,
+                hidden_size=hidden,
+                num_heads=heads,
+                num_kv_heads=need("num_key_value_heads", heads),
+                head_dim=need("head_dim") if cfg.get("head_dim") else hidden // heads,
+                intermediate_size=need("intermediate_size"),
+                vocab_size=need("vocab_size"),
+                dtype_bytes=DTYPE_BYTES[dtype],
+                tie_word_embeddings=bool(tied),
+                sliding_window=window,
+                sliding_layers=sliding,
+                num_experts=experts,
+                experts_per_token=int(cfg.get("num_experts_per_tok") or 0) if experts else 0,
+                moe_intermediate_size=int(cfg.get("moe_intermediate_size")
+                                          or cfg.get("intermediate_size")) if experts else 0,
+                # Gemma 2/3 norm before and after both attention and MLP.
+                norms_per_layer=4 if str(cfg.get("model_type", "")).startswith(
+                    ("gemma2", "gemma3")) else 2,
+            )
+        except (TypeError, ValueError) as e:  # TypeError: a list or object where a count goes
+            raise ValueError(f"{path}: {e}") from None
 
 
 def _sliding_layers(cfg: dict, layers: int) -> tuple[int, int]:

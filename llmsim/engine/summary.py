@@ -20,6 +20,13 @@ class Slo:
     tpot: float | None = None
     e2e: float | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("ttft", "tpot", "e2e"):
+            bound = getattr(self, name)
+            if bound is not None and not (bound > 0 and math.isfinite(bound)):
+                raise ValueError(f"the {name.upper()} objective must be finite and > 0, "
+                                 f"got {bound} s")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from .. import __version__
 from ..cli_kit import console, default_out, err, ms, num, one_line, pct, progress, user_errors
 from ..engine.config import EngineConfig
-from ..output import check_target
+from ..output import check_file, check_folder
 from ..simulate import Deployment
 from ..workload_spec import WorkloadSpec
 
@@ -107,7 +107,7 @@ def replay(
     if server_policy is not None:
         get_policy(server_policy)  # unknown names fail here
     out = out or default_out("replay", ".json")
-    check_target(out, force)
+    check_file(out, force)
     sim = {"model": sim_model, "gpu": gpu or "h100", "tp": tp or 1, "profile": profile} \
         if sim_model is not None else {"model": None, "gpu": gpu, "tp": tp, "profile": profile}
     deployment = None
@@ -220,7 +220,7 @@ def validate(
     from . import validate as va
 
     out = out or default_out("validate")
-    check_target(out, force)
+    check_folder(out, force)
     real = va.load_measured_run(results)
     recorded = real.deployment
     model = model or recorded.get("model")
@@ -313,7 +313,7 @@ def run_transformers(
         raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {dtype!r}")
     spec = WorkloadSpec(None if trace is None else str(trace), requests=requests, rate=rate)
     out = out or default_out("transformers", ".json")
-    check_target(out, force)
+    check_file(out, force)
     workload, _ = spec.build()
     chosen = _policy_for(policy, workload)
     cb.static_ranks(workload, chosen)  # a policy that re-ranks fails before the model loads

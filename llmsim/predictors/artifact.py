@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..files import read_json_object, write_folder_atomic
+from ..files import check_folder, read_json_object, write_folder_atomic
 from .encoder import EmbeddingCache
 from .length import PromptLengthPredictor
 
@@ -30,8 +30,7 @@ class ArtifactError(ValueError):
 
 def save_predictor(predictor, folder: str | Path, card: dict, force: bool = False) -> Path:
     folder = Path(folder)
-    if folder.exists() and not force:
-        raise FileExistsError(f"{folder} already exists; pass --force to replace it")
+    check_folder(folder, force)
     card = {"format": FORMAT, "kind": predictor.kind, **card}
 
     def fill(tmp: Path) -> None:

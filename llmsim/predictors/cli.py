@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..cli_kit import console, err, progress, user_errors
+from ..files import check_file, check_folder
 from .artifact import KINDS, load_predictor, save_predictor
 from .cost import RequestCost
 from .cost_metrics import FRACTIONS, TAILS, share_name, tail_name
@@ -90,8 +91,7 @@ def _train(data, model, kind, out, epochs, finetune, max_tokens, partners, sets,
             raise ValueError(f"--set models= (multi-model training) does not apply to {kind}")
         extra = other_llms_training(data, train_set.model, str(options.pop("models")), test)
     out = out or Path("llmsim-out") / "predictors" / f"{kind}-{_short(train_set.model)}"
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; pass --force to replace it")
+    check_folder(out, force)
     if limit is not None and limit < len(train_set):
         rows = np.sort(np.random.default_rng(seed).choice(len(train_set), limit, replace=False))
         train_set = train_set.select(rows)
@@ -151,6 +151,7 @@ def evaluate_ranker(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures "
                                                                  "as JSON.")] = None,
     cache_dir: CacheDir = None, no_cache: NoCache = False,
+    force: Annotated[bool, typer.Option(help="Replace the --json file if it exists.")] = False,
 ) -> None:
     """How well predictors rank prompts, and what that ranking is worth to a scheduler.
 
@@ -160,6 +161,8 @@ def evaluate_ranker(
     generations of >= 2k and >= 8k tokens. Next to them the noise ceiling (each sample
     scored by its prompt's other samples) and the perfect ranking's cost shares; 95%
     bootstrap intervals over prompts."""
+    if json_out is not None:
+        check_file(json_out, force)
     _evaluate(predictors, data, model, split, cap, cost_of, gpu, bootstrap, by_dataset,
               json_out, cache_dir, no_cache)
 

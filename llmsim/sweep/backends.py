@@ -94,14 +94,67 @@ def run_in_pool(fn: Fn, shared: Any, tasks: Sequence, jobs: int) -> Iterator[tup
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context,
                                initializer=_keep_shared, initargs=(shared,))
     try:
-        pending: dict[Future, int] = {pool.submit(_call_with_shared, fn, t): i
-                                      for i, t in enumerate(tasks)}
+        with _ctrl_c_held():  # workers start here: a Ctrl-C must not reach them mid-import
+            pending: dict[Future, int] = {pool.submit(_call_with_shared, fn, t): i
+                                          for i, t in enumerate(tasks)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield pending.pop(future), future.result()
-    finally:  # also on an error or an interrupt: drop what has not started
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # an error, an interrupt, or the caller stopped listening
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold SIGINT back from this thread, and so from the processes it starts (they inherit
+    the mask; their initializer then ignores SIGINT for good). A Ctrl-C in the meantime
+    reaches this process when the block ends (or at once through another thread)."""
+    held = {signal.SIGINT}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers, and only it gets KeyboardInterrupt
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop at once: drop what has not started and kill the workers, whose points would be
+    lost anyway (every finished point is already saved). Waiting for running points instead
+    would make Ctrl-C take as long as the longest point, and a second Ctrl-C during that
+    wait left the interpreter joining idle workers forever."""
+    with _ctrl_c_ignored():  # a second Ctrl-C must not cut the stop short (seconds at most)
+        _stop_pool(pool)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown forgets it
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
+    # The pool's manager thread sees its workers gone, closes its wakeup pipe and ends;
+    # left running, it raced the interpreter's exit hook, which writes to that pipe
+    # (OSError: Bad file descriptor, printed as a traceback at exit).
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 def _call_on_ray(fn: Fn, shared: Any, task: Any) -> Any:

@@ -15,6 +15,7 @@ rate seen to meet the SLO, with the high end, a rate seen to miss it, at most
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -75,14 +76,18 @@ def capacity_search(workload: Workload, policies, deployment: Deployment = Deplo
                     target: SloTarget = SloTarget(), seeds=(0,),
                     bracket: tuple[float, float] | None = None, tolerance: float = 0.02,
                     burstiness: float = 1.0, simulator: str = "fast", jobs: int | None = 1,
-                    ray: str | None = None) -> list[CapacityAnswer]:
+                    ray: str | None = None,
+                    progress: Callable[[str, int, int], None] | None = None
+                    ) -> list[CapacityAnswer]:
     """The highest rate meeting `target` for each of `policies` (names), one row each in
-    the order given; policies are searched in parallel on the given backend."""
+    the order given; policies are searched in parallel on the given backend.
+    `progress(what, done, total)` follows the capacity probe ("capacity", requests) and
+    the search ("policies", policies answered)."""
     if target.ttft_p90 is None and target.tpot_p90 is None:
         raise ValueError("the capacity search needs an SLO: a P90 TTFT or P90 TPOT bound")
     for bound in target:
-        if bound is not None and not bound > 0:
-            raise ValueError(f"SLO bounds must be > 0, got {bound}")
+        if bound is not None and not (bound > 0 and math.isfinite(bound)):
+            raise ValueError(f"SLO bounds must be finite and > 0, got {bound}")
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be in (0, 1), got {tolerance}")
     if not seeds:
@@ -93,23 +98,33 @@ def capacity_search(workload: Workload, policies, deployment: Deployment = Deplo
             get_policy(name)
         except UnknownPolicyError as e:
             raise ValueError(str(e)) from None
-    capacity = None
+    if bracket is not None:
+        low, high = (float(v) for v in bracket)
+        if not (0 < low < high and math.isfinite(high)):
+            raise ValueError(f"the bracket must be 0 < low < high (req/s), got {bracket}")
+
+    def probed(done: int, total: int) -> None:
+        if progress is not None:
+            progress("capacity", done, total)
+
+    try:
+        capacity = float(capacity_rps(workload, deployment, progress=probed))
+    except ValueError:  # too few requests fit to measure
+        if bracket is None:
+            raise
+        capacity = None  # answers in req/s only
     if bracket is None:
-        capacity = float(capacity_rps(workload, deployment))
         bracket = (0.1 * capacity, 2.0 * capacity)
     low, high = (float(v) for v in bracket)
-    if not 0 < low < high or not math.isfinite(high):
-        raise ValueError(f"the bracket must be 0 < low < high (req/s), got {bracket}")
-    if capacity is None:
-        try:
-            capacity = float(capacity_rps(workload, deployment))
-        except ValueError:  # too few requests fit to measure: answers in req/s only
-            capacity = None
     setup = SearchSetup(workload, deployment, target, tuple(seeds), (low, high), tolerance,
                         burstiness, simulator, capacity)
     answers: list[CapacityAnswer | None] = [None] * len(policies)
-    for i, answer in run_tasks(search_one, setup, policies, jobs, ray):
+    if progress is not None:
+        progress("policies", 0, len(policies))
+    for k, (i, answer) in enumerate(run_tasks(search_one, setup, policies, jobs, ray)):
         answers[i] = answer
+        if progress is not None:
+            progress("policies", k + 1, len(policies))
     return answers
 
 

@@ -11,10 +11,9 @@ from typing import Annotated
 
 import pyarrow as pa
 import typer
-from rich.table import Table
 
-from ..cli_kit import console, err, ms, user_errors
-from ..files import write_atomic
+from ..cli_kit import console, duration, err, progress, table, user_errors
+from ..files import check_file, write_atomic
 from . import store
 from .capacity import CapacityAnswer, SloTarget, capacity_search
 from .grid import Grid, capacity_settings_from_toml, load_grid, parse_list, read_toml
@@ -58,6 +57,7 @@ def sweep(
     """Run a grid of policies x loads x engine configs x seeds; resumable."""
     grid = _grid(config, policies, loads, rates, seeds, requests, trace)
     out = out or Path("llmsim-out") / f"sweep-{config.stem if config else 'default'}"
+    store.check(out, force)
     points = len(grid.points())
     where = (f"on Ray ({ray})" if ray else
              f"with {jobs} local job(s)" if jobs else "with one local job per CPU")
@@ -108,6 +108,7 @@ def capacity(
     trace: TraceOpt = None, jobs: Jobs = None, ray: RayOpt = None,
     out: Annotated[Path | None, typer.Option(
         help="Also write the answers to this file (.csv or .parquet).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace the --out file if it exists.")] = False,
 ) -> None:
     """Per policy, the highest request rate whose P90 TTFT and P90 TPOT meet an SLO."""
     settings = capacity_settings_from_toml(read_toml(config)) if config else None
@@ -125,6 +126,8 @@ def capacity(
         raise ValueError("give both --low and --high, or neither")
     if out is not None and out.suffix not in (".csv", ".parquet"):
         raise ValueError(f"--out must end in .csv or .parquet, got {out}")
+    if out is not None:
+        check_file(out, force)
     names = [e.name for e in grid.engines]
     if engine is not None and engine not in names:
         raise ValueError(f"unknown engine config {engine!r}; the config has {names}")
@@ -132,10 +135,18 @@ def capacity(
     target = SloTarget(None if ttft_p90_ms is None else ttft_p90_ms / 1e3,
                        None if tpot_p90_ms is None else tpot_p90_ms / 1e3)
     deployment.cost_model()  # an unknown model or GPU fails before any simulation
-    answers = capacity_search(
-        grid.workload(), grid.policies, deployment, target, grid.seeds,
-        None if low is None else (low, high), tolerance if tolerance is not None else 0.02,
-        grid.burstiness, grid.simulator, jobs, ray)
+    with progress("<10") as bar:
+        tasks: dict[str, int] = {}
+
+        def show(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        answers = capacity_search(
+            grid.workload(), grid.policies, deployment, target, grid.seeds,
+            None if low is None else (low, high), tolerance if tolerance is not None else 0.02,
+            grid.burstiness, grid.simulator, jobs, ray, progress=show)
     if out is not None:
         _write_answers(answers, out)
     _print_capacity(answers, target, grid.seeds)
@@ -163,24 +174,24 @@ def _grid(config, policies, loads, rates, seeds, requests, trace) -> Grid:
     return replace(grid, **changes) if changes else grid
 
 
-def _print_sweep(table: pa.Table, grid: Grid) -> None:
+def _print_sweep(results: pa.Table, grid: Grid) -> None:
     """Mean E2E over seeds, policy by load."""
-    rows = table.to_pylist()
+    rows = results.to_pylist()
     x_key = "load" if grid.axis == "load" else "rate_rps"
     for engine in grid.engines:
-        t = Table(title=f"Mean E2E latency (s), mean over {len(grid.seeds)} seed(s), engine "
-                        f"'{engine.name}'", title_style="bold",
-                  caption="`llmsim report` draws every figure")
-        t.add_column("policy", style="bold")
+        t = table(f"Mean E2E latency, mean over {len(grid.seeds)} seed(s), engine "
+                  f"'{engine.name}'", "`llmsim report` draws every figure")
+        t.add_column("policy", style="bold", overflow="fold", min_width=6)
         xs = grid.loads if grid.axis == "load" else grid.rates
         for x in xs:
-            t.add_column(f"{x:g}" if grid.axis == "load" else f"{x:g}/s", justify="right")
+            t.add_column(f"{x:g}" if grid.axis == "load" else f"{x:g}/s", justify="right",
+                         no_wrap=True)
         for policy in grid.policies:
             cells = []
             for x in xs:
                 sel = [r for r in rows if r["policy"] == policy and r["engine"] == engine.name
                        and r[x_key] == x]
-                cells.append(f"{t_interval([_num(r['e2e_mean']) for r in sel]).mean:.3g}")
+                cells.append(duration(t_interval([_num(r["e2e_mean"]) for r in sel]).mean))
             t.add_row(policy, *cells)
         console.print(t)
 
@@ -188,18 +199,19 @@ def _print_sweep(table: pa.Table, grid: Grid) -> None:
 def _print_capacity(answers: list[CapacityAnswer], target: SloTarget, seeds) -> None:
     bounds = " and ".join(f"P90 {name} <= {v * 1e3:g} ms" for name, v in
                           (("TTFT", target.ttft_p90), ("TPOT", target.tpot_p90)) if v is not None)
-    t = Table(title=f"Highest rate with {bounds} (mean over seeds {', '.join(map(str, seeds))})",
-              title_style="bold")
-    for head in ("policy", "rate (req/s)", "load", "fails at", "P90 TTFT", "P90 TPOT",
-                 "simulated rates", "status"):
-        t.add_column(head, justify="left" if head in ("policy", "status") else "right")
+    t = table(f"Highest rate with {bounds} (mean over seeds {', '.join(map(str, seeds))})")
+    for head in ("policy", "rate\n(req/s)", "load", "fails at\n(req/s)", "P90\nTTFT",
+                 "P90\nTPOT", "rates\ntried", "status"):
+        left = head in ("policy", "status")
+        t.add_column(head, justify="left" if left else "right", no_wrap=not left,
+                     overflow="fold", style="bold" if head == "policy" else None)
     best = max(a.rate_rps for a in answers)
     for a in answers:
         rate = f"{a.rate_rps:.3g}"
         t.add_row(a.policy, f"[green]{rate}[/]" if a.rate_rps == best and best > 0 else rate,
                   "-" if a.load is None else f"{a.load:.2f}",
                   "-" if math.isinf(a.fails_at_rps) else f"{a.fails_at_rps:.3g}",
-                  ms(a.ttft_p90_s), ms(a.tpot_p90_s), str(a.evaluations), a.status)
+                  duration(a.ttft_p90_s), duration(a.tpot_p90_s), str(a.evaluations), a.status)
     console.print(t)
 
 

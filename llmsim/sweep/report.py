@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..files import write_folder_atomic
+from ..files import check_folder, write_folder_atomic
 from . import store
 from .intervals import t_interval
 from .point import QUANTILE_LEVELS
@@ -67,8 +67,10 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None,
     colors = {p: f"C{i % 10}" for i, p in enumerate(policies)}
     by_engine = _group(rows, x_key)
 
-    if out.exists() and not (out / "index.html").is_file() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not a report's folder; choose another one")
+    # A report is regenerated from the results: its own folder is replaced without --force
+    # (one without the marker, from an older llmsim, by its index.html).
+    if not (out / "index.html").is_file():
+        check_folder(out, force=True)
     figures, chosen = [], {}
 
     def fill(tmp: Path) -> None:

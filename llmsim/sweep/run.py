@@ -35,8 +35,12 @@ def run_sweep(grid: Grid, out: str | Path, jobs: int | None = 1, ray: str | None
     when `ray` is "auto", an address, or "local". `force` discards a folder holding another
     sweep. `on_point(row)` is called in this process after each point is persisted."""
     out = Path(out)
+    store.check(out, force)  # before the capacity probe: a wrong --out fails at once
     workload = grid.workload()
-    capacities = measure_capacities(grid, workload)
+    with progress_bar("", enabled=progress) as bar:
+        probe = bar.add_task("capacity", total=None)
+        capacities = measure_capacities(
+            grid, workload, lambda done, total: bar.update(probe, completed=done, total=total))
     tasks = [PointTask(p, p.rate if p.rate is not None else p.load * capacities[p.engine],
                        capacities.get(p.engine))
              for p in grid.points()]
@@ -60,15 +64,16 @@ def run_sweep(grid: Grid, out: str | Path, jobs: int | None = 1, ray: str | None
     return SweepOutcome(out, table, len(todo), len(tasks) - len(todo))
 
 
-def measure_capacities(grid: Grid, workload: Workload) -> dict[str, float]:
+def measure_capacities(grid: Grid, workload: Workload,
+                       progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
     """Each engine variant's saturated request rate on the workload (needed for loads only).
     Also builds each cost model, so that an unknown model or GPU fails before any point."""
+    costs = {e.name: grid.deployment_for(e.name).cost_model() for e in grid.engines}
     caps = {}
     for e in grid.engines:
-        deployment = grid.deployment_for(e.name)
-        cost = deployment.cost_model()
         if grid.axis == "load":
-            caps[e.name] = float(capacity_rps(workload, deployment, cost))
+            caps[e.name] = float(capacity_rps(workload, grid.deployment_for(e.name),
+                                              costs[e.name], progress))
     return caps
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..files import write_atomic
+from ..files import check_writable, read_json_object, write_atomic
 
 RECORD = "sweep.json"
 POINTS = "points"
@@ -29,6 +29,25 @@ CHECKED = ("grid", "workload", "capacity_rps")  # the record's parts a resume mu
 
 class SweepMismatchError(ValueError):
     """The folder holds a sweep of another grid (or workload, or simulator)."""
+
+
+class SweepFileError(ValueError):
+    """A file of the sweep's folder is not what llmsim wrote there (edited, truncated)."""
+
+
+def check(out: Path, force: bool = False) -> None:
+    """Before any work: `out` can hold a sweep (new, a sweep's folder to resume, or with
+    `force` a sweep's folder to replace)."""
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"{out} exists and is not a folder")
+        if not (out / RECORD).is_file() and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not a sweep's folder (no {RECORD}); "
+                                  "choose another --out")
+        if (out / RECORD).is_file() and not force:  # a damaged file is named before any work
+            read_record(out)
+            read_points(out, [p.stem for p in sorted((out / POINTS).glob("*.json"))])
+    check_writable(out / RECORD)
 
 
 def prepare(out: Path, record: dict, force: bool) -> None:
@@ -42,8 +61,12 @@ def prepare(out: Path, record: dict, force: bool) -> None:
             raise FileExistsError(f"{out} exists and is not a sweep's folder (no {RECORD}); "
                                   "choose another --out")
         if is_sweep:
-            old = read_record(out)
-            differs = _differences(old, _json_roundtrip(record))
+            try:
+                differs = _differences(read_record(out), _json_roundtrip(record))
+            except SweepFileError:
+                if not force:
+                    raise
+                differs = [RECORD]  # unreadable: --force starts over
             if not differs:
                 return  # the same sweep: resume
             if not force:
@@ -60,7 +83,7 @@ def read_record(out: Path) -> dict:
     path = Path(out) / RECORD
     if not path.is_file():
         raise FileNotFoundError(f"{out} is not a sweep's folder: it has no {RECORD}")
-    return json.loads(path.read_text())
+    return read_json_object(path, SweepFileError, "sweep record")
 
 
 def finished(out: Path) -> set[str]:
@@ -81,7 +104,11 @@ def read_points(out: Path, ids: list[str]) -> list[dict]:
     for point_id in ids:
         path = out / POINTS / f"{point_id}.json"
         if path.is_file():
-            rows.append(json.loads(path.read_text()))
+            try:
+                rows.append(read_json_object(path, SweepFileError, "point file"))
+            except SweepFileError as e:
+                raise SweepFileError(f"{e}; delete it and rerun the sweep to compute that "
+                                     "point again") from None
     return rows
 
 
@@ -95,7 +122,7 @@ def write_json(path: Path, obj) -> None:
     """Write `obj` to `path` whole or not at all, and durably (it survives a power cut).
     NaN is written as NaN (Python's JSON reads it back); nothing else here is not JSON."""
     text = json.dumps(obj, indent=1) + "\n"
-    write_atomic(path, lambda tmp: tmp.write_text(text), durable=True)
+    write_atomic(path, lambda tmp: tmp.write_text(text), durable=True, clean=False)
 
 
 def _differences(old: dict, new: dict) -> list[str]:

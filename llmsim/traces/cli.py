@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..cli_kit import user_errors
+from ..files import check_file, check_writable
 from .loaders import FORMATS, load_trace
 from .workload import Workload
 
@@ -78,6 +79,9 @@ def plot(path: PathArg, out: Annotated[Path, typer.Option(help="Folder for the P
         from .plots import plot_workload
     except ImportError:
         raise ImportError("plot needs matplotlib: pip install matplotlib") from None
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder")
+    check_writable(out / "x.png")
     w = _load(path, format, model, split)
     written = plot_workload(w, out)
     for p in written:
@@ -88,12 +92,15 @@ def plot(path: PathArg, out: Annotated[Path, typer.Option(help="Folder for the P
 @user_errors
 def convert(path: PathArg,
             out: Annotated[Path, typer.Argument(help="Parquet file to write.")],
-            format: Format = None, model: ModelOpt = None, split: SplitOpt = None) -> None:
+            format: Format = None, model: ModelOpt = None, split: SplitOpt = None,
+            force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False
+            ) -> None:
     """Write a trace as llmsim Parquet (typed, compressed; fast to load at any size)."""
     from .native import write_parquet
 
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise ValueError(f"{out}: the output must end in .parquet")
+    check_file(out, force)
     w = _load(path, format, model, split)
     write_parquet(w, out)
     typer.echo(f"wrote {out}: {len(w):,} requests")

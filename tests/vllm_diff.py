@@ -37,7 +37,11 @@ from llmsim.engine.request import Request, State
 from llmsim.engine.scheduler import Scheduler
 from llmsim.policies import FCFS, Policy
 
-SAMPLED_TOKEN = 5  # what the synthetic model samples; never a stop token (ignore_eos)
+# What the synthetic model samples, plus the request's id: never a stop token (ignore_eos),
+# and above every prompt token the tests make (stems 1-899, 1000 + id, 2000 + id), so that
+# no output continues another prompt. vLLM caches full blocks of outputs too: a request
+# resending stem[:s] that sampled stem[s] would lend a later prompt one more block.
+SAMPLED_TOKEN = 100_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@
 #   carry .whl (simpy's wheel: the GPU image has torch, numpy, scipy, typer, rich, but no
 #   simpy), run `bash benchmarks/device_h200.sh`, results under $OUT.
 # It measures the GPU's two ceilings as torch reaches them, then runs `llmsim calibrate` for
-# two dense models the fitted profiles were fitted on. benchmarks/fitted_vs_kernels.py
+# two dense models the fitted profiles were fitted on (CALIBRATE_ARGS=--no-cuda-graphs:
+# eager launches, as the first run did; docs/results/h200/eager-*). benchmarks/fitted_vs_kernels.py
 # then sets the results beside the fitted profile, on any machine.
 set -uo pipefail
 OUT=${OUT:-llmsim-out/device}
@@ -21,7 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,
 timeout 90 python3 benchmarks/gpu_ceilings.py > "$OUT/ceilings.json"; echo "ceilings: rc $?"
 for model in qwen3-8b qwen3-14b; do
     start=$(date +%s)
-    timeout 200 python3 -m llmsim calibrate --model "$model" --gpu h200 --tp 1 --dtype bf16 \
+    timeout 220 python3 -m llmsim calibrate --model "$model" --gpu h200 --tp 1 --dtype bf16 ${CALIBRATE_ARGS:-} \
         --flush-l2 --fidelity-points 24 --out "$OUT/h200-$model-tp1.json" --force \
         > "$OUT/calibrate-$model.log" 2>&1
     echo "$model: rc $? in $(( $(date +%s) - start )) s"

@@ -168,6 +168,8 @@ def calibrate(
     repeats: Annotated[int, typer.Option(min=1)] = 10,
     flush_l2: Annotated[bool, typer.Option(help="Flush the L2 cache before each repeat.")]
     = False,
+    cuda_graphs: Annotated[bool, typer.Option(
+        help="Time CUDA graph replays (as vLLM runs), not eager launches.")] = True,
     fidelity_points: Annotated[int, typer.Option(min=1)] = 24,
     seed: Seed = 0,
     out: Annotated[Path | None, typer.Option(
@@ -198,7 +200,8 @@ def calibrate(
             bar.update(task, advance=1, description=what)
 
         profile = calibrate(shape, tp, device, grid, warmup, repeats, flush_l2, fidelity_points,
-                            seed, step, command=" ".join(["llmsim", *sys.argv[1:]]))
+                            seed, step, command=" ".join(["llmsim", *sys.argv[1:]]),
+                            cuda_graphs=cuda_graphs)
     profile.save(out)
     plot = out.with_suffix(".fidelity.png")
     try:

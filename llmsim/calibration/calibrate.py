@@ -232,7 +232,8 @@ def calibrate(shape: ModelShape, tp: int = 1, device: str = "cuda",
               grid: KernelGrid | None = None,
               warmup: int = 3, repeats: int = 10, flush_l2: bool = False,
               fidelity_points: int = 16, seed: int = 0,
-              progress: Callable[[str], None] | None = None, command: str = "") -> Profile:
+              progress: Callable[[str], None] | None = None, command: str = "",
+              cuda_graphs: bool = True) -> Profile:
     if shape.is_moe or shape.sliding_layers:
         raise ValueError(f"{shape.name}: llmsim calibrate times dense, full-attention layers; "
                          "MoE and sliding-window layers are not timed yet (the fitted "
@@ -245,7 +246,8 @@ def calibrate(shape: ModelShape, tp: int = 1, device: str = "cuda",
         # One thread: OpenMP workers spinning against other processes on a small machine
         # turn microsecond kernels into millisecond stalls.
         torch.set_num_threads(1)
-    cal = Calibrator(shape, tp, dev, grid, Timer(dev, warmup, repeats, flush_l2), progress)
+    timer = Timer(dev, warmup, repeats, flush_l2, cuda_graphs)
+    cal = Calibrator(shape, tp, dev, grid, timer, progress)
     measurements = cal.measure()
     tables = cal.fit(measurements)
     overhead_shapes = [(decode_shape(1, grid.decode_contexts[0]), grid.decode_contexts[0]),
@@ -258,7 +260,9 @@ def calibrate(shape: ModelShape, tp: int = 1, device: str = "cuda",
     measurements["overhead_points"] = [[list(s), c] for s, c in overhead_shapes]
     profile = Profile({**environment(dev), "dtype": str(cal.k.dtype).removeprefix("torch."),
                        "command": command, "grid": grid.__class__.__name__,
-                       "warmup": warmup, "repeats": repeats, "flush_l2": flush_l2},
+                       "warmup": warmup, "repeats": repeats, "flush_l2": flush_l2,
+                       "timing": "cuda graph replays" if timer.graphs else
+                       ("eager launches" if dev.type == "cuda" else "wall clock")},
                       shape, tp, measurements, tables)
     model = ProfileCostModel(profile)
     points = []
@@ -270,6 +274,7 @@ def calibrate(shape: ModelShape, tp: int = 1, device: str = "cuda",
         if progress:
             progress(f"fidelity: whole forward {s.num_tokens} tokens")
     errors = np.abs([p["error"] for p in points])
+    profile.meta["eager_fallbacks"] = timer.eager_fallbacks  # graphs that failed to capture
     profile.fidelity = {"points": points, "mape": float(errors.mean()),
                         "worst": float(errors.max()), "note": "whole-model forward vs profile"}
     return profile

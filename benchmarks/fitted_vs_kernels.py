@@ -110,7 +110,8 @@ def main() -> None:
         kernel_gpu = profile.meta["gpu"].split()[-1].lower()
         params = fitted.params
         print(f"\n{profile.model.name}: fitted {fitted.gpu} profile vs kernels timed on "
-              f"{profile.meta['gpu']} (torch {profile.meta['torch']}, eager)")
+              f"{profile.meta['gpu']} (torch {profile.meta['torch']}, "
+              f"{profile.meta.get('timing', 'eager launches')})")
         print(f"{'term':34} {'fitted ' + fitted.gpu:>18} {'kernels ' + kernel_gpu:>18}")
         for name, fv, ff, kv, kf, unit, scale in terms(profile, params, kernel_gpu, fitted.gpu):
             print(f"{name:34} {fv / scale:9.1f} {unit:<3}{share(ff)} "
@@ -132,7 +133,7 @@ def main() -> None:
             **p["shape"], "prefill_chunks": tuple(tuple(x) for x in p["shape"]["prefill_chunks"])}))
             for p in pts]
         r = np.array(fit_pts) / np.array(eager)
-        print(f"whole eager forwards ({len(pts)} shapes): fitted/measured median "
+        print(f"whole forwards ({len(pts)} shapes): fitted/measured median "
               f"{statistics.median(r):.2f}, range {r.min():.2f}-{r.max():.2f}; kernel tables' "
               f"own MAPE {100 * profile.fidelity['mape']:.1f}%")
 

@@ -33,6 +33,18 @@ def test_timer_takes_the_median():
     assert len(calls) == 7
     with pytest.raises(ValueError):
         Timer(torch.device("cpu"), repeats=0)
+    # CUDA graphs are a CUDA matter: on CPU the callable itself is timed, never captured
+    assert not Timer(torch.device("cpu"), cuda_graphs=True).graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_timer_replays_a_cuda_graph_of_the_callable():
+    x = torch.randn(256, 256, device="cuda")
+    out = torch.empty_like(x)
+    timer = Timer(torch.device("cuda"), warmup=1, repeats=3)
+    assert timer.median(lambda: torch.matmul(x, x, out=out)) > 0
+    assert timer.eager_fallbacks == 0
+    torch.testing.assert_close(out, x @ x)  # the replays computed what the callable does
 
 
 def test_profile_tables_and_fidelity(tiny_profile):
@@ -45,6 +57,7 @@ def test_profile_tables_and_fidelity(tiny_profile):
     mape = sum(abs(pt["error"]) for pt in p.fidelity["points"]) / 6
     assert p.fidelity["mape"] == pytest.approx(mape)
     assert p.meta["device"] == "cpu" and p.meta["torch"] == torch.__version__
+    assert p.meta["timing"] == "wall clock" and p.meta["eager_fallbacks"] == 0
 
 
 def test_profile_cost_model_is_monotone_and_affine_in_decode_context(tiny_profile):

@@ -49,7 +49,15 @@ def main() -> None:
                     help="write the all-model fits as llmsim's bundled profiles")
     ap.add_argument("--roofline", action="store_true",
                     help="only price every run with the datasheet roofline")
+    ap.add_argument("--bound", action="append", default=[], metavar="NAME=LO:HI",
+                    help="tighter bounds on a fitted parameter, SI units (e.g. "
+                         "gemm_flops=1e14:7.7e14, the bf16 GEMM ceiling measured on an H200)")
     args = ap.parse_args()
+    bounds = {}
+    for b in args.bound:
+        name, _, span = b.partition("=")
+        lo, _, hi = span.partition(":")
+        bounds[name] = (float(lo), float(hi))
     if args.roofline:
         return roofline(args)
     grid = _grid(args.prompt_medians, args.prompt_sigmas)
@@ -65,8 +73,8 @@ def main() -> None:
         def say(msg: str, gpu=gpu) -> None:
             print(f"  [{gpu.name}] {msg}", file=sys.stderr, flush=True)
 
-        held = F.leave_one_out(dense, gpu, grid, cache=cache, progress=say)
-        fitted = F.fit(dense, gpu, grid, cache=cache, progress=say)
+        held = F.leave_one_out(dense, gpu, grid, cache=cache, progress=say, bounds=bounds)
+        fitted = F.fit(dense, gpu, grid, cache=cache, progress=say, bounds=bounds)
         preds = F.predict_points(dense, fitted, cache)
         moe_preds = F.predict_points(moe, fitted, cache) if moe else []
         cpu = time.process_time() - t0

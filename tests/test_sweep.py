@@ -174,6 +174,19 @@ def test_process_pool_gives_the_same_numbers(reference, tmp_path):
     assert rows_json(pooled.table) == rows_json(reference.table)
 
 
+def test_a_pool_worker_whose_parent_died_while_it_started_leaves_at_once():
+    """The worker's initializer is told its parent's pid: if that parent is already gone
+    (init adopted the worker), the worker exits rather than wait for work forever."""
+    code = ("from llmsim.sweep.backends import _keep_shared\n"
+            "_keep_shared(None, {parent})\nprint('still here')")
+    gone = subprocess.run([sys.executable, "-c", code.format(parent=1)], capture_output=True,
+                          text=True, timeout=60)
+    assert gone.returncode == 1 and "still here" not in gone.stdout, gone.stderr
+    alive = subprocess.run([sys.executable, "-c", code.format(parent=os.getpid())],
+                           capture_output=True, text=True, timeout=60)
+    assert alive.returncode == 0 and "still here" in alive.stdout, alive.stderr
+
+
 def test_ray_gives_the_same_numbers(reference, tmp_path):
     pytest.importorskip("ray")
     on_ray = run_sweep(SMALL, tmp_path / "ray", jobs=2, ray="local", progress=False)

@@ -63,15 +63,19 @@ def run_here(fn: Fn, shared: Any, tasks: Sequence) -> Iterator[tuple[int, Any]]:
 _worker_shared: Any = None
 
 
-def _keep_shared(shared: Any) -> None:
+def _keep_shared(shared: Any, parent: int) -> None:
     global _worker_shared
     _worker_shared = shared
     # Ctrl-C reaches every process of the terminal's group: let the parent alone handle it
     # (it cancels what has not started), not each worker with a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A pool worker whose parent is killed (SIGKILL: no chance to stop its pool) would wait
-    # for work forever, holding memory and the parent's output pipes: leave with it.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # for work forever, holding memory and the parent's output pipes: leave with it. The
+    # parent names itself: killed while this worker was still starting, it would already
+    # have been replaced by init (or a subreaper), and getppid() here would watch that.
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -92,7 +96,7 @@ def run_in_pool(fn: Fn, shared: Any, tasks: Sequence, jobs: int) -> Iterator[tup
     # threads can copy a held lock into the child.
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context,
-                               initializer=_keep_shared, initargs=(shared,))
+                               initializer=_keep_shared, initargs=(shared, os.getpid()))
     try:
         with _ctrl_c_held():  # workers start here: a Ctrl-C must not reach them mid-import
             pending: dict[Future, int] = {pool.submit(_call_with_shared, fn, t): i

@@ -60,7 +60,7 @@ class LightGBMPredictor:
 
     def score(self, texts, prompt_tokens, progress: Callable[[int], None] | None = None):
         x = prompt_features(list(texts), np.asarray(prompt_tokens))
-        out = self.booster.predict(x, num_iteration=self.trees)
+        out = self.booster.predict(x, num_iteration=self.trees, num_threads=1)
         if progress:
             progress(len(x))
         return np.asarray(out, dtype=np.float64)
@@ -103,7 +103,10 @@ def train_lgbm(train: RankData, config: LightGBMConfig,
               "num_leaves": config.leaves, "min_child_samples": config.min_child_samples,
               "lambdarank_truncation_level": config.group_size, "verbosity": -1,
               "seed": config.seed, "deterministic": True, "force_row_wise": True,
-              "num_threads": 0}
+              # One thread: with OpenMP's default (a thread per core), a training that
+              # takes 8 s stalled for over a minute in libgomp's barrier inside the tree
+              # split (py-spy) when other processes held the cores; the data are small.
+              "num_threads": 1}
 
     def tick(env):
         if progress:
@@ -112,7 +115,7 @@ def train_lgbm(train: RankData, config: LightGBMConfig,
     booster = lgb.train(params, data, num_boost_round=config.trees, callbacks=[tick])
     figures = []
     for k in range(10, config.trees + 1, 10):
-        pred = booster.predict(x[held], num_iteration=k)
+        pred = booster.predict(x[held], num_iteration=k, num_threads=1)
         figures.append((validation_figure(pred, labelled, held, config.select), k))
     best, best_trees = max(figures)
     record = {"best_trees": best_trees, f"heldout_{config.select}": round(best, 4),

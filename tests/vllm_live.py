@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .tiny_server import build_model, free_port
 
 SCHEDULER = "llmsim.integrations.vllm.PolicyScheduler"
 MODEL_NAME = "tiny-llama"  # --served-model-name
@@ -56,36 +57,8 @@ def vocabulary() -> list[str]:
 
 def build_tiny_llama(folder: Path) -> Path:
     """Write the tiny tokenizer and model to `folder`; returns it."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {"<eos>": 0}
-    for word in vocabulary():
-        vocab.setdefault(word, len(vocab))
-    vocab["<unk>"] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # words, and punctuation runs apart
-    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>",
-                            eos_token="<eos>").save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=8192, bos_token_id=None, eos_token_id=0,
-                         pad_token_id=None, tie_word_embeddings=False, torch_dtype="float32")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        model.model.norm.weight.zero_()
-    model.save_pretrained(folder)
-    return folder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return build_model(folder, vocabulary(), hidden_size=64, heads=2, kv_heads=2,
+                       positions=8192, split_punctuation=True)
 
 
 class VllmServer:

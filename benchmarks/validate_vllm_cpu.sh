@@ -21,48 +21,16 @@ BATCH=2048
 PORT=${PORT:-8321}
 MODEL=$OUT/model
 # llmsim's record of the server: 1 GiB of KV (VLLM_CPU_KVCACHE_SPACE) = 1,048,576 tokens
-ENGINE=(--max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCH" --block-size 16
-        --num-gpu-blocks 65536 --sim-model "$MODEL/config.json")
+ENGINE=(--max-num-batched-tokens "$BATCH" --block-size 16 --num-gpu-blocks 65536
+        --sim-model "$MODEL/config.json")
 mkdir -p "$OUT"
 "$PY" benchmarks/tiny_llama.py "$MODEL"
 "$LLMSIM" calibrate --model "$MODEL/config.json" --device cpu --dtype fp32 \
     --max-num-batched-tokens "$BATCH" --max-num-seqs "$SEQS" --repeats 5 \
     --out "$OUT/profile.json" --force
 
-SERVER=
-stop_server() {  # the whole process group: API server, engine core, worker
-    if [ -n "$SERVER" ]; then
-        kill -TERM -- "-$SERVER" 2>/dev/null || true
-        for _ in $(seq 60); do kill -0 "$SERVER" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL -- "-$SERVER" 2>/dev/null || true
-        SERVER=
-    fi
-}
-trap stop_server EXIT
-start_server() {  # $1: LLMSIM_POLICY
-    LLMSIM_POLICY=$1 VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 \
-    VLLM_NO_USAGE_STATS=1 TOKENIZERS_PARALLELISM=false \
-        setsid "$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL" \
-        --served-model-name tiny-llama --host 127.0.0.1 --port "$PORT" --dtype float32 \
-        --max-model-len 8192 --max-num-seqs "$SEQS" --max-num-batched-tokens "$BATCH" \
-        --scheduling-policy priority \
-        --scheduler-cls llmsim.integrations.vllm.PolicyScheduler \
-        --no-enable-prefix-caching > "$OUT/serve-$1.log" 2>&1 &
-    SERVER=$!
-    for _ in $(seq 1200); do
-        curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && return 0
-        kill -0 "$SERVER" 2>/dev/null || { tail -30 "$OUT/serve-$1.log"; exit 1; }
-        sleep 0.5
-    done
-    echo "vLLM not up after 10 minutes; see $OUT/serve-$1.log" >&2
-    exit 1
-}
-replay() {  # $1: out file, then replay options
-    local out=$1
-    shift
-    "$LLMSIM" replay --model tiny-llama --endpoint "http://127.0.0.1:$PORT" "${ENGINE[@]}" \
-        --out "$out" --force "$@"
-}
+# shellcheck source=benchmarks/vllm_cpu_server.sh
+source "$(dirname "$0")/vllm_cpu_server.sh"
 
 start_server fcfs
 # One request at a time: 5 requests, 10 s apart, 64-token prompts, 300 tokens out.

@@ -2,7 +2,9 @@
 
 `shared_data` is the project's shared data folder (LLMSIM_SHARED_DATA, else ../shared/data
 beside the repository); a test that asks for it is skipped where it is absent. `simulator`
-runs a test once per simulator, for the semantics both must share.
+runs a test once per simulator, for the semantics both must share. `castillo` (a small
+synthetic CASTILLO folder) and `cache` (an embedding cache) serve the predictor tests, one
+of each per test module.
 """
 
 from __future__ import annotations
@@ -43,3 +45,17 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(
             f"interrupts: {len(trials)} runs, {f'{hung} HUNG' if hung else 'none hung'}: "
             + "; ".join(f"{n} x {o}" for o, n in counts.items()))
+
+
+@pytest.fixture(scope="module")
+def castillo(tmp_path_factory) -> Path:
+    from .castillo_synth import write_castillo
+
+    return write_castillo(tmp_path_factory.mktemp("castillo"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    from llmsim.predictors import EmbeddingCache
+
+    return EmbeddingCache(tmp_path_factory.mktemp("emb"), 64)

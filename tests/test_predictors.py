@@ -34,16 +34,6 @@ from .castillo_synth import write_castillo
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def castillo(tmp_path_factory):
-    return write_castillo(tmp_path_factory.mktemp("castillo"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return EmbeddingCache(tmp_path_factory.mktemp("emb"), 64)
-
-
 # -- metrics --------------------------------------------------------------------------
 
 @settings(max_examples=40, deadline=None)

@@ -33,19 +33,7 @@ from llmsim.predictors.cost_metrics import (
 from llmsim.predictors.data import other_llms_training, rank_data_file
 from llmsim.predictors.evaluate import ceiling
 
-from .castillo_synth import write_castillo
-
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def castillo(tmp_path_factory):
-    return write_castillo(tmp_path_factory.mktemp("castillo"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return EmbeddingCache(tmp_path_factory.mktemp("emb"), 64)
 
 
 # -- cost ---------------------------------------------------------------------------------

@@ -243,22 +243,27 @@ def _gap1(run: dict, name: str) -> float:
 def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
               resamples: int = 4000, seed: int = 0) -> dict:
     """Pooled gap closed per policy with 95% intervals over replicates, and paired
-    differences against `length` and `lgbm`."""
+    differences against `length` and `lgbm`. A replicate that never queues has no gap
+    (FCFS = SJF): it adds nothing to the pooled sums, and a resample made only of such
+    replicates has no gap closed and is left out of the interval."""
     f = np.array([r["fcfs"][key] for r in runs])
     o = np.array([r["sjf"][key] for r in runs])
     x = {n: np.array([r[n][key] for r in runs]) for n in names}
     idx = np.random.default_rng(seed).integers(0, len(runs), (resamples, len(runs)))
 
     def pooled(v: np.ndarray, rows=slice(None)) -> np.ndarray:
-        return (f[rows] - v[rows]).sum(-1) / (f[rows] - o[rows]).sum(-1)
+        gap = (f[rows] - o[rows]).sum(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(gap > 0, (f[rows] - v[rows]).sum(-1) / gap, np.nan)
 
-    out = {"fcfs_mean_s": float(f.mean()), "sjf_mean_s": float(o.mean()), "gap": {},
-           "vs": {}}
+    def interval(boot: np.ndarray) -> list[float]:
+        return [float(np.nanpercentile(boot, 2.5)), float(np.nanpercentile(boot, 97.5))]
+
+    out = {"fcfs_mean_s": float(f.mean()), "sjf_mean_s": float(o.mean()),
+           "queued": int((f - o > 1e-9 * f).sum()), "gap": {}, "vs": {}}
     for n in names:
         boot = pooled(x[n], idx)
-        out["gap"][n] = {"closed": float(pooled(x[n])),
-                         "ci": [float(np.percentile(boot, 2.5)),
-                                float(np.percentile(boot, 97.5))],
+        out["gap"][n] = {"closed": float(pooled(x[n])), "ci": interval(boot),
                          "mean_s": float(x[n].mean()),
                          "p99_s": float(np.median([r[n]["e2e_p99"] for r in runs]))}
     for base in ("length", "lgbm"):
@@ -270,10 +275,8 @@ def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
                 continue
             diff = pooled(x[n]) - pooled(x[base])
             boot = pooled(x[n], idx) - pooled(x[base], idx)
-            out["vs"][base][n] = {"difference": float(diff),
-                                  "ci": [float(np.percentile(boot, 2.5)),
-                                         float(np.percentile(boot, 97.5))],
-                                  "share_above": float((boot > 0).mean())}
+            out["vs"][base][n] = {"difference": float(diff), "ci": interval(boot),
+                                  "share_above": float((boot[~np.isnan(boot)] > 0).mean())}
     return out
 
 
@@ -300,17 +303,20 @@ def report(out: Path, plot: Path | None = None) -> None:
                                  d["setting"]["cap"], d["setting"]["arrivals"]))
     if not docs:
         raise SystemExit(f"{out}: no settings yet")
+    for d in docs:  # from the replicates, so that the summary is this script's
+        d["summary"] = summarise(d["runs"], [n for n in d["runs"][0]
+                                             if n not in ("replicate", "train_seed")])
     names = [n for n in docs[0]["summary"]["gap"] if n not in ("fcfs", "sjf")]
-    print("| LLM | load | cap | arrivals | FCFS / SJF mean E2E (s) | " +
+    print("| LLM | load | cap | arrivals | queued | FCFS / SJF mean E2E (s) | " +
           " | ".join(names) + " |")
-    print("|---|---:|---:|---|---:|" + "---:|" * len(names))
+    print("|---|---:|---:|---|---:|---:|" + "---:|" * len(names))
     for d in docs:
         st, sm = d["setting"], d["summary"]
         cells = [f"{sm['gap'][n]['closed']:.0%} [{sm['gap'][n]['ci'][0]:.0%}, "
                  f"{sm['gap'][n]['ci'][1]:.0%}]" for n in names]
         print(f"| {st['llm'].split('-Instruct')[0]} | {st['load']:g} | {st['cap'] or '-'} | "
-              f"{st['arrivals']} | {sm['fcfs_mean_s']:.2f} / {sm['sjf_mean_s']:.2f} | " +
-              " | ".join(cells) + " |")
+              f"{st['arrivals']} | {sm['queued']}/{len(d['runs'])} | "
+              f"{sm['fcfs_mean_s']:.2f} / {sm['sjf_mean_s']:.2f} | " + " | ".join(cells) + " |")
     print("\npaired: pars minus length and minus lgbm, gap closed [95% CI]")
     for d in docs:
         st, vs = d["setting"], d["summary"]["vs"]

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The ranker study of docs/predictors.md: 8 settings x 10 replicates, the predictors that
+# benchmarks/ranker_train.sh trained (PREDICTORS), figures into OUT (one JSON per setting;
+# an interrupted study resumes), then the table and plot. About 30 minutes on 2 cores.
+#   bash benchmarks/ranker_study.sh 2>&1 | tee docs/results/ranker-study/runs.log
+set -euxo pipefail
+PY=${PY:-.venv/bin/python}
+PREDICTORS=${PREDICTORS:-llmsim-out/study}
+OUT=${OUT:-docs/results/ranker-study}
+export OMP_NUM_THREADS=1
+run() { "$PY" benchmarks/ranker_sim.py --predictors "$PREDICTORS" --replicates 10 \
+        --train-seeds 2 --out "$OUT" "$@"; }
+run --llms Llama-3.1-8B-Instruct --loads 1.0 --caps 0,4096 --arrivals azure,poisson
+run --llms Llama-3.1-8B-Instruct --loads 1.05 --caps 0,4096 --arrivals azure
+# only seed 0 was trained for Qwen's lengths, uncapped
+run --llms Qwen2.5-7B-Instruct-1M --loads 1.0 --caps 0 --arrivals azure,poisson --train-seeds 1
+"$PY" benchmarks/ranker_sim.py --out "$OUT" --report

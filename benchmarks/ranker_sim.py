@@ -37,6 +37,7 @@ import argparse
 import itertools
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -257,7 +258,14 @@ def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
             return np.where(gap > 0, (f[rows] - v[rows]).sum(-1) / gap, np.nan)
 
     def interval(boot: np.ndarray) -> list[float]:
-        return [float(np.nanpercentile(boot, 2.5)), float(np.nanpercentile(boot, 97.5))]
+        boot = boot[~np.isnan(boot)]
+        if not len(boot):
+            return [math.nan, math.nan]
+        return [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+
+    def share_above(boot: np.ndarray) -> float:
+        boot = boot[~np.isnan(boot)]
+        return float((boot > 0).mean()) if len(boot) else math.nan
 
     out = {"fcfs_mean_s": float(f.mean()), "sjf_mean_s": float(o.mean()),
            "queued": int((f - o > 1e-9 * f).sum()), "gap": {}, "vs": {}}
@@ -276,7 +284,7 @@ def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
             diff = pooled(x[n]) - pooled(x[base])
             boot = pooled(x[n], idx) - pooled(x[base], idx)
             out["vs"][base][n] = {"difference": float(diff), "ci": interval(boot),
-                                  "share_above": float((boot[~np.isnan(boot)] > 0).mean())}
+                                  "share_above": share_above(boot)}
     return out
 
 

@@ -1,0 +1,44 @@
+"""benchmarks/ranker_sim.py's summary: pooled gap closed with intervals over replicates,
+where some replicates never queue (FCFS = SJF: no gap to close)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ranker_sim.py"
+
+
+@pytest.fixture(scope="module")
+def ranker_sim():
+    spec = importlib.util.spec_from_file_location("ranker_sim", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(fcfs: float, sjf: float, length: float, lgbm: float) -> dict:
+    return {name: {"e2e_mean": v, "e2e_p99": 2 * v}
+            for name, v in (("fcfs", fcfs), ("sjf", sjf), ("length", length), ("lgbm", lgbm))}
+
+
+def test_replicates_that_never_queue_add_nothing_and_leave_the_interval_defined(ranker_sim):
+    runs = [run(10, 10, 10, 10)] * 6 + [run(30, 10, 20, 25), run(50, 20, 30, 44)]
+    s = ranker_sim.summarise(runs, ["fcfs", "sjf", "length", "lgbm"], resamples=2000)
+    assert s["queued"] == 2
+    # pooled over the replicates that queue: (10 + 20) / (20 + 30)
+    assert s["gap"]["length"]["closed"] == pytest.approx(30 / 50)
+    assert s["gap"]["lgbm"]["closed"] == pytest.approx(11 / 50)
+    for name in ("length", "lgbm"):
+        low, high = s["gap"][name]["ci"]
+        assert not math.isnan(low) and low <= s["gap"][name]["closed"] <= high
+    low, high = s["vs"]["length"]["lgbm"]["ci"]
+    assert high < 0 and s["vs"]["length"]["lgbm"]["share_above"] == 0
+
+
+def test_no_replicate_queued_means_no_gap_at_all(ranker_sim):
+    s = ranker_sim.summarise([run(10, 10, 10, 10)] * 3, ["fcfs", "sjf", "length", "lgbm"])
+    assert s["queued"] == 0 and math.isnan(s["gap"]["length"]["closed"])

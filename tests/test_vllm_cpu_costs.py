@@ -4,9 +4,7 @@ algebra and the cost model cannot drift apart)."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +13,14 @@ from llmsim.calibration.physical import PhysicalCostModel, ShapeCosts
 from llmsim.calibration.shapes import get_model
 from llmsim.engine.cost import IterationShape
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vllm_cpu_costs.py"
+from .benchmark_script import load_benchmark
+
 SHORT, LONG = 100, 400
 
 
 @pytest.fixture(scope="module")
 def costs_script():
-    spec = importlib.util.spec_from_file_location("vllm_cpu_costs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("vllm_cpu_costs")
 
 
 def points_from(cm: PhysicalCostModel) -> dict:

@@ -54,6 +54,8 @@ from llmsim.traces.pool import PromptPool
 from llmsim.traces.workload import Workload
 
 LEARNED = ("lgbm", "lgbm-cost", "pars-v1", "pars")
+BUILTIN = ("fcfs", "sjf", "ceiling", "length")  # any other policy name is a predictor folder
+BASES = ("length", "lgbm", "pars")  # paired differences are taken against these
 DEPLOYMENT_OF = {"Llama-3.1-8B-Instruct": "llama-3.1-8b", "Qwen2.5-7B-Instruct-1M": "qwen2.5-7b"}
 AZURE = "../shared/data/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
 
@@ -72,7 +74,10 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=20)
     ap.add_argument("--train-seeds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=19000)
-    ap.add_argument("--policies", default="fcfs,sjf,ceiling,length," + ",".join(LEARNED))
+    ap.add_argument("--policies", default="fcfs,sjf,ceiling,length," + ",".join(LEARNED),
+                    help="fcfs, sjf, ceiling, length, or NAME: the predictors "
+                         "NAME-<llm>-cap<N>-s<seed> in --predictors (variants too, e.g. "
+                         "pars-ft)")
     ap.add_argument("--gpu", default="h100")
     ap.add_argument("--out", type=Path, default=Path("llmsim-out/ranker-study"),
                     help="folder of one JSON file per setting")
@@ -106,7 +111,7 @@ def main() -> None:
             capacity = capacity_rps(probe, deployment, cost_model)
             scores = {name: [_scores(args, name, llm, cap, s, capped_pool)
                              for s in range(args.train_seeds)]
-                      for name in names if name in LEARNED}
+                      for name in names if name not in BUILTIN}
             for load, arrivals in settings:
                 setting = {"llm": llm, "cap": cap, "load": load, "arrivals": arrivals,
                            "capacity_rps": capacity, "rate_rps": load * capacity,
@@ -244,9 +249,10 @@ def _gap1(run: dict, name: str) -> float:
 def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
               resamples: int = 4000, seed: int = 0) -> dict:
     """Pooled gap closed per policy with 95% intervals over replicates, and paired
-    differences against `length` and `lgbm`. A replicate that never queues has no gap
-    (FCFS = SJF): it adds nothing to the pooled sums, and a resample made only of such
-    replicates has no gap closed and is left out of the interval."""
+    differences against `length`, `lgbm` and (for its variants) `pars`. A replicate that
+    never queues has no gap (FCFS = SJF): it adds nothing to the pooled sums, and a
+    resample made only of such replicates has no gap closed and is left out of the
+    interval."""
     f = np.array([r["fcfs"][key] for r in runs])
     o = np.array([r["sjf"][key] for r in runs])
     x = {n: np.array([r[n][key] for r in runs]) for n in names}
@@ -274,7 +280,7 @@ def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
         out["gap"][n] = {"closed": float(pooled(x[n])), "ci": interval(boot),
                          "mean_s": float(x[n].mean()),
                          "p99_s": float(np.median([r[n]["e2e_p99"] for r in runs]))}
-    for base in ("length", "lgbm"):
+    for base in BASES:
         if base not in names:
             continue
         out["vs"][base] = {}
@@ -291,17 +297,18 @@ def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
 def _print(summary: dict, names: list[str]) -> None:
     print(f"  FCFS mean E2E {summary['fcfs_mean_s']:.2f} s, oracle SJF "
           f"{summary['sjf_mean_s']:.2f} s (means over replicates)")
-    print("  | policy | gap closed | 95% CI | mean E2E (s) | minus length [95% CI] | "
-          "minus lgbm [95% CI] |")
+    bases = [b for b in BASES if b in summary["vs"]]
+    print("  | policy | gap closed | 95% CI | mean E2E (s) | " +
+          " | ".join(f"minus {b} [95% CI]" for b in bases) + " |")
     for n in names:
         g = summary["gap"][n]
         diffs = []
-        for base in ("length", "lgbm"):
-            d = summary["vs"].get(base, {}).get(n)
+        for base in bases:
+            d = summary["vs"][base].get(n)
             diffs.append(f"{d['difference']:+.0%} [{d['ci'][0]:+.0%}, {d['ci'][1]:+.0%}]"
                          if d else "")
         print(f"  | {n} | {g['closed']:.0%} | {g['ci'][0]:.0%} to {g['ci'][1]:.0%} | "
-              f"{g['mean_s']:.2f} | {diffs[0]} | {diffs[1]} |")
+              f"{g['mean_s']:.2f} | " + " | ".join(diffs) + " |")
 
 
 def report(out: Path, plot: Path | None = None) -> None:
@@ -314,14 +321,15 @@ def report(out: Path, plot: Path | None = None) -> None:
     for d in docs:  # from the replicates, so that the summary is this script's
         d["summary"] = summarise(d["runs"], [n for n in d["runs"][0]
                                              if n not in ("replicate", "train_seed")])
-    names = [n for n in docs[0]["summary"]["gap"] if n not in ("fcfs", "sjf")]
+    names = list(dict.fromkeys(n for d in docs for n in d["summary"]["gap"]
+                               if n not in ("fcfs", "sjf")))  # a setting may lack some
     print("| LLM | load | cap | arrivals | queued | FCFS / SJF mean E2E (s) | " +
           " | ".join(names) + " |")
     print("|---|---:|---:|---|---:|---:|" + "---:|" * len(names))
     for d in docs:
         st, sm = d["setting"], d["summary"]
         cells = [f"{sm['gap'][n]['closed']:.0%} [{sm['gap'][n]['ci'][0]:.0%}, "
-                 f"{sm['gap'][n]['ci'][1]:.0%}]" for n in names]
+                 f"{sm['gap'][n]['ci'][1]:.0%}]" if n in sm["gap"] else "-" for n in names]
         print(f"| {st['llm'].split('-Instruct')[0]} | {st['load']:g} | {st['cap'] or '-'} | "
               f"{st['arrivals']} | {sm['queued']}/{len(d['runs'])} | "
               f"{sm['fcfs_mean_s']:.2f} / {sm['sjf_mean_s']:.2f} | " + " | ".join(cells) + " |")
@@ -333,6 +341,16 @@ def report(out: Path, plot: Path | None = None) -> None:
                  if b in vs and "pars" in vs[b]]
         print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
               f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
+    variants = [n for n in names if n.startswith("pars-") and n != "pars-v1"]
+    if variants:
+        print("\npaired: variants of pars minus pars, gap closed [95% CI]")
+        for d in docs:
+            st, vs = d["setting"], d["summary"]["vs"]
+            cells = [f"{n}: {vs['pars'][n]['difference']:+.0%} [{vs['pars'][n]['ci'][0]:+.0%}, "
+                     f"{vs['pars'][n]['ci'][1]:+.0%}]" for n in variants
+                     if n in vs.get("pars", {})]
+            print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
+                  f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
     print("\ntargets at load 1.0 (pars >= 80% of the gap; lower CI bound of pars above the "
           "point figure of length and lgbm; paired difference CI above 0):")
     for d in docs:
@@ -366,10 +384,12 @@ def _plot(docs: list[dict], names: list[str], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(docs)), 4.5))
     width = 0.8 / len(names)
+    nan = {"closed": math.nan, "ci": [math.nan, math.nan]}  # a policy a setting lacks
     for k, n in enumerate(names):
-        mid = [d["summary"]["gap"][n]["closed"] * 100 for d in docs]
-        lo = [m - d["summary"]["gap"][n]["ci"][0] * 100 for m, d in zip(mid, docs, strict=True)]
-        hi = [d["summary"]["gap"][n]["ci"][1] * 100 - m for m, d in zip(mid, docs, strict=True)]
+        gaps = [d["summary"]["gap"].get(n, nan) for d in docs]
+        mid = [g["closed"] * 100 for g in gaps]
+        lo = [m - g["ci"][0] * 100 for m, g in zip(mid, gaps, strict=True)]
+        hi = [g["ci"][1] * 100 - m for m, g in zip(mid, gaps, strict=True)]
         x = np.arange(len(docs)) + (k - (len(names) - 1) / 2) * width
         ax.bar(x, mid, width, label=n, yerr=[lo, hi], capsize=2)
     ax.axhline(80, color="k", lw=0.8, ls="--")

@@ -37,3 +37,17 @@ def test_replicates_that_never_queue_add_nothing_and_leave_the_interval_defined(
 def test_no_replicate_queued_means_no_gap_at_all(ranker_sim):
     s = ranker_sim.summarise([run(10, 10, 10, 10)] * 3, ["fcfs", "sjf", "length", "lgbm"])
     assert s["queued"] == 0 and math.isnan(s["gap"]["length"]["closed"])
+
+
+def test_variants_of_pars_are_paired_against_pars(ranker_sim):
+    def with_pars(fcfs, sjf, pars, variant):
+        r = run(fcfs, sjf, fcfs, fcfs)
+        r["pars"], r["pars-ft"] = ({"e2e_mean": v, "e2e_p99": 2 * v} for v in (pars, variant))
+        return r
+
+    runs = [with_pars(30, 10, 20, 15), with_pars(50, 20, 35, 35)]
+    s = ranker_sim.summarise(runs, ["fcfs", "sjf", "length", "lgbm", "pars", "pars-ft"],
+                             resamples=500)
+    # pars closes (10 + 15) / 50, pars-ft (15 + 15) / 50: 10 points more, in both replicates
+    assert s["vs"]["pars"]["pars-ft"]["difference"] == pytest.approx(0.1)
+    assert "pars" not in s["vs"]["pars"] and s["vs"]["length"]["pars-ft"]["difference"] > 0

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from llmsim.capacity import capacity_rps
-from llmsim.policies import get_policy
+from llmsim.policies import get_policy, with_starvation_prevention
 from llmsim.policies.predicted import predicted_sjf
 from llmsim.predictors import EmbeddingCache, default_cache_dir, load_predictor
 from llmsim.predictors.cost import RequestCost
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--policies", default="fcfs,sjf,ceiling,length," + ",".join(LEARNED),
                     help="fcfs, sjf, ceiling, length, or NAME: the predictors "
                          "NAME-<llm>-cap<N>-s<seed> in --predictors (variants too, e.g. "
-                         "pars-ft)")
+                         "pars-ft); NAME+sp with starvation prevention")
     ap.add_argument("--gpu", default="h100")
     ap.add_argument("--out", type=Path, default=Path("llmsim-out/ranker-study"),
                     help="folder of one JSON file per setting")
@@ -111,7 +111,7 @@ def main() -> None:
             capacity = capacity_rps(probe, deployment, cost_model)
             scores = {name: [_scores(args, name, llm, cap, s, capped_pool)
                              for s in range(args.train_seeds)]
-                      for name in names if name not in BUILTIN}
+                      for name in {n.removesuffix('+sp') for n in names} - set(BUILTIN)}
             for load, arrivals in settings:
                 setting = {"llm": llm, "cap": cap, "load": load, "arrivals": arrivals,
                            "capacity_rps": capacity, "rate_rps": load * capacity,
@@ -221,14 +221,17 @@ def _replicates(args, names, pool, scores, rate, arrivals, gaps, deployment, cos
         seed = r % args.train_seeds
         run = {"replicate": r, "train_seed": seed}
         for name in names:
-            if name in ("fcfs", "sjf"):
-                policy = get_policy(name)
-            elif name == "ceiling":
+            base = name.removesuffix("+sp")
+            if base in ("fcfs", "sjf"):
+                policy = get_policy(base)
+            elif base == "ceiling":
                 policy = predicted_sjf("ceiling", loo)
-            elif name == "length":
+            elif base == "length":
                 policy = predicted_sjf("length", w.prompt_tokens.astype(np.float64))
             else:
-                policy = predicted_sjf(name, scores[name][seed][prompts])
+                policy = predicted_sjf(base, scores[base][seed][prompts])
+            if base != name:
+                policy = with_starvation_prevention(policy)
             s = simulate(w, policy, deployment, cost=cost_model).summary
             run[name] = {"e2e_mean": s["e2e"]["mean"], "e2e_p90": s["e2e"]["p90"],
                          "e2e_p99": s["e2e"]["p99"], "ttft_mean": s["ttft"]["mean"],
@@ -341,7 +344,14 @@ def report(out: Path, plot: Path | None = None) -> None:
                  if b in vs and "pars" in vs[b]]
         print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
               f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
-    variants = [n for n in names if n.startswith("pars-") and n != "pars-v1"]
+    print("\nE2E P99 (s), median over replicates")
+    for d in docs:
+        st, gap = d["setting"], d["summary"]["gap"]
+        print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
+              f"{st['cap'] or '-'}, {st['arrivals']}: fcfs {gap['fcfs']['p99_s']:.0f}, sjf "
+              f"{gap['sjf']['p99_s']:.0f}, " +
+              ", ".join(f"{n} {gap[n]['p99_s']:.0f}" for n in names if n in gap))
+    variants = [n for n in names if n.startswith("pars") and n not in ("pars", "pars-v1")]
     if variants:
         print("\npaired: variants of pars minus pars, gap closed [95% CI]")
         for d in docs:

@@ -15,11 +15,12 @@ run --llms Llama-3.1-8B-Instruct --loads 1.05 --caps 0,4096 --arrivals azure
 # only seed 0 was trained for Qwen's lengths, uncapped
 run --llms Qwen2.5-7B-Instruct-1M --loads 1.0 --caps 0,4096 --arrivals azure,poisson --train-seeds 1
 "$PY" benchmarks/ranker_sim.py --out "$OUT" --report
-# What the ingredients of pars buy, and starvation prevention (one training seed; KINDS=
-# "pars-1 pars-ft pars-mm" in
-# ranker_train.sh), where pars falls short: Llama capped at 4096
+# What the ingredients of pars buy, and what starvation prevention does to the tail, where
+# pars falls short: Llama capped at 4096 (one training seed; the variants are trained by
+# KINDS="pars-1 pars-ft pars-mm" bash benchmarks/ranker_train.sh)
 VARIANTS=${VARIANTS:-docs/results/ranker-variants}
 "$PY" benchmarks/ranker_sim.py --predictors "$PREDICTORS" --replicates 10 --train-seeds 1 \
   --out "$VARIANTS" --llms Llama-3.1-8B-Instruct --loads 1.0 --caps 4096 \
-  --arrivals azure,poisson --policies fcfs,sjf,ceiling,length,lgbm-cost,pars,pars+sp,pars-1,pars-ft,pars-mm
+  --arrivals azure,poisson \
+  --policies fcfs,sjf,ceiling,length,lgbm-cost,pars,pars+sp,pars-1,pars-ft,pars-mm
 "$PY" benchmarks/ranker_sim.py --out "$VARIANTS" --report

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The ranker study of docs/predictors.md: 10 settings x 10 replicates, the predictors that
+# The ranker study of docs/predictors.md: 16 settings x 10 replicates, the predictors that
 # benchmarks/ranker_train.sh trained (PREDICTORS), figures into OUT (one JSON per setting;
 # an interrupted study resumes), then the table and plot. About 30 minutes on 2 cores.
 #   bash benchmarks/ranker_study.sh 2>&1 | tee docs/results/ranker-study/runs.log
@@ -11,9 +11,10 @@ export OMP_NUM_THREADS=1
 run() { "$PY" benchmarks/ranker_sim.py --predictors "$PREDICTORS" --replicates 10 \
         --train-seeds 2 --out "$OUT" "$@"; }
 run --llms Llama-3.1-8B-Instruct --loads 1.0 --caps 0,4096 --arrivals azure,poisson
-run --llms Llama-3.1-8B-Instruct --loads 1.05 --caps 0,4096 --arrivals azure
-# only seed 0 was trained for Qwen's lengths, uncapped
-run --llms Qwen2.5-7B-Instruct-1M --loads 1.0 --caps 0,4096 --arrivals azure,poisson --train-seeds 1
+run --llms Llama-3.1-8B-Instruct --loads 1.05 --caps 0,4096 --arrivals azure,poisson
+# only seed 0 was trained for Qwen's lengths
+run --llms Qwen2.5-7B-Instruct-1M --loads 1.0,1.05 --caps 0,4096 --arrivals azure,poisson \
+  --train-seeds 1
 "$PY" benchmarks/ranker_sim.py --out "$OUT" --report
 # What the ingredients of pars buy, and what starvation prevention does to the tail, where
 # pars falls short: Llama capped at 4096 (one training seed; the variants are trained by

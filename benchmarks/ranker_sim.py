@@ -395,6 +395,7 @@ def _plot(docs: list[dict], names: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(docs)), 4.5))
     width = 0.8 / len(names)
     nan = {"closed": math.nan, "ci": [math.nan, math.nan]}  # a policy a setting lacks
+    lowest = 0.0
     for k, n in enumerate(names):
         gaps = [d["summary"]["gap"].get(n, nan) for d in docs]
         mid = [g["closed"] * 100 for g in gaps]
@@ -402,11 +403,12 @@ def _plot(docs: list[dict], names: list[str], path: Path) -> None:
         hi = [g["ci"][1] * 100 - m for m, g in zip(mid, gaps, strict=True)]
         x = np.arange(len(docs)) + (k - (len(names) - 1) / 2) * width
         ax.bar(x, mid, width, label=n, yerr=[lo, hi], capsize=2)
+        lowest = np.nanmin([lowest] + [g["ci"][0] * 100 for g in gaps])
     ax.axhline(80, color="k", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(docs)))
     ax.set_xticklabels([_label(d["setting"]) for d in docs], fontsize=7)
     ax.set_ylabel("% of FCFS -> oracle-SJF mean-E2E gap closed")
-    ax.set_ylim(-50, 110)
+    ax.set_ylim(lowest - 5, 110)
     ax.legend(fontsize=7, ncol=len(names))
     ax.set_title("Gap closed per predictor (95% CI over prompts, draws, arrivals, training seeds)",
                  fontsize=9)

@@ -55,7 +55,7 @@ from llmsim.traces.workload import Workload
 
 LEARNED = ("lgbm", "lgbm-cost", "pars-v1", "pars")
 BUILTIN = ("fcfs", "sjf", "ceiling", "length")  # any other policy name is a predictor folder
-BASES = ("length", "lgbm", "pars")  # paired differences are taken against these
+BASES = ("length", "lgbm", "pars", "pars-1")  # paired differences are taken against these
 DEPLOYMENT_OF = {"Llama-3.1-8B-Instruct": "llama-3.1-8b", "Qwen2.5-7B-Instruct-1M": "qwen2.5-7b"}
 AZURE = "../shared/data/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
 
@@ -252,10 +252,10 @@ def _gap1(run: dict, name: str) -> float:
 def summarise(runs: list[dict], names: list[str], key: str = "e2e_mean",
               resamples: int = 4000, seed: int = 0) -> dict:
     """Pooled gap closed per policy with 95% intervals over replicates, and paired
-    differences against `length`, `lgbm` and (for its variants) `pars`. A replicate that
-    never queues has no gap (FCFS = SJF): it adds nothing to the pooled sums, and a
-    resample made only of such replicates has no gap closed and is left out of the
-    interval."""
+    differences against `length`, `lgbm`, and `pars` and `pars-1` for its variants. A
+    replicate that never queues has no gap (FCFS = SJF): it adds nothing to the pooled
+    sums, and a resample made only of such replicates has no gap closed and is left out
+    of the interval."""
     f = np.array([r["fcfs"][key] for r in runs])
     o = np.array([r["sjf"][key] for r in runs])
     x = {n: np.array([r[n][key] for r in runs]) for n in names}
@@ -352,13 +352,14 @@ def report(out: Path, plot: Path | None = None) -> None:
               f"{gap['sjf']['p99_s']:.0f}, " +
               ", ".join(f"{n} {gap[n]['p99_s']:.0f}" for n in names if n in gap))
     variants = [n for n in names if n.startswith("pars") and n not in ("pars", "pars-v1")]
-    if variants:
-        print("\npaired: variants of pars minus pars, gap closed [95% CI]")
+    for base in ("pars", "pars-1"):
+        if base not in names or not variants:
+            continue
+        print(f"\npaired: variants of pars minus {base}, gap closed [95% CI]")
         for d in docs:
-            st, vs = d["setting"], d["summary"]["vs"]
-            cells = [f"{n}: {vs['pars'][n]['difference']:+.0%} [{vs['pars'][n]['ci'][0]:+.0%}, "
-                     f"{vs['pars'][n]['ci'][1]:+.0%}]" for n in variants
-                     if n in vs.get("pars", {})]
+            st, vs = d["setting"], d["summary"]["vs"].get(base, {})
+            cells = [f"{n}: {vs[n]['difference']:+.0%} [{vs[n]['ci'][0]:+.0%}, "
+                     f"{vs[n]['ci'][1]:+.0%}]" for n in variants if n in vs]
             print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
                   f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
     print("\ntargets at load 1.0 (pars >= 80% of the gap; lower CI bound of pars above the "

@@ -28,3 +28,17 @@ for answers in o3-mini-2025-01-31 sky-t1-32b; do
   "$LLMSIM" evaluate-ranker "${folders[@]}" length --data "llmsim-out/arena/$answers.jsonl" \
     --bootstrap 200 --json "docs/results/rank-arena-$answers.json"
 done
+# The variants of pars (docs/predictors.md, "Variants"), Llama's lengths capped at 4096:
+# the test split and Arena-Hard (transfer), capped as they were trained
+variants=()
+for kind in pars pars-1 pars-ft pars-mm pars-mm5 lgbm-cost; do
+  variants+=("$STUDY/$kind-Llama-3.1-8B-Instruct-cap4096-s0")
+done
+"$LLMSIM" evaluate-ranker "${variants[@]}" length --data "$DATA" --model Llama-3.1-8B-Instruct \
+  --cap 4096 --bootstrap 200 --json docs/results/rank-variants-Llama-3.1-8B-Instruct-cap4096.json \
+  --force
+for answers in o3-mini-2025-01-31 sky-t1-32b; do
+  "$LLMSIM" evaluate-ranker "${variants[@]}" length --data "llmsim-out/arena/$answers.jsonl" \
+    --cap 4096 --bootstrap 200 --json "docs/results/rank-variants-arena-$answers-cap4096.json" \
+    --force
+done

@@ -18,10 +18,10 @@ run --llms Qwen2.5-7B-Instruct-1M --loads 1.0,1.05 --caps 0,4096 --arrivals azur
 "$PY" benchmarks/ranker_sim.py --out "$OUT" --report
 # What the ingredients of pars buy, and what starvation prevention does to the tail, where
 # pars falls short: Llama capped at 4096 (one training seed; the variants are trained by
-# KINDS="pars-1 pars-ft pars-mm" bash benchmarks/ranker_train.sh)
+# KINDS="pars-1 pars-ft pars-mm pars-mm5" bash benchmarks/ranker_train.sh)
 VARIANTS=${VARIANTS:-docs/results/ranker-variants}
 "$PY" benchmarks/ranker_sim.py --predictors "$PREDICTORS" --replicates 10 --train-seeds 1 \
   --out "$VARIANTS" --llms Llama-3.1-8B-Instruct --loads 1.0 --caps 4096 \
   --arrivals azure,poisson \
-  --policies fcfs,sjf,ceiling,length,lgbm-cost,pars,pars+sp,pars-1,pars-ft,pars-mm
+  --policies fcfs,sjf,ceiling,length,lgbm-cost,pars,pars+sp,pars-1,pars-ft,pars-mm,pars-mm5
 "$PY" benchmarks/ranker_sim.py --out "$VARIANTS" --report

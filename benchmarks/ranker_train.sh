@@ -10,12 +10,13 @@
 #   pars-v1    PARS as it shipped before: mean length, one head, held-out tau
 #   lgbm       LightGBM lambdarank as it shipped: mean length, held-out tau
 #   lgbm-cost  LightGBM on the expected cost, trees chosen on the batch SJF gap
-# and three variants of pars, one member each (folds=1), to say what each ingredient buys
-# (not in the default KINDS; docs/predictors.md, "Variants"):
+# and variants of pars, to say what each ingredient buys (not in the default KINDS;
+# docs/predictors.md, "Variants"):
 #   pars-1     pars with one member instead of the 5-fold ensemble
 #   pars-ft    pars-1 with MiniLM's token embeddings fine-tuned too, 6 epochs (about 40
 #              CPU-minutes on one thread, against 4 for the head alone)
 #   pars-mm    pars-1 trained on all 13 CASTILLO LLMs' lengths, the LLM an input of the head
+#   pars-mm5   pars-mm as a 5-fold ensemble: pars's recipe on all 13 LLMs' lengths
 # Head-only (cached MiniLM embeddings). Nothing here looks at the test prompts but the
 # final report `llmsim train` prints. Torch runs on one thread (a small head gains nothing
 # from more, and on a shared machine loses much). KINDS picks some of them.
@@ -48,6 +49,7 @@ for llm in Llama-3.1-8B-Instruct Qwen2.5-7B-Instruct-1M; do
       run pars-1 --predictor pars --set layers=0 --set folds=1
       run pars-ft --predictor pars --set layers=0 --set folds=1 --finetune --epochs 6
       run pars-mm --predictor pars --set layers=0 --set folds=1 --set models=all
+      run pars-mm5 --predictor pars --set layers=0 --set models=all
       run lgbm-cost --predictor lgbm --set target=cost --set select=batch_gap
     done
   done

@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--policies", default="fcfs,sjf,ceiling,length," + ",".join(LEARNED),
                     help="fcfs, sjf, ceiling, length, or NAME: the predictors "
                          "NAME-<llm>-cap<N>-s<seed> in --predictors (variants too, e.g. "
-                         "pars-ft); NAME+sp with starvation prevention")
+                         "pars-ft); NAME+sp with starvation prevention, NAME+spN "
+                         "promoting after N iterations waiting (default 100)")
     ap.add_argument("--gpu", default="h100")
     ap.add_argument("--out", type=Path, default=Path("llmsim-out/ranker-study"),
                     help="folder of one JSON file per setting")
@@ -111,7 +112,7 @@ def main() -> None:
             capacity = capacity_rps(probe, deployment, cost_model)
             scores = {name: [_scores(args, name, llm, cap, s, capped_pool)
                              for s in range(args.train_seeds)]
-                      for name in {n.removesuffix('+sp') for n in names} - set(BUILTIN)}
+                      for name in {_split_sp(n)[0] for n in names} - set(BUILTIN)}
             for load, arrivals in settings:
                 setting = {"llm": llm, "cap": cap, "load": load, "arrivals": arrivals,
                            "capacity_rps": capacity, "rate_rps": load * capacity,
@@ -221,7 +222,7 @@ def _replicates(args, names, pool, scores, rate, arrivals, gaps, deployment, cos
         seed = r % args.train_seeds
         run = {"replicate": r, "train_seed": seed}
         for name in names:
-            base = name.removesuffix("+sp")
+            base, sp = _split_sp(name)
             if base in ("fcfs", "sjf"):
                 policy = get_policy(base)
             elif base == "ceiling":
@@ -230,8 +231,8 @@ def _replicates(args, names, pool, scores, rate, arrivals, gaps, deployment, cos
                 policy = predicted_sjf("length", w.prompt_tokens.astype(np.float64))
             else:
                 policy = predicted_sjf(base, scores[base][seed][prompts])
-            if base != name:
-                policy = with_starvation_prevention(policy)
+            if sp is not None:
+                policy = with_starvation_prevention(policy, **sp)
             s = simulate(w, policy, deployment, cost=cost_model).summary
             run[name] = {"e2e_mean": s["e2e"]["mean"], "e2e_p90": s["e2e"]["p90"],
                          "e2e_p99": s["e2e"]["p99"], "ttft_mean": s["ttft"]["mean"],
@@ -242,6 +243,18 @@ def _replicates(args, names, pool, scores, rate, arrivals, gaps, deployment, cos
               ", ".join(f"{n} {_gap1(run, n):.0%}" for n in names if n not in ("fcfs", "sjf")),
               flush=True)
     return runs
+
+
+def _split_sp(name: str) -> tuple[str, dict | None]:
+    """'pars' -> ('pars', None); 'pars+sp' -> ('pars', {}): starvation prevention with its
+    defaults; 'pars+sp2000' -> ('pars', {'threshold': 2000}): promoted after 2,000
+    iterations waiting."""
+    base, sep, threshold = name.partition("+sp")
+    if not sep:
+        return name, None
+    if threshold and not threshold.isdigit():
+        raise SystemExit(f"{name}: expected NAME+sp or NAME+sp<iterations>")
+    return base, {"threshold": int(threshold)} if threshold else {}
 
 
 def _gap1(run: dict, name: str) -> float:

@@ -51,3 +51,11 @@ def test_variants_of_pars_are_paired_against_pars(ranker_sim):
     # pars closes (10 + 15) / 50, pars-ft (15 + 15) / 50: 10 points more, in both replicates
     assert s["vs"]["pars"]["pars-ft"]["difference"] == pytest.approx(0.1)
     assert "pars" not in s["vs"]["pars"] and s["vs"]["length"]["pars-ft"]["difference"] > 0
+
+
+def test_starvation_prevention_suffixes(ranker_sim):
+    assert ranker_sim._split_sp("pars") == ("pars", None)
+    assert ranker_sim._split_sp("pars+sp") == ("pars", {})
+    assert ranker_sim._split_sp("pars-ft+sp2000") == ("pars-ft", {"threshold": 2000})
+    with pytest.raises(SystemExit):
+        ranker_sim._split_sp("pars+spx")

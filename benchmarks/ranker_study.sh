@@ -25,3 +25,9 @@ VARIANTS=${VARIANTS:-docs/results/ranker-variants}
   --arrivals azure,poisson \
   --policies fcfs,sjf,ceiling,length,lgbm-cost,pars,pars+sp,pars-1,pars-ft,pars-mm,pars-mm5
 "$PY" benchmarks/ranker_sim.py --out "$VARIANTS" --report
+# Starvation prevention's threshold: the mean gain against the tail (same setting)
+"$PY" benchmarks/ranker_sim.py --predictors "$PREDICTORS" --replicates 10 --train-seeds 1 \
+  --out "${STARVATION:-docs/results/ranker-starvation}" --llms Llama-3.1-8B-Instruct \
+  --loads 1.0 --caps 4096 --arrivals azure,poisson \
+  --policies fcfs,sjf,length,pars,pars+sp,pars+sp300,pars+sp1000,pars+sp3000
+"$PY" benchmarks/ranker_sim.py --out "${STARVATION:-docs/results/ranker-starvation}" --report

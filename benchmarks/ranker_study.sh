@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The ranker study of docs/predictors.md: 16 settings x 10 replicates, the predictors that
 # benchmarks/ranker_train.sh trained (PREDICTORS), figures into OUT (one JSON per setting;
-# an interrupted study resumes), then the table and plot. About 30 minutes on 2 cores.
+# an interrupted study resumes), then the table and plot; then the variants of pars and
+# starvation prevention's threshold on one setting. About an hour on 2 cores.
 #   bash benchmarks/ranker_study.sh 2>&1 | tee docs/results/ranker-study/runs.log
 set -euxo pipefail
 PY=${PY:-.venv/bin/python}

@@ -355,13 +355,11 @@ def report(out: Path, plot: Path | None = None) -> None:
         cells = [f"{b}: {vs[b]['pars']['difference']:+.0%} [{vs[b]['pars']['ci'][0]:+.0%}, "
                  f"{vs[b]['pars']['ci'][1]:+.0%}]" for b in ("length", "lgbm")
                  if b in vs and "pars" in vs[b]]
-        print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
-              f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
+        print(f"  {_setting(st)}: " + "; ".join(cells))
     print("\nE2E P99 (s), median over replicates")
     for d in docs:
         st, gap = d["setting"], d["summary"]["gap"]
-        print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
-              f"{st['cap'] or '-'}, {st['arrivals']}: fcfs {gap['fcfs']['p99_s']:.0f}, sjf "
+        print(f"  {_setting(st)}: fcfs {gap['fcfs']['p99_s']:.0f}, sjf "
               f"{gap['sjf']['p99_s']:.0f}, " +
               ", ".join(f"{n} {gap[n]['p99_s']:.0f}" for n in names if n in gap))
     variants = [n for n in names if n.startswith("pars") and n not in ("pars", "pars-v1")]
@@ -373,8 +371,7 @@ def report(out: Path, plot: Path | None = None) -> None:
             st, vs = d["setting"], d["summary"]["vs"].get(base, {})
             cells = [f"{n}: {vs[n]['difference']:+.0%} [{vs[n]['ci'][0]:+.0%}, "
                      f"{vs[n]['ci'][1]:+.0%}]" for n in variants if n in vs]
-            print(f"  {st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap "
-                  f"{st['cap'] or '-'}, {st['arrivals']}: " + "; ".join(cells))
+            print(f"  {_setting(st)}: " + "; ".join(cells))
     print("\ntargets at load 1.0 (pars >= 80% of the gap; lower CI bound of pars above the "
           "point figure of length and lgbm; paired difference CI above 0):")
     for d in docs:
@@ -393,6 +390,11 @@ def report(out: Path, plot: Path | None = None) -> None:
         print(f"  {st['llm'].split('-Instruct')[0]}, cap {st['cap'] or '-'}, "
               f"{st['arrivals']}: " + "; ".join(checks))
     _plot(docs, names, plot or out / "gap-closed.png")
+
+
+def _setting(st: dict) -> str:
+    return (f"{st['llm'].split('-Instruct')[0]}, load {st['load']:g}, cap {st['cap'] or '-'}, "
+            f"{st['arrivals']}")
 
 
 def _label(st: dict) -> str:

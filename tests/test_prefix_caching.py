@@ -129,20 +129,21 @@ def test_caching_without_shared_prefixes_changes_nothing_but_recomputation(rows,
 def test_a_shared_prefix_hits_and_at_least_one_token_is_computed():
     pool = CachingBlockPool(10, 4)
     sched = Scheduler(EngineConfig(block_size=4, num_gpu_blocks=10), pool, FCFS)
-    a = Request(0, 0.0, 12, 1, block_hashes=[1, 2, 3])
+    a = Request(0, 0.0, 12, 1, block_hashes=np.array([1, 2, 3]))
     sched.add(a, 0.0)
     batch = sched.schedule(0.0)
     assert batch.items == [(a, 12)]
     sched.complete(batch, 1.0)  # a is done: its 3 keyed blocks are free, still cached
     assert pool.free_blocks == 10 and pool.keyed_free == 3
-    b = Request(1, 1.0, 12, 2, block_hashes=[1, 2, 3])  # the same prompt: 2 blocks hit, not 3
-    c = Request(2, 1.0, 9, 2, block_hashes=[1, 7])  # shares one block
+    # the same prompt: 2 blocks hit, not 3
+    b = Request(1, 1.0, 12, 2, block_hashes=np.array([1, 2, 3]))
+    c = Request(2, 1.0, 9, 2, block_hashes=np.array([1, 7]))  # shares one block
     sched.add(b, 1.0)
     sched.add(c, 1.0)
     batch = sched.schedule(1.0)
     assert [(r.id, n) for r, n in batch.items] == [(1, 4), (2, 5)]
     assert (b.computed, c.computed, b.cached, c.cached) == (8, 4, 8, 4)
-    assert pool._refs[pool._blocks[1][0]] == 2  # block 1 shared by b and c
+    assert pool.refs(pool.blocks_of(b)[0]) == 2  # block 1 shared by b and c
     assert pool.free_blocks == 10 - 3 - 2  # b: 2 hits + 1 new; c: 1 shared (held) + 2 new
     pool.check()
 
@@ -150,10 +151,10 @@ def test_a_shared_prefix_hits_and_at_least_one_token_is_computed():
 def test_eviction_takes_keyless_blocks_first_then_the_least_recently_freed_tail_first():
     pool = CachingBlockPool(6, 1)
     sched = Scheduler(EngineConfig(block_size=1, num_gpu_blocks=6), pool, FCFS)
-    a = Request(0, 0.0, 3, 1, block_hashes=[10, 11, 12])
+    a = Request(0, 0.0, 3, 1, block_hashes=np.array([10, 11, 12]))
     sched.add(a, 0.0)
     sched.complete(sched.schedule(0.0), 1.0)  # 3 keyed free blocks, in order 12, 11, 10
-    assert [pool._key[b] for b in pool.keyed_free_blocks()] == [12, 11, 10]
+    assert [pool.key_of(b) for b in pool.keyed_free_blocks()] == [12, 11, 10]
     b = Request(1, 1.0, 5, 1)  # no ids: needs 5 blocks: 3 keyless, then evicts 12 and 11
     sched.add(b, 1.0)
     sched.schedule(1.0)
@@ -226,14 +227,16 @@ def test_pool_invariants_hold_at_every_iteration(rows, cfg, policy):
 def test_trace_block_ids_map_to_engine_blocks_by_the_trace_block_of_their_last_token():
     """Mooncake's ids name 512-token blocks; engine block j (16 tokens) takes the id of the
     trace block holding its last token; only blocks full of prompt tokens get keys."""
-    h = BlockHashes.from_lists([[7, 9], [7, 3]], 512)
-    a, b = h.keys(0, 600, 50, 16), h.keys(1, 530, 50, 16)
+    h = BlockHashes.from_lists([[7, 9], [7, 3], [8, 9]], 512)
+    a, b = h.keys(0, 600, 50, 16).tolist(), h.keys(1, 530, 50, 16).tolist()
     assert len(a) == 37 and len(b) == 33  # 600 // 16, 530 // 16: the last block is partial
-    assert a[31] == (7 << 24 | 31) and a[32] == (9 << 24 | 32)
+    assert len(set(a)) == 37 and min(a) >= 0  # distinct dense slot numbers
     assert a[:32] == b[:32] and a[32] != b[32]  # the same first 512 tokens, then not
-    # a 48-token block straddling two trace blocks (tokens 480..527) takes the second's id
-    assert h.keys(0, 600, 50, 48)[10] == (9 << 24 | 10)
-    assert h.keys(0, 600, 50, 48)[9] == (7 << 24 | 9)
+    # a 48-token block straddling two trace blocks (tokens 480..527) takes the second's id:
+    # request 2 shares that id (at the same place), not the first
+    a48, c48 = h.keys(0, 600, 50, 48).tolist(), h.keys(2, 600, 50, 48).tolist()
+    assert a48[10] == c48[10] and a48[9] != c48[9]
+    assert not set(a48) & set(h.keys(1, 600, 50, 48).tolist()[10:])
 
 
 def test_sessions_resend_the_previous_turn_and_share_system_prompts():
@@ -244,7 +247,7 @@ def test_sessions_resend_the_previous_turn_and_share_system_prompts():
     w = synthesize_sessions(spec, np.random.default_rng(1))
     h = w.meta["hash_ids"]
     assert h.covers_output and len(h) == len(w) > 30
-    keys = [h.keys(i, int(w.prompt_tokens[i]), int(w.output_tokens[i]), 16)
+    keys = [h.keys(i, int(w.prompt_tokens[i]), int(w.output_tokens[i]), 16).tolist()
             for i in range(len(w))]
     resent = 0
     for i in range(len(w)):
@@ -301,11 +304,13 @@ def test_cache_affinity_routes_to_the_replica_holding_the_prefix_unless_it_is_ov
     class Replica:
         def __init__(self, cached_keys, outstanding):
             self.pool = CachingBlockPool(100, 4)
-            for k in cached_keys:
-                self.pool._cached[k] = 0
+            keys = np.array(cached_keys, np.int64)
+            req = Request(9, 0.0, 4 * len(keys) + 1, 1, block_hashes=keys)
+            self.pool.hit(req)
+            self.pool.allocate(req, req.prompt_tokens)
             self.outstanding_tokens = outstanding
 
-    req = Request(0, 0.0, 20, 1, block_hashes=[1, 2, 3, 4, 5])
+    req = Request(0, 0.0, 20, 1, block_hashes=np.array([1, 2, 3, 4, 5]))
     replicas = [Replica([], 0), Replica([1, 2], 100), Replica([1, 2, 3], 200)]
     assert CacheAffinity(slack=0.5, margin=1000)(req, replicas) == 2
     replicas[2].outstanding_tokens = 5000  # above 1.5 x 0 + 1000: the guard steps in

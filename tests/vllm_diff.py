@@ -29,6 +29,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
 from llmsim.engine.blocks import BlockPool
 from llmsim.engine.config import EngineConfig
 from llmsim.engine.cost import CostModel, IterationShape
@@ -244,10 +246,13 @@ class LlmsimEngine:
         self.sched = Scheduler(config, self.pool, policy)
         self.requests: dict[int, Request] = {}  # unfinished
         self.fed: dict[int, Fed] = {}
+        self.slots: dict[int, int] = {}  # block hash -> its slot number
 
     def add(self, job: Job) -> None:
-        req = Request(job.id, job.arrival, job.prompt, job.output,
-                      block_hashes=job.block_keys(self.pool.block_size) if self.caching else None)
+        keys = job.block_keys(self.pool.block_size) if self.caching else None
+        if keys is not None:  # the pool's keys are dense slot numbers: number the hashes
+            keys = np.array([self.slots.setdefault(k, len(self.slots)) for k in keys], np.int64)
+        req = Request(job.id, job.arrival, job.prompt, job.output, block_hashes=keys)
         assert self.sched.can_accept(req), "the harness only makes requests that fit the pool"
         self.requests[job.id] = req
         self.sched.add(req, job.arrival)

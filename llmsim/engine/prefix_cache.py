@@ -22,18 +22,33 @@ fast simulator's lockstep decoders need no per-block work while they decode.
 
 The scheduler asks `hit(req)` before admitting a waiting request; the rest of the
 interface is `BlockPool`'s, with the same counts.
+
+Speed: a Mooncake prompt fills ~750 blocks, and each is keyed, freed, evicted and looked up
+once or more, so every per-block step is a NumPy operation over a request's blocks, never a
+Python loop (a dict operation per block cost more than the whole simulation without
+caching). Given keys are therefore dense slot numbers (`BlockHashes.keys` makes them), and
+the cache map is a page table over them: page `key >> PAGE_BITS` has a row of
+2**PAGE_BITS holders, rows are handed out as pages fill and reclaimed once empty, so the
+map's size follows the pool, not the trace. Own keys, set only by preemptions, stay in a
+dict.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from .blocks import BlockPool
 from .request import Request
 
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
-
-
-DEAD = object()  # the key of a finished request's own block: nobody can look it up, so it
-# is not in the cache map, but the block is keyed (it queues with the keyed blocks)
+PAGE_BITS = 6  # the cache map's pages hold 64 consecutive keys
+PAGE_MASK = (1 << PAGE_BITS) - 1
+MAX_KEY = 1 << 40  # given keys are dense slot numbers, far below this
+NONE, DEAD, OWN = -1, -2, -3  # a block's cell when it has no key; a finished request's own
+# block's (nobody can look it up, so it is not in the map, but it queues with the keyed
+# blocks); an own key's (in `_own_key`)
+EMPTY = np.empty(0, np.intp)
+INF = 1 << 62
 
 
 def own_key(req_id: int, index: int) -> int:
@@ -41,35 +56,71 @@ def own_key(req_id: int, index: int) -> int:
 
 
 class CachingBlockPool(BlockPool):
-    """The free queue's keyed part is a list of stamps in the order blocks were freed
-    (`stamp = sequence * num_blocks + block`); a stamp is live while the block's current
-    stamp is that one: a block touched out of the queue by a hit leaves a dead stamp
-    behind, skipped when the head reaches it. (An ordered dict would be simpler, but
-    popping from its front degrades as deleted entries pile up there.) The cache map holds
-    a block per key, or a list of blocks, first cached first, when several hold it."""
+    """State is NumPy arrays indexed by block. The free queue's keyless part is a stack
+    (`_plain`, top at `_plain_n`); its keyed part is a queue of blocks in the order they
+    were freed (`_lru`), each entry's sequence number its place in the queue since the
+    start. An entry is live while its block's `_seq` is that number: a block touched out
+    of the queue by a hit leaves a dead entry behind, skipped when the head reaches it
+    (`_dead` counts them, so that a queue without any needs no check). The cache map holds
+    one block per key (the first cached); further blocks holding the same key wait in
+    `_dups`, first cached first."""
 
     caching = True
 
     def __init__(self, num_blocks: int, block_size: int = 16) -> None:
         super().__init__(num_blocks, block_size)
-        self._key: list = [None] * num_blocks  # block -> its key, DEAD, or None
-        self._refs = [0] * num_blocks
-        self._free_plain = list(range(num_blocks - 1, -1, -1))  # keyless free blocks; pop() next
-        self._lru: list[int] = []  # stamps of keyed free blocks, least recently freed first
-        self._lru_head = 0  # stamps before it are consumed
-        self._stamp = [-1] * num_blocks  # block -> its live stamp in `_lru`, or -1
-        self._stamps = 0  # stamps handed out
+        nb = num_blocks
+        self._cell = np.full(nb, NONE, np.int64)  # block -> its cell in the map, or NONE/DEAD/OWN
+        self._refs = np.zeros(nb, np.int32)
+        self._seq = np.full(nb, -1, np.int64)  # block -> its entry's number in `_lru`
+        self._plain = np.arange(nb - 1, -1, -1, dtype=np.intp)  # keyless free blocks
+        self._plain_n = nb
+        self._lru = np.empty(max(2 * nb, 1024), np.intp)  # keyed free blocks, oldest first
+        self._lru_head = self._lru_tail = 0
+        self._lru_base = 0  # the number of the entry at `_lru[0]`
+        self._dead = 0  # dead entries between head and tail
+        self._dead_from = INF  # no dead entry has a smaller number
         self.keyed_free = 0  # keyed blocks in the free queue
-        self._cached: dict = {}  # key -> block holding it, or list of blocks
-        self._blocks: dict[int, list[int]] = {}  # request id -> its blocks, in order
+        # the cache map: page -> row of holders (row 0 is empty: unmapped pages point there)
+        self._page = np.zeros(1024, np.int64)
+        self._table = np.full(256 << PAGE_BITS, -1, np.int64)  # rows of holders, end to end
+        self._row_page = np.full(256, -1, np.int64)  # row -> its page, or -1 when unused
+        self._spare_rows = list(range(255, 0, -1))  # pop() next
+        self._dups: dict[int, list[int]] = {}  # cell -> further blocks holding its key, in order
+        self._own: dict[int, int | list[int]] = {}  # own key -> block, or blocks in order
+        self._own_key: dict[int, int] = {}  # block -> its own key
+        self._blocks: dict[int, np.ndarray] = {}  # request id -> its blocks, in order
         self._keyed: dict[int, int] = {}  # request id -> leading blocks keyed so far
         self._upto: dict[int, int] = {}  # request id -> tokens scheduled into its blocks
-        self._hits: dict[int, list[int]] = {}  # request id -> blocks its last `hit` found
-        self._loose: list[int] = []  # blocks taken for the fast simulator's aggregate
+        self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
+        self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
+        self._loose_n = 0
         self.evictions = 0  # keyed blocks handed out again (their key dropped)
         self.hit_tokens = 0  # tokens found cached at admissions (first or after preemption)
 
     # -- lookup ---------------------------------------------------------------------
+
+    def _cells(self, keys: np.ndarray) -> np.ndarray:
+        """Each key's cell in the cache map (in row 0, which holds nothing, if unmapped)."""
+        try:
+            rows = self._page[keys >> PAGE_BITS]
+        except IndexError:
+            self._grow_pages(int(keys.max()))
+            rows = self._page[keys >> PAGE_BITS]
+        return rows << PAGE_BITS | keys & PAGE_MASK
+
+    def _cached_run(self, keys: np.ndarray) -> np.ndarray:
+        """The blocks holding the longest run of cached keys from the first."""
+        if not len(keys):
+            return EMPTY
+        first = int(keys[0])  # most lookups miss at once: ask the first key alone
+        page = first >> PAGE_BITS
+        if page >= len(self._page) or self._table[int(self._page[page]) << PAGE_BITS
+                                                  | first & PAGE_MASK] < 0:
+            return EMPTY
+        held = self._table[self._cells(keys)]
+        first_miss = int(held.argmin())
+        return held[:first_miss] if held[first_miss] < 0 else held
 
     def peek(self, req: Request) -> int:
         """Tokens of `req`'s prompt this pool holds cached (its given keys only: a new
@@ -78,12 +129,8 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None:
             return 0
-        cached, n = self._cached, 0
-        for key in given[:(req.prompt_tokens - 1) // self.block_size]:
-            if key not in cached:
-                break
-            n += 1
-        return n * self.block_size
+        return len(self._cached_run(given[:(req.prompt_tokens - 1) // self.block_size])) \
+            * self.block_size
 
     def hit(self, req: Request) -> int:
         """Tokens of `req`'s longest cached prefix of full blocks, capped at num_tokens - 1
@@ -92,20 +139,17 @@ class CachingBlockPool(BlockPool):
         bs = self.block_size
         limit = (req.prompt_tokens + req.emitted - 1) // bs
         given = req.block_hashes
-        found = []
-        cached = self._cached
         n = min(limit, len(given)) if given is not None else 0
-        for j in range(n):
-            b = cached.get(given[j])
-            if b is None:
-                break
-            found.append(b if b.__class__ is int else b[0])
-        else:
-            for j in range(n, limit):  # its own blocks, kept since a preemption
-                b = cached.get(own_key(req.id, j))
+        found = self._cached_run(given[:n]) if n else EMPTY
+        if len(found) == n < limit and self._own:  # its own blocks, kept since a preemption
+            own = []
+            for j in range(n, limit):
+                b = self._own.get(own_key(req.id, j))
                 if b is None:
                     break
-                found.append(b if b.__class__ is int else b[0])
+                own.append(b if b.__class__ is int else b[0])
+            if own:
+                found = np.concatenate([found, np.array(own, np.intp)])
         self._hits[req.id] = found
         return len(found) * bs
 
@@ -115,107 +159,211 @@ class CachingBlockPool(BlockPool):
         """vLLM's admission gate with its hits: blocks for all its tokens, less the hit
         blocks, plus the hit blocks that sit in the free queue (touching takes them out)."""
         assert req.id not in self._held, f"request {req.id} already holds blocks"
-        hits = self._hits.get(req.id, ())
+        hits = self._hits.get(req.id, EMPTY)
         assert len(hits) * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
-        refs = self._refs
-        evictable = sum(1 for b in hits if refs[b] == 0)
+        evictable = int(np.count_nonzero(self._refs[hits] == 0)) if len(hits) else 0
         return -(-whole // self.block_size) - len(hits) + evictable <= self.free_blocks
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
-        hits = self._hits.pop(req.id, [])
+        hits = self._hits.pop(req.id, EMPTY)
         assert req.id not in self._held and len(hits) * self.block_size == req.computed
-        refs, stamp = self._refs, self._stamp
-        for b in hits:  # touch: shared now, out of the free queue
-            if refs[b] == 0:
-                stamp[b] = -1  # its stamp in `_lru` is dead
-                self.keyed_free -= 1
-                self.free_blocks -= 1
-            refs[b] += 1
+        given = req.block_hashes
+        if given is not None and len(given) and given.min() < 0:
+            raise ValueError(f"request {req.id}: prefix keys must be >= 0 "
+                             f"(BlockHashes.keys makes them), got {int(given.min())}")
+        if len(hits):  # touch: shared now, out of the free queue
+            refs = self._refs
+            counts = refs[hits]
+            idle = hits[counts == 0]
+            if len(idle):
+                self._dead_from = min(self._dead_from, int(self._seq[idle].min()))
+                self._seq[idle] = -1  # their entries in `_lru` are dead
+                self._dead += len(idle)
+                self.keyed_free -= len(idle)
+                self.free_blocks -= len(idle)
+            refs[hits] = counts + 1
         self.hit_tokens += req.computed
-        blocks = hits  # the list is ours now
-        self._blocks[req.id] = blocks
-        self._held[req.id] = len(blocks)
-        self._keyed[req.id] = len(blocks)
+        self._blocks[req.id] = hits
+        self._held[req.id] = len(hits)
+        self._keyed[req.id] = len(hits)
         self._upto[req.id] = req.computed + num_new_tokens
-        self._grow(req, blocks, self.missing(req, num_new_tokens))
-        self._key_full(req, blocks, req.computed + num_new_tokens)
+        self._grow(req, self.missing(req, num_new_tokens))
+        self._key_full(req, req.computed + num_new_tokens)
 
     def append(self, req: Request, num_new_tokens: int) -> None:
-        blocks = self._blocks[req.id]
-        self._grow(req, blocks, self.missing(req, num_new_tokens))
+        self._grow(req, self.missing(req, num_new_tokens))
         self._upto[req.id] = req.computed + num_new_tokens
         given = req.block_hashes
         if given is not None and self._keyed[req.id] < len(given):
-            self._key_full(req, blocks, req.computed + num_new_tokens)
+            self._key_full(req, req.computed + num_new_tokens)
 
-    def _grow(self, req: Request, blocks: list[int], n: int) -> None:
+    def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
         if n:
-            blocks.extend(self._pop(n))
+            self._blocks[req.id] = np.concatenate([self._blocks[req.id], self._pop(n)])
             self._held[req.id] += n
 
-    def _pop(self, n: int) -> list[int]:
+    def _pop(self, n: int) -> np.ndarray:
         """`n` blocks from the head of the free queue (vLLM's `get_new_blocks`): keyless
         ones first, then the least recently freed keyed ones, whose keys are dropped."""
         self.free_blocks -= n
-        plain = self._free_plain
-        if n <= len(plain):
-            out = plain[-n:]
-            del plain[-n:]
+        top = self._plain_n
+        if n <= top:
+            out = self._plain[top - n:top].copy()
+            self._plain_n = top - n
+        elif top:
+            out = np.concatenate([self._plain[:top], self._evict(n - top)])
+            self._plain_n = 0
         else:
-            out = plain[:]
-            plain.clear()
-            evicted = self._evict(n - len(out))
-            out += evicted
-        refs = self._refs
-        for b in out:
-            refs[b] = 1
+            out = self._evict(n)
+        self._refs[out] = 1
         return out
 
-    def _evict(self, k: int) -> list[int]:
+    def _evict(self, k: int) -> np.ndarray:
         """The `k` least recently freed keyed blocks, out of the queue and the cache map."""
-        lru, stamp, nb = self._lru, self._stamp, self.num_blocks
-        live: list[int] = []
         head = self._lru_head
-        while len(live) < k:
-            chunk = lru[head:head + k - len(live)]
-            head += len(chunk)
-            live += [s for s in chunk if stamp[s % nb] == s]
+        if self._lru_base + head + k <= self._dead_from:  # no dead entry among the first k
+            out = self._lru[head:head + k].copy()
+            head += k
+        else:  # skip the dead entries
+            parts, need, lru, seq = [], k, self._lru, self._seq
+            while need:
+                chunk = lru[head:head + need]
+                number = self._lru_base + head
+                live = chunk[seq[chunk] == np.arange(number, number + len(chunk))]
+                self._dead -= len(chunk) - len(live)
+                head += len(chunk)
+                parts.append(live)
+                need -= len(live)
+            out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            if not self._dead:
+                self._dead_from = INF
+            elif self._dead_from < self._lru_base + head:  # find the next dead entry
+                rest = lru[head:self._lru_tail]
+                number = self._lru_base + head
+                self._dead_from = number + int(np.argmax(
+                    seq[rest] != np.arange(number, number + len(rest))))
         self._lru_head = head
-        if head > 4096 and head * 2 > len(lru):  # drop what the head has consumed
-            del lru[:head]
-            self._lru_head = 0
-        blocks = [s % nb for s in live]
-        keys, cached = self._key, self._cached
-        for b in blocks:
-            stamp[b] = -1
-            key = keys[b]
-            keys[b] = None
-            if key is DEAD:
-                continue
-            holders = cached[key]
-            if holders.__class__ is int:
-                del cached[key]
-            else:
-                holders.remove(b)
-                if len(holders) == 1:
-                    cached[key] = holders[0]
+        cells = self._cell[out]
+        self._cell[out] = NONE
+        if self._own_key:
+            for b in out[cells == OWN].tolist():
+                self._uncache_own(b)
+        given = cells >= 0
+        self._uncache(cells[given], out[given])
         self.keyed_free -= k
         self.evictions += k
-        return blocks
+        return out
 
-    def _insert(self, key: int, b: int) -> None:
-        """Cache block `b` under `key` (after any block already holding it)."""
-        cached = self._cached
-        holders = cached.setdefault(key, b)
+    # -- the cache map ----------------------------------------------------------------
+
+    def _cache(self, keys: np.ndarray, blocks: np.ndarray) -> None:
+        """Cache `blocks` under `keys` (distinct keys; a block after any already holding
+        its key)."""
+        pages = keys >> PAGE_BITS
+        try:
+            rows = self._page[pages]
+        except IndexError:
+            self._grow_pages(int(keys.max()))
+            rows = self._page[pages]
+        unmapped = pages[rows == 0]
+        if len(unmapped):
+            new = self._distinct(unmapped)
+            if len(new) > len(self._spare_rows):
+                self._reclaim_rows(len(new))
+                new = self._distinct(pages[self._page[pages] == 0])  # reclaimed were empty
+            take = np.array(self._spare_rows[-len(new):][::-1], np.int64)
+            del self._spare_rows[-len(new):]
+            self._page[new] = take
+            self._row_page[take] = new
+            rows = self._page[pages]
+        cells = rows << PAGE_BITS | keys & PAGE_MASK
+        self._cell[blocks] = cells
+        table = self._table
+        now = table[cells]
+        if now.max() >= 0:  # duplicates: cached after the block already holding the key
+            taken = now >= 0
+            for cell, b in zip(cells[taken].tolist(), blocks[taken].tolist(), strict=True):
+                self._dups.setdefault(cell, []).append(b)
+            free = ~taken
+            cells, blocks = cells[free], blocks[free]
+        table[cells] = blocks
+
+    def _distinct(self, pages: np.ndarray) -> np.ndarray:
+        """The distinct unmapped `pages`, without sorting: each writes its place into its
+        page-table entry (0 before and after), and the place that stayed there wins."""
+        places = np.arange(1, len(pages) + 1)
+        self._page[pages] = places
+        first = self._page[pages] == places
+        self._page[pages] = 0
+        return pages[first]
+
+    def _uncache(self, cells: np.ndarray, blocks: np.ndarray) -> None:
+        """Drop `blocks` from the map (in eviction order)."""
+        dups, table = self._dups, self._table
+        if dups:
+            shared = np.isin(cells, np.fromiter(dups, np.int64, len(dups)))
+            if shared.any():
+                for cell, b in zip(cells[shared].tolist(), blocks[shared].tolist(),
+                                   strict=True):
+                    more = dups.get(cell)  # None once the last further holder took over
+                    if table[cell] == b:  # the first holder goes: the next one takes over
+                        table[cell] = more.pop(0) if more else -1
+                    else:
+                        more.remove(b)
+                    if more is not None and not more:
+                        del dups[cell]
+                plain = ~shared
+                cells, blocks = cells[plain], blocks[plain]
+        table[cells] = -1
+
+    def _grow_pages(self, key: int) -> None:
+        if key >= MAX_KEY:
+            raise ValueError(f"prefix key {key} is not a dense slot number "
+                             "(BlockHashes.keys makes them)")
+        size = len(self._page)
+        while size <= key >> PAGE_BITS:
+            size *= 2
+        page = np.zeros(size, np.int64)
+        page[:len(self._page)] = self._page
+        self._page = page
+
+    def _reclaim_rows(self, wanted: int) -> None:
+        """Unmap the pages whose rows hold nothing, and double the rows until a quarter
+        are spare (so that this runs rarely) and `wanted` can be handed out."""
+        used = np.flatnonzero(self._row_page >= 0)
+        empty = used[(self._table.reshape(-1, 1 << PAGE_BITS)[used] < 0).all(axis=1)]
+        self._page[self._row_page[empty]] = 0
+        self._row_page[empty] = -1
+        self._spare_rows += empty.tolist()
+        cap = len(self._row_page)
+        while len(self._spare_rows) < max(wanted, cap // 4):
+            self._table = np.concatenate([self._table, np.full_like(self._table, -1)])
+            self._row_page = np.concatenate([self._row_page, np.full(cap, -1, np.int64)])
+            self._spare_rows = list(range(2 * cap - 1, cap - 1, -1)) + self._spare_rows
+            cap *= 2
+
+    def _cache_own(self, key: int, b: int) -> None:
+        holders = self._own.setdefault(key, b)
         if holders != b:  # a duplicate
             if holders.__class__ is int:
-                cached[key] = [holders, b]
+                self._own[key] = [holders, b]
             else:
                 holders.append(b)
+        self._own_key[b] = key
 
-    def _key_full(self, req: Request, blocks: list[int], tokens: int) -> None:
+    def _uncache_own(self, b: int) -> None:
+        key = self._own_key.pop(b)
+        holders = self._own[key]
+        if holders.__class__ is int:
+            del self._own[key]
+        else:
+            holders.remove(b)
+            if len(holders) == 1:
+                self._own[key] = holders[0]
+
+    def _key_full(self, req: Request, tokens: int) -> None:
         """Key the request's blocks that `tokens` scheduled tokens fill, as far as its given
         keys go (vLLM's `cache_blocks`; own keys wait for `free`). Blocks past those keyed
         so far are fresh: none has a key yet."""
@@ -226,15 +374,7 @@ class CachingBlockPool(BlockPool):
         stop = min(tokens // self.block_size, len(given))
         if stop <= start:
             return
-        keys, cached = self._key, self._cached
-        for b, key in zip(blocks[start:stop], given[start:stop], strict=True):
-            keys[b] = key
-            holders = cached.setdefault(key, b)
-            if holders != b:  # a duplicate: cached after the block already holding it
-                if holders.__class__ is int:
-                    cached[key] = [holders, b]
-                else:
-                    holders.append(b)
+        self._cache(given[start:stop], self._blocks[req.id][start:stop])
         self._keyed[req.id] = stop
 
     def free(self, req: Request) -> None:
@@ -248,42 +388,66 @@ class CachingBlockPool(BlockPool):
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
         # the same iteration then takes back
         stop = min(self._upto.pop(rid) // self.block_size, len(blocks))
-        keys, given = self._key, req.block_hashes
+        given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
         assert own == start, "given keys are set when their tokens are scheduled"
         if own < stop:
             if req.done:
-                for b in blocks[own:stop]:
-                    keys[b] = DEAD
+                self._cell[blocks[own:stop]] = DEAD
             else:
-                for j in range(own, stop):
-                    key = own_key(rid, j)
-                    keys[blocks[j]] = key
-                    self._insert(key, blocks[j])
+                self._cell[blocks[own:stop]] = OWN
+                for j, b in enumerate(blocks[own:stop].tolist(), own):
+                    self._cache_own(own_key(rid, j), b)
+        if not len(blocks):
+            return
         refs = self._refs
-        for b in blocks:
-            refs[b] -= 1
-        zero = [b for b in reversed(blocks) if refs[b] == 0]
-        plain = [b for b in zero if keys[b] is None]
-        self._free_plain += plain
-        keyed = [b for b in zero if keys[b] is not None] if plain else zero
-        if keyed:
-            nb, n0, stamp = self.num_blocks, self._stamps, self._stamp
-            stamps = [(n0 + i) * nb + b for i, b in enumerate(keyed)]
-            for b, s in zip(keyed, stamps, strict=True):
-                stamp[b] = s
-            self._lru += stamps
-            self._stamps = n0 + len(keyed)
-            self.keyed_free += len(keyed)
+        refs[blocks] -= 1
+        tail_first = blocks[::-1]
+        zero = tail_first[refs[tail_first] == 0]
+        if stop < len(blocks):  # a keyless tail (a partial block, or decode in flight)
+            keyless = self._cell[zero] == NONE
+            plain = zero[keyless]
+            top = self._plain_n
+            self._plain[top:top + len(plain)] = plain
+            self._plain_n = top + len(plain)
+            zero, keyed = zero, zero[~keyless]
+        else:
+            keyed = zero
+        n = len(keyed)
+        if n:
+            tail = self._lru_tail
+            if tail + n > len(self._lru):
+                tail = self._compact(n)
+            self._lru[tail:tail + n] = keyed
+            number = self._lru_base + tail
+            self._seq[keyed] = np.arange(number, number + n)
+            self._lru_tail = tail + n
+            self.keyed_free += n
         self.free_blocks += len(zero)
         assert self.free_blocks <= self.num_blocks
+
+    def _compact(self, n: int) -> int:
+        """Drop the queue's consumed entries (growing it if `n` more would not fit in half
+        of it); returns the new tail."""
+        head, tail = self._lru_head, self._lru_tail
+        size = len(self._lru)
+        while tail - head + n > size // 2:
+            size *= 2
+        fresh = self._lru if size == len(self._lru) else np.empty(size, np.intp)
+        fresh[:tail - head] = self._lru[head:tail]
+        self._lru = fresh
+        self._lru_base += head
+        self._lru_head, self._lru_tail = 0, tail - head
+        return tail - head
 
     # -- the fast simulator's aggregate: blocks in use, not yet attributed ----------------
 
     def take(self, n: int) -> None:
         assert 0 <= n <= self.free_blocks
         if n:
-            self._loose.extend(self._pop(n))
+            top = self._loose_n
+            self._loose[top:top + n] = self._pop(n)
+            self._loose_n = top + n
 
     def unsettle(self, req: Request) -> None:
         assert self._held.pop(req.id) == self.blocks_for(req.computed)
@@ -293,9 +457,9 @@ class CachingBlockPool(BlockPool):
         blocks = self._blocks[req.id]
         n = self.blocks_for(req.computed) - len(blocks)
         if n:
-            loose = self._loose
-            blocks.extend(loose[-n:])
-            del loose[-n:]
+            top = self._loose_n - n
+            blocks = self._blocks[req.id] = np.concatenate([blocks, self._loose[top:top + n]])
+            self._loose_n = top
         self._held[req.id] = len(blocks)
         self._upto[req.id] = req.computed
 
@@ -307,36 +471,69 @@ class CachingBlockPool(BlockPool):
 
     # -- for tests --------------------------------------------------------------------
 
+    def key_of(self, b: int):
+        """Block `b`'s key: a given key, an own key, "dead", or None."""
+        cell = int(self._cell[b])
+        if cell >= 0:
+            return int(self._row_page[cell >> PAGE_BITS]) << PAGE_BITS | cell & PAGE_MASK
+        return {NONE: None, DEAD: "dead", OWN: self._own_key.get(b)}[cell]
+
+    def blocks_of(self, req: Request) -> list[int]:
+        return self._blocks[req.id].tolist()
+
+    def refs(self, b: int) -> int:
+        return int(self._refs[b])
+
     def keyed_free_blocks(self) -> list[int]:
         """The keyed free blocks, least recently freed first."""
-        nb, stamp = self.num_blocks, self._stamp
-        return [s % nb for s in self._lru[self._lru_head:] if stamp[s % nb] == s]
+        head, tail = self._lru_head, self._lru_tail
+        entries = self._lru[head:tail]
+        numbers = np.arange(self._lru_base + head, self._lru_base + tail)
+        return entries[self._seq[entries] == numbers].tolist()
 
     def cached_keys(self) -> list:
-        return list(self._cached)
+        return sorted(self.key_of(b) for b in self._table[self._table >= 0].tolist()) \
+            + list(self._own)
 
     def check(self) -> None:
-        """Invariants: counts agree, keyed free blocks are cached, refs add up."""
-        refs = [0] * self.num_blocks
+        """Invariants: counts agree, keyed free blocks are cached, refs add up, and the
+        cache map holds exactly the blocks keyed with a given or own key."""
+        nb = self.num_blocks
+        refs = np.zeros(nb, np.int64)
         for blocks in self._blocks.values():
-            for b in blocks:
-                refs[b] += 1
-        for b in self._loose:
-            refs[b] += 1
-        assert refs == self._refs
+            assert len(set(blocks.tolist())) == len(blocks)
+            refs[blocks] += 1
+        refs[self._loose[:self._loose_n]] += 1
+        assert (refs == self._refs).all()
         keyed = self.keyed_free_blocks()
         assert len(keyed) == len(set(keyed)) == self.keyed_free
-        free = set(self._free_plain) | set(keyed)
-        assert len(free) == self.free_blocks == len(self._free_plain) + len(keyed)
-        assert free == {b for b in range(self.num_blocks) if refs[b] == 0}
-        assert all(self._key[b] is None for b in self._free_plain)
-        assert all(self._key[b] is not None for b in keyed)
-        assert all((self._stamp[b] >= 0) == (b in set(keyed)) for b in range(self.num_blocks))
-        held = 0
-        for key, holders in self._cached.items():
+        assert self._lru_tail - self._lru_head - len(keyed) == self._dead
+        if self._dead:  # the first dead entry is not before `_dead_from`
+            entries = self._lru[self._lru_head:self._lru_tail]
+            numbers = np.arange(self._lru_base + self._lru_head, self._lru_base + self._lru_tail)
+            assert numbers[self._seq[entries] != numbers][0] >= self._dead_from
+        plain = self._plain[:self._plain_n].tolist()
+        free = set(plain) | set(keyed)
+        assert len(free) == self.free_blocks == len(plain) + len(keyed)
+        assert free == set(np.flatnonzero(refs == 0).tolist())
+        assert (self._cell[plain] == NONE).all() and (self._cell[keyed] != NONE).all()
+        rows = np.flatnonzero(self._row_page >= 0)
+        assert (self._page[self._row_page[rows]] == rows).all()
+        assert np.count_nonzero(self._page) == len(rows)
+        assert (self._table[:1 << PAGE_BITS] == -1).all()
+        assert not set(rows.tolist()) & set(self._spare_rows)
+        cells = np.flatnonzero(self._table >= 0)
+        holders = self._table[cells]
+        assert np.isin(cells >> PAGE_BITS, rows).all()
+        assert (self._cell[holders] == cells).all() and len(set(holders.tolist())) == len(cells)
+        assert set(self._dups) <= set(cells.tolist()) and all(self._dups.values())
+        for cell, more in self._dups.items():
+            assert (self._cell[more] == cell).all() and self._table[cell] not in more
+        assert len(cells) + sum(map(len, self._dups.values())) == np.count_nonzero(self._cell >= 0)
+        own = 0
+        for key, holders in self._own.items():
             holders = [holders] if holders.__class__ is int else holders
-            assert holders and all(self._key[b] == key for b in holders)
-            assert len(holders) == len(set(holders)) and (len(holders) > 1 or
-                                                          self._cached[key].__class__ is int)
-            held += len(holders)
-        assert held == sum(k is not None and k is not DEAD for k in self._key)
+            assert holders and len(holders) == len(set(holders))
+            assert all(self._own_key[b] == key and self._cell[b] == OWN for b in holders)
+            own += len(holders)
+        assert own == len(self._own_key) == np.count_nonzero(self._cell == OWN)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class State(Enum):
@@ -36,8 +40,8 @@ class Request:
     waited_since: int = 0  # scheduler iteration at which it last entered the waiting queue
     promoted_at: int = -1  # starvation prevention: iteration it was promoted at, or -1
     protected: bool = False  # admitted while promoted: no eviction for a better-ranked head
-    block_hashes: list[int] | None = None  # keys of its leading full KV blocks (prefix
-    # caching: prefix_cache.py); None: none given, its blocks are its own
+    block_hashes: np.ndarray | None = None  # keys of its leading full KV blocks (prefix
+    # caching: dense int64 slot numbers, prefix_cache.py); None: its blocks are its own
     cached: int = -1  # prompt tokens found in the prefix cache at its first admission
     cached_hint: int = 0  # prompt tokens its replica held cached when it arrived (policies)
     seat: int = 0  # admission sequence number: running order is increasing seat

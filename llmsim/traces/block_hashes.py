@@ -9,10 +9,11 @@ trace's 12,031 requests hold 288,500 ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-KEY_SHIFT = 24  # engine keys: trace id << KEY_SHIFT | engine block index (ids are >= 0)
+POSITION_BITS = 24  # a trace block's place in its request, packed under its id to number them
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,29 +24,45 @@ class BlockHashes:
     covers_output: bool = False  # the ids go on over the output tokens (synthetic sessions,
     # whose next turn resends this one's answer); Mooncake's cover the prompt only
 
-    def keys(self, i: int, prompt: int, output: int, block_size: int) -> list[int] | None:
+    def keys(self, i: int, prompt: int, output: int, block_size: int) -> np.ndarray | None:
         """The engine's keys for request i's leading full KV blocks of `block_size` tokens
         (prefix_cache.py), or None when it has no ids.
 
         Engine block j (tokens j*bs .. (j+1)*bs - 1) gets a key when it is full of tokens
-        the ids cover (the prompt, or prompt and output); its key is made of the id of the
-        trace block holding its last token and j: two requests with that id share every
-        token up to the end of that trace block, so their block j holds the same tokens.
-        A trace block's id names its tokens, so a short last block (a prompt that does
-        not end on a trace-block boundary) has an id of its own."""
-        ids = self.ids[self.offsets[i]:self.offsets[i + 1]]
-        if not len(ids):
+        the ids cover (the prompt, or prompt and output); its key names the trace block
+        holding its last token (its id and its place t in the request) and j: two requests
+        with that id there share every token up to the end of that trace block, so their
+        block j holds the same tokens. A trace block's id names its tokens, so a short last
+        block (a prompt that does not end on a trace-block boundary) has an id of its own.
+
+        Keys are dense slot numbers, as the pool's cache map wants: the trace block's number
+        among the distinct (id, t) in the trace, times the engine blocks one can end in,
+        plus j's place among them."""
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        if hi == lo:
             return None
-        if ids.min() < 0:
-            raise ValueError(f"request {i}: hash ids must be >= 0, got {int(ids.min())}")
-        covered = min(len(ids) * self.block_tokens,
+        covered = min((hi - lo) * self.block_tokens,
                       prompt + output - 1 if self.covers_output else prompt)
         n = covered // block_size
         if n == 0:
             return None
         j = np.arange(n, dtype=np.int64)
-        last = ((j + 1) * block_size - 1) // self.block_tokens
-        return ((ids[last] << KEY_SHIFT) | j).tolist()
+        t = ((j + 1) * block_size - 1) // self.block_tokens  # trace block of its last token
+        span = self.block_tokens // block_size + 2  # engine blocks ending in one trace block
+        return self._numbers[lo + t] * span + (j - t * self.block_tokens // block_size)
+
+    @cached_property
+    def _numbers(self) -> np.ndarray:
+        """Each id's number among the distinct (id, place in its request) of the trace."""
+        ids = self.ids
+        if len(ids) and ids.min() < 0:
+            i = int(np.searchsorted(self.offsets, int(np.argmax(ids < 0)), side="right")) - 1
+            raise ValueError(f"request {i}: hash ids must be >= 0, got {int(ids.min())}")
+        if len(ids) and int(ids.max()) >= 1 << (63 - POSITION_BITS):
+            raise ValueError(f"hash ids must be below 2**{63 - POSITION_BITS}")
+        place = np.arange(len(ids), dtype=np.int64) - np.repeat(self.offsets[:-1],
+                                                                np.diff(self.offsets))
+        return np.unique(ids << POSITION_BITS | place, return_inverse=True)[1].astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

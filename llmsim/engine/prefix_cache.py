@@ -26,11 +26,9 @@ interface is `BlockPool`'s, with the same counts.
 Speed: a Mooncake prompt fills ~750 blocks, and each is keyed, freed, evicted and looked up
 once or more, so every per-block step is a NumPy operation over a request's blocks, never a
 Python loop (a dict operation per block cost more than the whole simulation without
-caching). Given keys are therefore dense slot numbers (`BlockHashes.keys` makes them), and
-the cache map is a page table over them: page `key >> PAGE_BITS` has a row of
-2**PAGE_BITS holders, rows are handed out as pages fill and reclaimed once empty, so the
-map's size follows the pool, not the trace. Own keys, set only by preemptions, stay in a
-dict.
+caching). Given keys are therefore dense slot numbers, and the cache map is a page table
+over them (`key_table.py`). A block remembers its cell in the map, so eviction needs no
+lookup. Own keys, set only by preemptions, stay in a dict.
 """
 
 from __future__ import annotations
@@ -38,16 +36,13 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import BlockPool
+from .key_table import EMPTY, KeyTable
 from .request import Request
 
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
-PAGE_BITS = 6  # the cache map's pages hold 64 consecutive keys
-PAGE_MASK = (1 << PAGE_BITS) - 1
-MAX_KEY = 1 << 40  # given keys are dense slot numbers, far below this
-NONE, DEAD, OWN = -1, -2, -3  # a block's cell when it has no key; a finished request's own
-# block's (nobody can look it up, so it is not in the map, but it queues with the keyed
-# blocks); an own key's (in `_own_key`)
-EMPTY = np.empty(0, np.intp)
+DEAD, OWN, NONE = -1, -2, -3  # a block's cell when it holds a finished request's own block
+# (nobody can look it up, so it is not in the map, but it queues with the keyed blocks), an
+# own key (in `_own_key`), no key. The map ignores DEAD and OWN cells: eviction passes them.
 INF = 1 << 62
 
 
@@ -61,9 +56,8 @@ class CachingBlockPool(BlockPool):
     were freed (`_lru`), each entry's sequence number its place in the queue since the
     start. An entry is live while its block's `_seq` is that number: a block touched out
     of the queue by a hit leaves a dead entry behind, skipped when the head reaches it
-    (`_dead` counts them, so that a queue without any needs no check). The cache map holds
-    one block per key (the first cached); further blocks holding the same key wait in
-    `_dups`, first cached first."""
+    (`_dead_from` bounds where the first is, so that most evictions need no check). The
+    cache map (`KeyTable`) holds given keys; own keys are in `_own`."""
 
     caching = True
 
@@ -81,12 +75,7 @@ class CachingBlockPool(BlockPool):
         self._dead = 0  # dead entries between head and tail
         self._dead_from = INF  # no dead entry has a smaller number
         self.keyed_free = 0  # keyed blocks in the free queue
-        # the cache map: page -> row of holders (row 0 is empty: unmapped pages point there)
-        self._page = np.zeros(1024, np.int64)
-        self._table = np.full(256 << PAGE_BITS, -1, np.int64)  # rows of holders, end to end
-        self._row_page = np.full(256, -1, np.int64)  # row -> its page, or -1 when unused
-        self._spare_rows = list(range(255, 0, -1))  # pop() next
-        self._dups: dict[int, list[int]] = {}  # cell -> further blocks holding its key, in order
+        self._map = KeyTable()  # given key -> block
         self._own: dict[int, int | list[int]] = {}  # own key -> block, or blocks in order
         self._own_key: dict[int, int] = {}  # block -> its own key
         self._blocks: dict[int, np.ndarray] = {}  # request id -> its blocks, in order
@@ -100,27 +89,9 @@ class CachingBlockPool(BlockPool):
 
     # -- lookup ---------------------------------------------------------------------
 
-    def _cells(self, keys: np.ndarray) -> np.ndarray:
-        """Each key's cell in the cache map (in row 0, which holds nothing, if unmapped)."""
-        try:
-            rows = self._page[keys >> PAGE_BITS]
-        except IndexError:
-            self._grow_pages(int(keys.max()))
-            rows = self._page[keys >> PAGE_BITS]
-        return rows << PAGE_BITS | keys & PAGE_MASK
-
     def _cached_run(self, keys: np.ndarray) -> np.ndarray:
         """The blocks holding the longest run of cached keys from the first."""
-        if not len(keys):
-            return EMPTY
-        first = int(keys[0])  # most lookups miss at once: ask the first key alone
-        page = first >> PAGE_BITS
-        if page >= len(self._page) or self._table[int(self._page[page]) << PAGE_BITS
-                                                  | first & PAGE_MASK] < 0:
-            return EMPTY
-        held = self._table[self._cells(keys)]
-        first_miss = int(held.argmin())
-        return held[:first_miss] if held[first_miss] < 0 else held
+        return self._map.run(keys) if len(keys) else EMPTY
 
     def peek(self, req: Request) -> int:
         """Tokens of `req`'s prompt this pool holds cached (its given keys only: a new
@@ -239,110 +210,24 @@ class CachingBlockPool(BlockPool):
             out = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if not self._dead:
                 self._dead_from = INF
-            elif self._dead_from < self._lru_base + head:  # find the next dead entry
-                rest = lru[head:self._lru_tail]
+            elif self._dead_from < self._lru_base + head:  # look for the next dead entry
+                ahead = lru[head:min(head + 4096, self._lru_tail)]  # a bound is enough
                 number = self._lru_base + head
-                self._dead_from = number + int(np.argmax(
-                    seq[rest] != np.arange(number, number + len(rest))))
+                dead = seq[ahead] != np.arange(number, number + len(ahead))
+                first = int(dead.argmax())
+                self._dead_from = number + (first if dead[first] else len(ahead))
         self._lru_head = head
         cells = self._cell[out]
         self._cell[out] = NONE
         if self._own_key:
             for b in out[cells == OWN].tolist():
                 self._uncache_own(b)
-        given = cells >= 0
-        self._uncache(cells[given], out[given])
+        self._map.remove(cells, out)
         self.keyed_free -= k
         self.evictions += k
         return out
 
-    # -- the cache map ----------------------------------------------------------------
-
-    def _cache(self, keys: np.ndarray, blocks: np.ndarray) -> None:
-        """Cache `blocks` under `keys` (distinct keys; a block after any already holding
-        its key)."""
-        pages = keys >> PAGE_BITS
-        try:
-            rows = self._page[pages]
-        except IndexError:
-            self._grow_pages(int(keys.max()))
-            rows = self._page[pages]
-        unmapped = pages[rows == 0]
-        if len(unmapped):
-            new = self._distinct(unmapped)
-            if len(new) > len(self._spare_rows):
-                self._reclaim_rows(len(new))
-                new = self._distinct(pages[self._page[pages] == 0])  # reclaimed were empty
-            take = np.array(self._spare_rows[-len(new):][::-1], np.int64)
-            del self._spare_rows[-len(new):]
-            self._page[new] = take
-            self._row_page[take] = new
-            rows = self._page[pages]
-        cells = rows << PAGE_BITS | keys & PAGE_MASK
-        self._cell[blocks] = cells
-        table = self._table
-        now = table[cells]
-        if now.max() >= 0:  # duplicates: cached after the block already holding the key
-            taken = now >= 0
-            for cell, b in zip(cells[taken].tolist(), blocks[taken].tolist(), strict=True):
-                self._dups.setdefault(cell, []).append(b)
-            free = ~taken
-            cells, blocks = cells[free], blocks[free]
-        table[cells] = blocks
-
-    def _distinct(self, pages: np.ndarray) -> np.ndarray:
-        """The distinct unmapped `pages`, without sorting: each writes its place into its
-        page-table entry (0 before and after), and the place that stayed there wins."""
-        places = np.arange(1, len(pages) + 1)
-        self._page[pages] = places
-        first = self._page[pages] == places
-        self._page[pages] = 0
-        return pages[first]
-
-    def _uncache(self, cells: np.ndarray, blocks: np.ndarray) -> None:
-        """Drop `blocks` from the map (in eviction order)."""
-        dups, table = self._dups, self._table
-        if dups:
-            shared = np.isin(cells, np.fromiter(dups, np.int64, len(dups)))
-            if shared.any():
-                for cell, b in zip(cells[shared].tolist(), blocks[shared].tolist(),
-                                   strict=True):
-                    more = dups.get(cell)  # None once the last further holder took over
-                    if table[cell] == b:  # the first holder goes: the next one takes over
-                        table[cell] = more.pop(0) if more else -1
-                    else:
-                        more.remove(b)
-                    if more is not None and not more:
-                        del dups[cell]
-                plain = ~shared
-                cells, blocks = cells[plain], blocks[plain]
-        table[cells] = -1
-
-    def _grow_pages(self, key: int) -> None:
-        if key >= MAX_KEY:
-            raise ValueError(f"prefix key {key} is not a dense slot number "
-                             "(BlockHashes.keys makes them)")
-        size = len(self._page)
-        while size <= key >> PAGE_BITS:
-            size *= 2
-        page = np.zeros(size, np.int64)
-        page[:len(self._page)] = self._page
-        self._page = page
-
-    def _reclaim_rows(self, wanted: int) -> None:
-        """Unmap the pages whose rows hold nothing, and double the rows until a quarter
-        are spare (so that this runs rarely) and `wanted` can be handed out."""
-        used = np.flatnonzero(self._row_page >= 0)
-        empty = used[(self._table.reshape(-1, 1 << PAGE_BITS)[used] < 0).all(axis=1)]
-        self._page[self._row_page[empty]] = 0
-        self._row_page[empty] = -1
-        self._spare_rows += empty.tolist()
-        cap = len(self._row_page)
-        while len(self._spare_rows) < max(wanted, cap // 4):
-            self._table = np.concatenate([self._table, np.full_like(self._table, -1)])
-            self._row_page = np.concatenate([self._row_page, np.full(cap, -1, np.int64)])
-            self._spare_rows = list(range(2 * cap - 1, cap - 1, -1)) + self._spare_rows
-            cap *= 2
+    # -- own keys ----------------------------------------------------------------------
 
     def _cache_own(self, key: int, b: int) -> None:
         holders = self._own.setdefault(key, b)
@@ -374,7 +259,8 @@ class CachingBlockPool(BlockPool):
         stop = min(tokens // self.block_size, len(given))
         if stop <= start:
             return
-        self._cache(given[start:stop], self._blocks[req.id][start:stop])
+        blocks = self._blocks[req.id][start:stop]
+        self._cell[blocks] = self._map.insert(given[start:stop], blocks)
         self._keyed[req.id] = stop
 
     def free(self, req: Request) -> None:
@@ -401,16 +287,14 @@ class CachingBlockPool(BlockPool):
         if not len(blocks):
             return
         refs = self._refs
-        refs[blocks] -= 1
-        tail_first = blocks[::-1]
-        zero = tail_first[refs[tail_first] == 0]
-        if stop < len(blocks):  # a keyless tail (a partial block, or decode in flight)
-            keyless = self._cell[zero] == NONE
-            plain = zero[keyless]
-            top = self._plain_n
-            self._plain[top:top + len(plain)] = plain
-            self._plain_n = top + len(plain)
-            zero, keyed = zero, zero[~keyless]
+        counts = refs[blocks] - 1
+        refs[blocks] = counts
+        zero = blocks[counts == 0][::-1]  # tail first
+        if stop < len(blocks):  # its last block, not full: keyless, to the head of the queue
+            assert len(blocks) - stop == 1 and counts[-1] == 0 and self._cell[blocks[-1]] == NONE
+            self._plain[self._plain_n] = blocks[-1]
+            self._plain_n += 1
+            keyed = zero[1:]
         else:
             keyed = zero
         n = len(keyed)
@@ -475,7 +359,7 @@ class CachingBlockPool(BlockPool):
         """Block `b`'s key: a given key, an own key, "dead", or None."""
         cell = int(self._cell[b])
         if cell >= 0:
-            return int(self._row_page[cell >> PAGE_BITS]) << PAGE_BITS | cell & PAGE_MASK
+            return self._map.key(cell)
         return {NONE: None, DEAD: "dead", OWN: self._own_key.get(b)}[cell]
 
     def blocks_of(self, req: Request) -> list[int]:
@@ -492,8 +376,7 @@ class CachingBlockPool(BlockPool):
         return entries[self._seq[entries] == numbers].tolist()
 
     def cached_keys(self) -> list:
-        return sorted(self.key_of(b) for b in self._table[self._table >= 0].tolist()) \
-            + list(self._own)
+        return sorted(self._map.holders()) + list(self._own)
 
     def check(self) -> None:
         """Invariants: counts agree, keyed free blocks are cached, refs add up, and the
@@ -517,19 +400,7 @@ class CachingBlockPool(BlockPool):
         assert len(free) == self.free_blocks == len(plain) + len(keyed)
         assert free == set(np.flatnonzero(refs == 0).tolist())
         assert (self._cell[plain] == NONE).all() and (self._cell[keyed] != NONE).all()
-        rows = np.flatnonzero(self._row_page >= 0)
-        assert (self._page[self._row_page[rows]] == rows).all()
-        assert np.count_nonzero(self._page) == len(rows)
-        assert (self._table[:1 << PAGE_BITS] == -1).all()
-        assert not set(rows.tolist()) & set(self._spare_rows)
-        cells = np.flatnonzero(self._table >= 0)
-        holders = self._table[cells]
-        assert np.isin(cells >> PAGE_BITS, rows).all()
-        assert (self._cell[holders] == cells).all() and len(set(holders.tolist())) == len(cells)
-        assert set(self._dups) <= set(cells.tolist()) and all(self._dups.values())
-        for cell, more in self._dups.items():
-            assert (self._cell[more] == cell).all() and self._table[cell] not in more
-        assert len(cells) + sum(map(len, self._dups.values())) == np.count_nonzero(self._cell >= 0)
+        assert self._map.check(self._cell) == np.count_nonzero(self._cell >= 0)
         own = 0
         for key, holders in self._own.items():
             holders = [holders] if holders.__class__ is int else holders

@@ -1,0 +1,169 @@
+"""The prefix cache's map from a block's key to the block holding it, in NumPy.
+
+Keys are dense non-negative slot numbers (`BlockHashes.keys` makes them). The map is a
+page table over them: page `key >> PAGE_BITS` has a row of 2**PAGE_BITS cells, rows are
+handed out as pages fill and reclaimed once empty, so its size follows the KV pool, not
+the trace. A cell holds one block (the first cached under its key); further blocks holding
+the same key wait in `dups`, first cached first. Every operation takes a whole request's
+keys at once: a Mooncake prompt has ~750.
+
+The pool remembers each block's cell, so removing a block needs no lookup. The last row is
+never handed out: cells -1 and -2 fall in it, so a pool may pass them (blocks keyed with
+no key in this map) to `remove`, which writes -1 there, as everywhere it removes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PAGE_BITS = 6  # pages of 64 consecutive keys
+PAGE_MASK = (1 << PAGE_BITS) - 1
+MAX_KEY = 1 << 40  # far above any trace's slot numbers
+EMPTY = np.empty(0, np.intp)
+
+
+class KeyTable:
+    def __init__(self, rows: int = 256) -> None:
+        self.base = np.zeros(1024, np.int64)  # page -> its row's first cell (0: row 0, empty)
+        self.table = np.full(rows << PAGE_BITS, -1, np.int64)  # rows of holders, end to end
+        self.row_page = np.full(rows, -1, np.int64)  # row -> its page, or -1 when spare
+        self.spare = np.arange(rows - 2, 0, -1)  # spare rows (not 0, not the last); top last
+        self.spare_n = rows - 2
+        self.dups: dict[int, list[int]] = {}  # cell -> further blocks holding its key
+
+    def cells(self, keys: np.ndarray) -> np.ndarray:
+        """Each key's cell (in row 0, which holds nothing, if its page has no row)."""
+        try:
+            return self.base[keys >> PAGE_BITS] + (keys & PAGE_MASK)
+        except IndexError:
+            self._grow_pages(int(keys.max()))
+            return self.base[keys >> PAGE_BITS] + (keys & PAGE_MASK)
+
+    def run(self, keys: np.ndarray) -> np.ndarray:
+        """The blocks holding the longest run of cached keys from the first."""
+        first = int(keys[0])  # most lookups miss at once: ask the first key alone
+        page = first >> PAGE_BITS
+        if page >= len(self.base) or self.table[int(self.base[page])
+                                                + (first & PAGE_MASK)] < 0:
+            return EMPTY
+        held = self.table[self.cells(keys)]
+        first_miss = int(held.argmin())
+        return held[:first_miss] if held[first_miss] < 0 else held
+
+    def insert(self, keys: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+        """Cache `blocks` under `keys` (distinct), each after any block already holding its
+        key; returns their cells."""
+        pages = keys >> PAGE_BITS
+        try:
+            base = self.base[pages]
+        except IndexError:
+            self._grow_pages(int(keys.max()))
+            base = self.base[pages]
+        unmapped = pages[base == 0]
+        if len(unmapped):
+            new = self._distinct(unmapped)
+            if len(new) > self.spare_n:
+                self._reclaim(len(new))
+                new = self._distinct(pages[self.base[pages] == 0])  # reclaimed were empty
+            n = self.spare_n - len(new)
+            rows = self.spare[n:self.spare_n]
+            self.spare_n = n
+            self.base[new] = rows << PAGE_BITS
+            self.row_page[rows] = new
+            base = self.base[pages]
+        cells = base + (keys & PAGE_MASK)
+        table = self.table
+        now = table[cells]
+        if now.max() >= 0:  # duplicates: cached after the block already holding the key
+            taken = now >= 0
+            for cell, b in zip(cells[taken].tolist(), blocks[taken].tolist(), strict=True):
+                self.dups.setdefault(cell, []).append(b)
+            free = ~taken
+            table[cells[free]] = blocks[free]
+        else:
+            table[cells] = blocks
+        return cells
+
+    def remove(self, cells: np.ndarray, blocks: np.ndarray) -> None:
+        """Drop `blocks` from their `cells` (in this order; cells -1 and -2 are ignored)."""
+        dups, table = self.dups, self.table
+        if dups:
+            shared = np.isin(cells, np.fromiter(dups, np.int64, len(dups)))
+            if shared.any():
+                for cell, b in zip(cells[shared].tolist(), blocks[shared].tolist(),
+                                   strict=True):
+                    more = dups.get(cell)  # None once the last further holder took over
+                    if table[cell] == b:  # the first holder goes: the next one takes over
+                        table[cell] = more.pop(0) if more else -1
+                    else:
+                        more.remove(b)
+                    if more is not None and not more:
+                        del dups[cell]
+                cells = cells[~shared]
+        table[cells] = -1
+
+    def key(self, cell: int) -> int:
+        return int(self.row_page[cell >> PAGE_BITS]) << PAGE_BITS | cell & PAGE_MASK
+
+    def _distinct(self, pages: np.ndarray) -> np.ndarray:
+        """The distinct unmapped `pages`, without sorting: each writes its place into its
+        page's entry (0 before and after), and the place that stayed there wins."""
+        places = np.arange(1, len(pages) + 1)
+        self.base[pages] = places
+        first = self.base[pages] == places
+        self.base[pages] = 0
+        return pages[first]
+
+    def _grow_pages(self, key: int) -> None:
+        if key >= MAX_KEY:
+            raise ValueError(f"prefix key {key} is not a dense slot number "
+                             "(BlockHashes.keys makes them)")
+        size = len(self.base)
+        while size <= key >> PAGE_BITS:
+            size *= 2
+        base = np.zeros(size, np.int64)
+        base[:len(self.base)] = self.base
+        self.base = base
+
+    def _reclaim(self, wanted: int) -> None:
+        """Take back the rows that hold nothing, and double the rows until a quarter are
+        spare (so that this runs rarely) and `wanted` can be handed out."""
+        used = np.flatnonzero(self.row_page >= 0)
+        empty = used[(self.table.reshape(-1, 1 << PAGE_BITS)[used] < 0).all(axis=1)]
+        self.base[self.row_page[empty]] = 0
+        self.row_page[empty] = -1
+        rows = len(self.row_page)
+        spare = np.concatenate([self.spare[:self.spare_n], empty])
+        while len(spare) < max(wanted, rows // 4):
+            # the last row (all -1: only ever written -1) becomes an ordinary spare row
+            spare = np.concatenate([np.arange(2 * rows - 2, rows - 2, -1), spare])
+            self.table = np.concatenate([self.table, np.full_like(self.table, -1)])
+            self.row_page = np.concatenate([self.row_page, np.full(rows, -1, np.int64)])
+            rows *= 2
+        self.spare = np.empty(rows, np.int64)
+        self.spare[:len(spare)] = spare
+        self.spare_n = len(spare)
+
+    def holders(self) -> dict[int, list[int]]:
+        """Key -> the blocks holding it, first cached first (for tests)."""
+        cells = np.flatnonzero(self.table >= 0)
+        return {self.key(c): [int(self.table[c])] + self.dups.get(c, []) for c in cells.tolist()}
+
+    def check(self, cell_of: np.ndarray) -> int:
+        """Invariants, given each block's cell; returns the number of blocks held."""
+        rows = np.flatnonzero(self.row_page >= 0)
+        assert (self.base[self.row_page[rows]] == rows << PAGE_BITS).all()
+        assert np.count_nonzero(self.base) == len(rows)
+        assert (self.table[:1 << PAGE_BITS] == -1).all() and (self.table[-2:] == -1).all()
+        spare = self.spare[:self.spare_n].tolist()
+        assert len(spare) == len(set(spare)) and not set(spare) & set(rows.tolist())
+        assert 0 not in spare and len(self.row_page) - 1 not in spare
+        assert len(spare) + len(rows) == len(self.row_page) - 2
+        cells = np.flatnonzero(self.table >= 0)
+        held = self.table[cells]
+        assert np.isin(cells >> PAGE_BITS, rows).all()
+        assert (cell_of[held] == cells).all() and len(set(held.tolist())) == len(cells)
+        assert set(self.dups) <= set(cells.tolist()) and all(self.dups.values())
+        for cell, more in self.dups.items():
+            assert (cell_of[more] == cell).all() and self.table[cell] not in more
+        return len(cells) + sum(map(len, self.dups.values()))

@@ -148,6 +148,23 @@ def test_a_shared_prefix_hits_and_at_least_one_token_is_computed():
     pool.check()
 
 
+def test_only_cache_aware_policies_look_the_prompt_up_on_arrival():
+    from llmsim.engine.records import Records
+    from llmsim.engine.replica import Replica
+
+    for policy, hint in ((SJF_UNCACHED, 8), (FCFS, 0)):
+        pool = CachingBlockPool(10, 4)
+        sched = Scheduler(EngineConfig(block_size=4, num_gpu_blocks=10), pool, policy)
+        a = Request(0, 0.0, 12, 1, block_hashes=np.array([1, 2, 3]))
+        pool.hit(a)
+        pool.allocate(a, 12)  # a's 3 blocks are cached
+        records = Records(np.zeros(2), np.array([12, 12]), np.array([1, 1]))
+        replica = Replica(0, sched, LinearCost(1.0), records, lambda req: None, 100)
+        b = Request(1, 0.0, 12, 1, block_hashes=np.array([1, 2, 3]))
+        replica.add(b, 0.0)
+        assert b.cached_hint == hint  # 2 blocks: the last token is always computed
+
+
 def test_eviction_takes_keyless_blocks_first_then_the_least_recently_freed_tail_first():
     pool = CachingBlockPool(6, 1)
     sched = Scheduler(EngineConfig(block_size=1, num_gpu_blocks=6), pool, FCFS)

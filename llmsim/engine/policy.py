@@ -31,6 +31,8 @@ class Policy:
     preemptive: bool = False  # evict a worse-ranked running request for the waiting head
     starvation: tuple[int, int] | None = None  # (threshold, quantum) in iterations, or None
     scoring_delay: float = 0.0  # seconds a batch of arrivals spends being scored (a ranker)
+    cache_aware: bool = False  # its rank reads `Request.cached_hint` (prefix caching): the
+    # replica looks the prompt up in its cache on arrival only for such a policy
 
     def __post_init__(self) -> None:
         if self.victim not in ("last", "priority"):

@@ -31,6 +31,7 @@ class Replica:
         self.index = index
         self.sched = scheduler
         self.pool = scheduler.pool
+        self.peeks = self.pool.caching and scheduler.policy.cache_aware
         self.cost = cost
         self.records = records
         self.on_finish = on_finish  # called with each finished request
@@ -47,7 +48,7 @@ class Replica:
     def add(self, req: Request, now: float) -> None:
         self.records.replica[req.id] = self.index
         self.outstanding_tokens += req.prompt_tokens
-        if self.pool.caching:  # for cache-aware policies: what it would find cached now
+        if self.peeks:  # for cache-aware policies: what it would find cached now
             req.cached_hint = self.pool.peek(req)
         self.sched.add(req, now)
 

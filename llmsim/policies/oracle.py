@@ -33,7 +33,7 @@ def by_uncached_work(req: Request, now: float) -> float:
 
 
 SJF_UNCACHED = Policy(
-    "sjf-uncached", by_uncached_work, victim="priority",
+    "sjf-uncached", by_uncached_work, victim="priority", cache_aware=True,
     description="oracle shortest job first on the tokens left to compute: prompt tokens not "
                 "found in the prefix cache on arrival, plus the true output length (with "
                 "--enable-prefix-caching; without it, prompt + output)",

@@ -165,6 +165,23 @@ def test_only_cache_aware_policies_look_the_prompt_up_on_arrival():
         assert b.cached_hint == hint  # 2 blocks: the last token is always computed
 
 
+def test_keys_that_are_not_dense_slot_numbers_are_refused_before_anything_changes():
+    import pytest
+
+    for bad in (-1, 1 << 40):
+        pool = CachingBlockPool(10, 4)
+        first = Request(1, 0.0, 5, 1, block_hashes=np.array([1]))
+        first.computed = pool.hit(first)
+        pool.allocate(first, 5)  # key 1 cached: the lookups below go past it
+        req = Request(0, 0.0, 12, 1, block_hashes=np.array([1, bad]))
+        assert pool.peek(req) == 4
+        req.computed = pool.hit(req)
+        with pytest.raises(ValueError, match="dense slot numbers"):
+            pool.allocate(req, 4)
+        assert pool.free_blocks == 8 and pool.cached_keys() == [1]
+        pool.check()
+
+
 def test_eviction_takes_keyless_blocks_first_then_the_least_recently_freed_tail_first():
     pool = CachingBlockPool(6, 1)
     sched = Scheduler(EngineConfig(block_size=1, num_gpu_blocks=6), pool, FCFS)

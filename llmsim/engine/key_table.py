@@ -18,7 +18,8 @@ import numpy as np
 
 PAGE_BITS = 6  # pages of 64 consecutive keys
 PAGE_MASK = (1 << PAGE_BITS) - 1
-MAX_KEY = 1 << 40  # far above any trace's slot numbers
+MAX_KEY = 1 << 32  # Mooncake's conversation trace numbers 9.8M keys; the page table of
+# keys this large would take 512 MB
 EMPTY = np.empty(0, np.intp)
 
 
@@ -33,11 +34,12 @@ class KeyTable:
 
     def cells(self, keys: np.ndarray) -> np.ndarray:
         """Each key's cell (in row 0, which holds nothing, if its page has no row)."""
+        pages = keys >> PAGE_BITS
         try:
-            return self.base[keys >> PAGE_BITS] + (keys & PAGE_MASK)
-        except IndexError:
-            self._grow_pages(int(keys.max()))
-            return self.base[keys >> PAGE_BITS] + (keys & PAGE_MASK)
+            return self.base[pages] + (keys & PAGE_MASK)
+        except IndexError:  # pages past the table's end have no row
+            inside = pages < len(self.base)
+            return np.where(inside, self.base[np.where(inside, pages, 0)], 0) + (keys & PAGE_MASK)
 
     def run(self, keys: np.ndarray) -> np.ndarray:
         """The blocks holding the longest run of cached keys from the first."""
@@ -115,9 +117,7 @@ class KeyTable:
         return pages[first]
 
     def _grow_pages(self, key: int) -> None:
-        if key >= MAX_KEY:
-            raise ValueError(f"prefix key {key} is not a dense slot number "
-                             "(BlockHashes.keys makes them)")
+        assert key < MAX_KEY, "CachingBlockPool.allocate checks the keys"
         size = len(self.base)
         while size <= key >> PAGE_BITS:
             size *= 2

@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from .blocks import BlockPool
-from .key_table import EMPTY, KeyTable
+from .key_table import EMPTY, MAX_KEY, KeyTable
 from .request import Request
 
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
@@ -140,9 +140,10 @@ class CachingBlockPool(BlockPool):
         hits = self._hits.pop(req.id, EMPTY)
         assert req.id not in self._held and len(hits) * self.block_size == req.computed
         given = req.block_hashes
-        if given is not None and len(given) and given.min() < 0:
-            raise ValueError(f"request {req.id}: prefix keys must be >= 0 "
-                             f"(BlockHashes.keys makes them), got {int(given.min())}")
+        if given is not None and len(given) and (given.min() < 0 or given.max() >= MAX_KEY):
+            raise ValueError(f"request {req.id}: prefix keys are dense slot numbers in "
+                             f"[0, {MAX_KEY}) (BlockHashes.keys makes them), got "
+                             f"{int(given.min())} .. {int(given.max())}")
         if len(hits):  # touch: shared now, out of the free queue
             refs = self._refs
             counts = refs[hits]

@@ -108,9 +108,21 @@ async def _completion_order(server, queued, long):
 
 async def wait_running(client, server, task, timeout_s: float = 120.0) -> None:
     """Until the engine's metrics show one request running."""
+    import httpx
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not task.done():
-        metrics = (await client.get(f"{server.base}/metrics")).text
+        try:
+            metrics = (await client.get(f"{server.base}/metrics")).text
+        except httpx.TransportError as exc:
+            # once in CI a poll met "server disconnected without sending a response": a
+            # kept-alive connection closed as it was reused. Poll again on a fresh one,
+            # unless the server itself is gone.
+            if server.process.poll() is not None:
+                raise RuntimeError(f"vLLM exited with {server.process.returncode}:\n"
+                                   + server.log_text()[-4000:]) from exc
+            await asyncio.sleep(0.1)
+            continue
         for line in metrics.splitlines():
             if line.startswith("vllm:num_requests_running{") and float(line.split()[-1]) >= 1:
                 return

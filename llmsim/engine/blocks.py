@@ -99,8 +99,3 @@ class BlockPool:
         """Attribute to `req` again the blocks its computed tokens occupy."""
         assert req.id not in self._held
         self._held[req.id] = self.blocks_for(req.computed)
-
-    def can_defer_keys(self, req: Request) -> bool:
-        """Whether `req` may decode in the fast simulator's aggregate: always, without
-        prefix caching."""
-        return True

@@ -19,6 +19,13 @@ iteration, what the scheduler and the cost model ask of the decoders as a whole:
 While a request is a member its `computed`/`emitted` fields and its blocks in the pool are
 stale: the pool counts its blocks as in use but not whose they are. `leave` writes its
 progress back and attributes its blocks to it again.
+
+With prefix caching, a member whose given keys go on over its output (sessions) has keys
+falling due as it decodes. They are set lazily: the pool calls `flush_keys` before
+anything that could see them, and the members' due keys are set then, in the order the
+step-by-step scheduler set them (the iteration whose token filled the block, then running
+order), so that duplicate keys queue behind the same holder. A heap of (tick due, seat)
+finds the members with keys due in O(log n) each.
 """
 
 from __future__ import annotations
@@ -38,6 +45,13 @@ class DecoderAggregate:
         self.base_sum = 0  # sum over members of (computed - tick)
         self.by_phase = [0] * pool.block_size  # members by (computed - tick) % block_size
         self._finishing: list[tuple[int, int, Request]] = []  # heap: (tick it is done at, id, req)
+        self.ahead = 0  # 1 while an iteration of the members is planned or in flight: its
+        # tokens are scheduled (their blocks taken, their keys due) but not computed yet
+        self._keys_due: list[tuple[int, int, int]] = []  # heap: (tick + ahead at which a
+        # member's next given key is due, seat, id)
+        self._due: dict[int, int] = {}  # member id -> its live entry's tick due
+        if pool.caching:
+            pool.flush = self.flush_keys
 
     def blocks_needed(self) -> int:
         """New KV blocks the members need to compute their next token (see above)."""
@@ -53,13 +67,14 @@ class DecoderAggregate:
 
     def skip(self, k: int) -> None:
         """`k` steps in which no member is done, at once."""
-        assert k < self.steps_to_next_finish()
+        assert k < self.steps_to_next_finish() and not self.ahead
         self.tick += k
 
     def step(self) -> list[Request]:
         """Every member computed and emitted one more token; returns those that are done,
         out of the aggregate with their progress written back."""
         self.tick += 1
+        self.ahead = 0
         done = []
         while self._finishing and self._finishing[0][0] == self.tick:
             req = heapq.heappop(self._finishing)[2]
@@ -78,9 +93,45 @@ class DecoderAggregate:
         self.base_sum += base
         self.by_phase[base % self.pool.block_size] += 1
         heapq.heappush(self._finishing, (self.tick + req.remaining_tokens, req.id, req))
+        if self.pool.caching:
+            self._schedule_key(req, self.pool.key_due(req))
+
+    def _schedule_key(self, req: Request, tokens: int | None) -> None:
+        """Remember when the member's next given key falls due (at `tokens` scheduled)."""
+        if tokens is None:
+            self._due.pop(req.id, None)
+            return
+        due = tokens - (req.computed - req.tick)  # its scheduled tokens are that + tick + ahead
+        self._due[req.id] = due
+        heapq.heappush(self._keys_due, (due, req.seat, req.id))
+
+    def flush_keys(self, seat: int | None) -> None:
+        """Set the given keys due by now (the pool asks before a lookup, or before the
+        request seated `seat` keys blocks in the iteration being planned: then members
+        seated after it key theirs of this iteration after it)."""
+        heap, now = self._keys_due, self.tick + self.ahead
+        if not heap or heap[0][0] > now:
+            return
+        due_now = []  # (member, tokens scheduled, its base)
+        while heap and heap[0][0] <= now:
+            due, at, rid = heapq.heappop(heap)
+            if self._due.get(rid) != due:
+                continue  # it left, or this entry was replaced
+            req = self.members[rid]
+            base = req.computed - req.tick
+            scheduled = base + now
+            if seat is not None and at > seat:
+                scheduled -= 1  # its key due in this iteration waits for the one seated first
+            due_now.append((req, scheduled, base))
+        self.pool.key_members(due_now)
+        for req, _, _ in due_now:
+            self._schedule_key(req, self.pool.key_due(req))
 
     def leave(self, req: Request) -> None:
         """Take a member out with its true progress written back."""
+        if self._due:
+            self.flush_keys(None)  # keys due before it leaves are set in their order
+            self._due.pop(req.id, None)
         del self.members[req.id]
         self.size -= 1
         k = self.tick - req.tick
@@ -99,4 +150,5 @@ class DecoderAggregate:
             self.leave(req)
         assert not self.members and self.size == 0 and self.base_sum == 0
         self._finishing.clear()
+        self._keys_due.clear()
         return members

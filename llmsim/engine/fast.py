@@ -81,8 +81,10 @@ class FastReplica(Replica):
     def _start(self) -> None:
         sched, dec = self.sched, self.decoders
         sched.begin_iteration()
+        dec.ahead = 1  # if planned whole, the members' tokens are scheduled from here on
         items = sched.plan_whole(self.prefilling, dec.size, dec.blocks_needed(), self.now)
         if items is None:
+            dec.ahead = 0
             return self._start_ordered()
         if len(items) > len(self.prefilling):
             admitted = items[len(self.prefilling):]
@@ -128,7 +130,6 @@ class FastReplica(Replica):
             self.outstanding_tokens += dec.size
         done = dec.step()
         joined = []
-        pool = self.pool
         for req, n in self.items:
             if not req.feed(n):
                 continue
@@ -136,7 +137,7 @@ class FastReplica(Replica):
             if req.done:
                 self.prefilling.remove(req)
                 done.append(req)
-            elif not pool.caching or pool.can_defer_keys(req):
+            else:
                 joined.append(req)
         self.items = []
         for req in joined:
@@ -239,6 +240,7 @@ class FastReplica(Replica):
             need, t = flight
             sched.begin_iteration()
             pool.take(need)
+            dec.ahead = 1
             self.items = []
             self.end = now + self.account(dec.size, t)
 
@@ -255,9 +257,8 @@ class FastReplica(Replica):
     def _regroup(self) -> None:
         """After an iteration planned request by request: rebuild the aggregate."""
         self.prefilling = []
-        pool = self.pool
         for req in self.sched.running.values():
-            if req.is_decoding and pool.can_defer_keys(req):
+            if req.is_decoding:
                 self.decoders.join(req)
                 if req.last_token_at != self.last_end:
                     self.stale.append(req)

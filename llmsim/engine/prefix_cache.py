@@ -20,6 +20,12 @@ as vLLM's `cache_blocks` does when it allocates; an own key is set when the requ
 the block instead: nobody else can look it up, so nothing tells the two apart, and the
 fast simulator's lockstep decoders need no per-block work while they decode.
 
+Given keys that cover output tokens (sessions, whose next turn resends this one's answer)
+fall due while a request decodes. The fast simulator's decoders key them lazily: the
+pool calls `flush` (set by the `DecoderAggregate`) before anything that could see a key
+(a lookup, or another request keying its blocks), and the aggregate then keys, in the
+order the step-by-step scheduler would have, every block whose tokens are scheduled.
+
 The scheduler asks `hit(req)` before admitting a waiting request; the rest of the
 interface is `BlockPool`'s, with the same counts.
 
@@ -84,6 +90,7 @@ class CachingBlockPool(BlockPool):
         self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
+        self.flush = None  # the fast simulator's decoders: key what is due (seat bound or None)
         self.evictions = 0  # keyed blocks handed out again (their key dropped)
         self.hit_tokens = 0  # tokens found cached at admissions (first or after preemption)
 
@@ -100,6 +107,8 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None:
             return 0
+        if self.flush is not None:
+            self.flush(None)
         return len(self._cached_run(given[:(req.prompt_tokens - 1) // self.block_size])) \
             * self.block_size
 
@@ -111,6 +120,8 @@ class CachingBlockPool(BlockPool):
         limit = (req.prompt_tokens + req.emitted - 1) // bs
         given = req.block_hashes
         n = min(limit, len(given)) if given is not None else 0
+        if self.flush is not None:
+            self.flush(None)
         found = self._cached_run(given[:n]) if n else EMPTY
         if len(found) == n < limit and self._own:  # its own blocks, kept since a preemption
             own = []
@@ -161,14 +172,16 @@ class CachingBlockPool(BlockPool):
         self._keyed[req.id] = len(hits)
         self._upto[req.id] = req.computed + num_new_tokens
         self._grow(req, self.missing(req, num_new_tokens))
-        self._key_full(req, req.computed + num_new_tokens)
+        self._key(req, req.computed + num_new_tokens)  # `hit` flushed the decoders' keys
 
     def append(self, req: Request, num_new_tokens: int) -> None:
         self._grow(req, self.missing(req, num_new_tokens))
         self._upto[req.id] = req.computed + num_new_tokens
         given = req.block_hashes
         if given is not None and self._keyed[req.id] < len(given):
-            self._key_full(req, req.computed + num_new_tokens)
+            if self.flush is not None:  # the decoders seated before it key first
+                self.flush(req.seat)
+            self._key(req, req.computed + num_new_tokens)
 
     def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
@@ -200,12 +213,14 @@ class CachingBlockPool(BlockPool):
             head += k
         else:  # skip the dead entries
             parts, need, lru, seq = [], k, self._lru, self._seq
-            while need:
-                chunk = lru[head:head + need]
+            while need:  # read ahead: dead entries come in runs (a hit touches a prefix)
+                chunk = lru[head:min(head + 2 * need + 64, self._lru_tail)]
                 number = self._lru_base + head
-                live = chunk[seq[chunk] == np.arange(number, number + len(chunk))]
-                self._dead -= len(chunk) - len(live)
-                head += len(chunk)
+                live = np.flatnonzero(seq[chunk] == np.arange(number, number + len(chunk)))
+                used = int(live[need - 1]) + 1 if len(live) >= need else len(chunk)
+                live = chunk[live[:need]]
+                self._dead -= used - len(live)
+                head += used
                 parts.append(live)
                 need -= len(live)
             out = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -249,7 +264,7 @@ class CachingBlockPool(BlockPool):
             if len(holders) == 1:
                 self._own[key] = holders[0]
 
-    def _key_full(self, req: Request, tokens: int) -> None:
+    def _key(self, req: Request, tokens: int) -> None:
         """Key the request's blocks that `tokens` scheduled tokens fill, as far as its given
         keys go (vLLM's `cache_blocks`; own keys wait for `free`). Blocks past those keyed
         so far are fresh: none has a key yet."""
@@ -339,20 +354,64 @@ class CachingBlockPool(BlockPool):
 
     def settle(self, req: Request) -> None:
         assert req.id not in self._held
-        blocks = self._blocks[req.id]
-        n = self.blocks_for(req.computed) - len(blocks)
-        if n:
-            top = self._loose_n - n
-            blocks = self._blocks[req.id] = np.concatenate([blocks, self._loose[top:top + n]])
-            self._loose_n = top
+        blocks = self._attribute(req, req.computed)
         self._held[req.id] = len(blocks)
         self._upto[req.id] = req.computed
-
-    def can_defer_keys(self, req: Request) -> bool:
-        """Whether the blocks `req` fills from now on all get own keys (set when it frees
-        them), so that it may decode in the fast simulator's aggregate."""
         given = req.block_hashes
-        return given is None or len(given) * self.block_size <= req.computed
+        if given is not None and self._keyed[req.id] < len(given):
+            self._key(req, req.computed)
+
+    def _attribute(self, req: Request, tokens: int) -> np.ndarray:
+        """Give `req` blocks taken for the aggregate until it holds those of `tokens` (the
+        taken blocks are alike: fresh, keyless, held once)."""
+        blocks = self._blocks[req.id]
+        n = self.blocks_for(tokens) - len(blocks)
+        if n > 0:
+            top = self._loose_n - n
+            assert top >= 0
+            blocks = self._blocks[req.id] = np.concatenate([blocks, self._loose[top:top + n]])
+            self._loose_n = top
+        return blocks
+
+    def key_due(self, req: Request) -> int | None:
+        """Scheduled tokens at which `req`'s next given key falls due (its next block is
+        full), or None when it has no given key left to set."""
+        given = req.block_hashes
+        keyed = self._keyed[req.id]
+        return None if given is None or keyed >= len(given) else (keyed + 1) * self.block_size
+
+    def key_members(self, due: list[tuple[Request, int, int]]) -> None:
+        """Aggregate members' blocks full of their scheduled tokens get their given keys,
+        as the step-by-step scheduler set them when it scheduled them: ordered by the tick
+        each block filled ((j + 1) * block_size - base for block j), then by seat, which
+        matters only where two hold the same key (the first one set holds it). `due`:
+        (member, tokens scheduled, its base)."""
+        if len(due) == 1:
+            req, scheduled, _ = due[0]
+            self._attribute(req, scheduled)
+            self._key(req, scheduled)
+            return
+        bs, runs = self.block_size, []
+        for req, scheduled, base in due:
+            blocks = self._attribute(req, scheduled)
+            start, stop = self._keyed[req.id], min(scheduled // bs, len(req.block_hashes))
+            if stop > start:
+                runs.append((req, start, stop, base, blocks))
+        if not runs:
+            return
+        keys = np.concatenate([req.block_hashes[a:b] for req, a, b, _, _ in runs])
+        blocks = np.concatenate([held[a:b] for _, a, b, _, held in runs])
+        ordered = np.sort(keys) if len(runs) > 1 else keys
+        if len(runs) > 1 and (ordered[1:] == ordered[:-1]).any():  # in the order they filled
+            tick = np.concatenate([np.arange(a + 1, b + 1) * bs - base
+                                   for _, a, b, base, _ in runs])
+            seat = np.concatenate([np.full(b - a, req.seat) for req, a, b, _, _ in runs])
+            for i in np.lexsort((seat, tick)).tolist():
+                self._cell[blocks[i]] = self._map.insert(keys[i:i + 1], blocks[i:i + 1])[0]
+        else:
+            self._cell[blocks] = self._map.insert(keys, blocks)
+        for req, _, stop, _, _ in runs:
+            self._keyed[req.id] = stop
 
     # -- for tests --------------------------------------------------------------------
 

@@ -196,6 +196,44 @@ def test_eviction_takes_keyless_blocks_first_then_the_least_recently_freed_tail_
     pool.check()
 
 
+def test_lockstep_decoders_key_their_blocks_lazily_in_the_order_they_were_scheduled():
+    """The fast simulator's decoders set their given keys only when something could see them
+    (pool.flush). A duplicate key must then queue behind the holder the step-by-step
+    scheduler set first: by the iteration whose token filled the block, then by seat."""
+    from llmsim.engine.decoders import DecoderAggregate
+
+    pool = CachingBlockPool(20, 4)
+    dec = DecoderAggregate(pool)
+
+    def seated(rid, prompt, keys, seat, chunk=None):
+        req = Request(rid, 0.0, prompt, 20, block_hashes=np.array(keys, np.int64))
+        req.computed = pool.hit(req)
+        pool.allocate(req, chunk or prompt)
+        req.feed(chunk or prompt)
+        req.seat = seat
+        return req
+
+    p = seated(2, 8, [5, 1, 2, 9], seat=1, chunk=4)  # still prefilling: 4 of 8 computed
+    d = seated(1, 4, [0, 1, 2], seat=2)  # decoding: its block 1 (key 1) fills 4 steps on
+    e = seated(3, 5, [7, 2, 8], seat=3)  # decoding: its block 1 (key 2) fills 3 steps on
+    dec.join(d)
+    dec.join(e)
+    for _ in range(3):
+        pool.take(dec.blocks_needed())
+        dec.step()
+    assert pool.key_of(pool.blocks_of(e)[1]) is None  # due, not set: nobody looked
+    dec.ahead = 1  # the next iteration is planned: d's token in it fills d's block 1, and
+    pool.take(dec.blocks_needed())
+    pool.append(p, 4)  # p's last chunk fills its block 1, key 1 too. p asks the decoders
+    # seated before it to key first: e (key 2, full an iteration ago) does; d waits
+    first = pool._map.run(np.array([5, 1, 2], np.int64))
+    assert first.tolist() == pool.blocks_of(p)[:1] + [pool.blocks_of(p)[1], pool.blocks_of(e)[1]]
+    dec.leave(d)  # d's key 1 is set now, behind p's block
+    assert pool.key_of(pool.blocks_of(d)[1]) == 1
+    assert pool._map.run(np.array([1], np.int64)).tolist() == [pool.blocks_of(p)[1]]
+    pool.check()
+
+
 def test_a_preempted_request_finds_its_own_blocks_again():
     pool = CachingBlockPool(12, 4)
     sched = Scheduler(EngineConfig(max_num_seqs=2, max_num_batched_tokens=64, block_size=4,

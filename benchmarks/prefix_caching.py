@@ -13,10 +13,13 @@ its last token (BlockHashes.keys). Rows:
   tokens not cached on arrival + output length).
 
 Speed: CPU seconds of the fast simulator, caching off and on, same deployment (least-tokens),
-median of `--repeats` runs in this process; the ratio is on / off.
+median of `--repeats` runs in this process (off and on alternating); the ratio is on / off.
+The same on synthetic multi-turn sessions (`--sessions`, default 3,000: `SessionSpec`'s
+defaults, seed 0, 2 replicas), whose ids go on over each answer (the next turn resends it),
+so blocks get keys while requests decode.
 
     python benchmarks/prefix_caching.py                    # the whole trace, 8 replicas
-    python benchmarks/prefix_caching.py --requests 3000 --replicas 2
+    python benchmarks/prefix_caching.py --requests 3000 --replicas 2 --sessions 0
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=0, help="first N requests (0: all)")
     ap.add_argument("--replicas", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sessions", type=int, default=3000,
+                    help="synthetic sessions for the second speed figure (0: skip it)")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     path = args.data / TRACE
@@ -70,17 +75,39 @@ def main() -> None:
               f"{s['ttft']['mean']:>10.2f}s{s['ttft']['p90']:>9.2f}s{s['e2e']['mean']:>9.2f}s"
               f"{s['e2e']['p90']:>9.2f}s{s['preemptions']:>9}{evictions:>11,}")
 
-    times = {}
-    for caching in (False, True):
-        runs = []
-        for _ in range(args.repeats):
-            t = time.process_time()
-            simulate(w, get_policy("fcfs"), deployment(caching, "least-tokens"))
-            runs.append(time.process_time() - t)
-        times[caching] = statistics.median(runs)
+    t_off, t_on = speed(w, lambda caching: deployment(caching, "least-tokens"), args.repeats)
     print(f"\nfast simulator, FCFS, least-tokens, median of {args.repeats} (CPU s): caching off "
-          f"{times[False]:.2f}, on {times[True]:.2f}: on/off = {times[True] / times[False]:.2f}x")
+          f"{t_off:.2f}, on {t_on:.2f}: on/off = {t_on / t_off:.2f}x")
 
+    if args.sessions:
+        import numpy as np
+
+        from llmsim.traces.sessions import SessionSpec, synthesize_sessions
+
+        s = synthesize_sessions(SessionSpec(sessions=args.sessions), np.random.default_rng(0))
+        t_off, t_on = speed(s, lambda caching: Deployment(
+            model="llama-3-8b", gpu="h100", num_replicas=2, router="least-tokens",
+            engine=EngineConfig(enable_prefix_caching=caching)), args.repeats)
+        hit = simulate(s, get_policy("fcfs"), Deployment(
+            model="llama-3-8b", gpu="h100", num_replicas=2, router="least-tokens",
+            engine=EngineConfig(enable_prefix_caching=True))).summary["prefix_hit_rate"]
+        print(f"sessions ({args.sessions:,}: {len(s):,} requests, mean prompt "
+              f"{s.prompt_tokens.mean():.0f}, output {s.output_tokens.mean():.0f} tokens; 2 "
+              f"replicas; hit rate {hit:.1%}): caching off {t_off:.2f}, on {t_on:.2f}: "
+              f"on/off = {t_on / t_off:.2f}x")
+
+
+def speed(w, deployment, repeats: int) -> tuple[float, float]:
+    """Median CPU seconds of the fast simulator, FCFS, caching off and on (alternating)."""
+    from llmsim import get_policy, simulate
+
+    runs = {False: [], True: []}
+    for _ in range(repeats):
+        for caching in (False, True):
+            t = time.process_time()
+            simulate(w, get_policy("fcfs"), deployment(caching))
+            runs[caching].append(time.process_time() - t)
+    return statistics.median(runs[False]), statistics.median(runs[True])
 
 if __name__ == "__main__":
     main()

@@ -25,15 +25,22 @@ falling due as it decodes. They are set lazily: the pool calls `flush_keys` befo
 anything that could see them, and the members' due keys are set then, in the order the
 step-by-step scheduler set them (the iteration whose token filled the block, then running
 order), so that duplicate keys queue behind the same holder. A heap of (tick due, seat)
-finds the members with keys due in O(log n) each.
+finds the members with keys due in O(log n) each, and a count per hashed key slot of the
+keys members have yet to set (`_watch`) lets the pool skip the flush when none of the keys
+it is about to look up or set is among them (sessions: a turn never looks up the keys of
+one still decoding), so that most members set their keys once, when they leave.
 """
 
 from __future__ import annotations
 
 import heapq
 
+import numpy as np
+
 from .blocks import BlockPool
 from .request import Request
+
+WATCH_MASK = (1 << 16) - 1  # key slots watched: a false match only costs a flush
 
 
 class DecoderAggregate:
@@ -50,6 +57,8 @@ class DecoderAggregate:
         self._keys_due: list[tuple[int, int, int]] = []  # heap: (tick + ahead at which a
         # member's next given key is due, seat, id)
         self._due: dict[int, int] = {}  # member id -> its live entry's tick due
+        self._watch = np.zeros(WATCH_MASK + 1, np.int32) if pool.caching else None
+        self._watched: dict[int, np.ndarray] = {}  # member id -> the slots it counts in
         if pool.caching:
             pool.flush = self.flush_keys
 
@@ -94,7 +103,12 @@ class DecoderAggregate:
         self.by_phase[base % self.pool.block_size] += 1
         heapq.heappush(self._finishing, (self.tick + req.remaining_tokens, req.id, req))
         if self.pool.caching:
-            self._schedule_key(req, self.pool.key_due(req))
+            due = self.pool.key_due(req)
+            if due is not None:
+                slots = self.pool.keys_left(req) & WATCH_MASK
+                np.add.at(self._watch, slots, 1)
+                self._watched[req.id] = slots
+                self._schedule_key(req, due)
 
     def _schedule_key(self, req: Request, tokens: int | None) -> None:
         """Remember when the member's next given key falls due (at `tokens` scheduled)."""
@@ -105,12 +119,13 @@ class DecoderAggregate:
         self._due[req.id] = due
         heapq.heappush(self._keys_due, (due, req.seat, req.id))
 
-    def flush_keys(self, seat: int | None) -> None:
-        """Set the given keys due by now (the pool asks before a lookup, or before the
-        request seated `seat` keys blocks in the iteration being planned: then members
-        seated after it key theirs of this iteration after it)."""
+    def flush_keys(self, keys: np.ndarray, seat: int | None) -> None:
+        """Set the given keys due by now, if a member is yet to set one of `keys` (the pool
+        asks before it looks them up, or before the request seated `seat` sets them in the
+        iteration being planned: then members seated after it set theirs of this iteration
+        after it)."""
         heap, now = self._keys_due, self.tick + self.ahead
-        if not heap or heap[0][0] > now:
+        if not heap or heap[0][0] > now or not self._watch[keys & WATCH_MASK].any():
             return
         due_now = []  # (member, tokens scheduled, its base)
         while heap and heap[0][0] <= now:
@@ -129,8 +144,11 @@ class DecoderAggregate:
 
     def leave(self, req: Request) -> None:
         """Take a member out with its true progress written back."""
-        if self._due:
-            self.flush_keys(None)  # keys due before it leaves are set in their order
+        slots = self._watched.pop(req.id, None)
+        if slots is not None:  # it sets its due keys now (settle); a member sharing one
+            if (self._watch[slots] > 1).any():  # sets its own first if it was due first
+                self.flush_keys(self.pool.keys_left(req), None)
+            np.subtract.at(self._watch, slots, 1)
             self._due.pop(req.id, None)
         del self.members[req.id]
         self.size -= 1

@@ -90,7 +90,9 @@ class CachingBlockPool(BlockPool):
         self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
-        self.flush = None  # the fast simulator's decoders: key what is due (seat bound or None)
+        self.flush = None  # the fast simulator's decoders: flush(keys, seat), before `keys`
+        # are looked up or set by a request admitted now (seat None), or set by the running
+        # request seated `seat`
         self.evictions = 0  # keyed blocks handed out again (their key dropped)
         self.hit_tokens = 0  # tokens found cached at admissions (first or after preemption)
 
@@ -107,10 +109,10 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None:
             return 0
+        keys = given[:(req.prompt_tokens - 1) // self.block_size]
         if self.flush is not None:
-            self.flush(None)
-        return len(self._cached_run(given[:(req.prompt_tokens - 1) // self.block_size])) \
-            * self.block_size
+            self.flush(keys, None)
+        return len(self._cached_run(keys)) * self.block_size
 
     def hit(self, req: Request) -> int:
         """Tokens of `req`'s longest cached prefix of full blocks, capped at num_tokens - 1
@@ -120,8 +122,8 @@ class CachingBlockPool(BlockPool):
         limit = (req.prompt_tokens + req.emitted - 1) // bs
         given = req.block_hashes
         n = min(limit, len(given)) if given is not None else 0
-        if self.flush is not None:
-            self.flush(None)
+        if n and self.flush is not None:
+            self.flush(given[:n], None)
         found = self._cached_run(given[:n]) if n else EMPTY
         if len(found) == n < limit and self._own:  # its own blocks, kept since a preemption
             own = []
@@ -172,16 +174,24 @@ class CachingBlockPool(BlockPool):
         self._keyed[req.id] = len(hits)
         self._upto[req.id] = req.computed + num_new_tokens
         self._grow(req, self.missing(req, num_new_tokens))
-        self._key(req, req.computed + num_new_tokens)  # `hit` flushed the decoders' keys
+        self._key_scheduled(req, req.computed + num_new_tokens, None)
 
     def append(self, req: Request, num_new_tokens: int) -> None:
         self._grow(req, self.missing(req, num_new_tokens))
         self._upto[req.id] = req.computed + num_new_tokens
+        self._key_scheduled(req, req.computed + num_new_tokens, req.seat)
+
+    def _key_scheduled(self, req: Request, tokens: int, seat: int | None) -> None:
+        """`_key` for a request scheduling tokens, after the fast simulator's decoders have
+        set those of their due keys it is about to set too (`seat`: see `flush`)."""
         given = req.block_hashes
-        if given is not None and self._keyed[req.id] < len(given):
-            if self.flush is not None:  # the decoders seated before it key first
-                self.flush(req.seat)
-            self._key(req, req.computed + num_new_tokens)
+        if given is None or self._keyed[req.id] >= len(given):
+            return
+        if self.flush is not None:
+            start, stop = self._keyed[req.id], min(tokens // self.block_size, len(given))
+            if stop > start:
+                self.flush(given[start:stop], seat)
+        self._key(req, tokens)
 
     def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
@@ -379,6 +389,10 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         keyed = self._keyed[req.id]
         return None if given is None or keyed >= len(given) else (keyed + 1) * self.block_size
+
+    def keys_left(self, req: Request) -> np.ndarray:
+        """`req`'s given keys not set yet."""
+        return req.block_hashes[self._keyed[req.id]:]
 
     def key_members(self, due: list[tuple[Request, int, int]]) -> None:
         """Aggregate members' blocks full of their scheduled tokens get their given keys,

@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmsim import simulate
@@ -82,6 +82,12 @@ def assert_same(w, cfg, policy, cost_args):
 @given(rows=shared_rows, cfg=configs, policy=st.sampled_from(POLICIES),
        block_tokens=st.sampled_from([1, 4, 16, 32]), covers_output=st.booleans(),
        cost=st.sampled_from([(1.0, 0.0, 0.0), (0.1, 0.002, 0.0003)]))
+@example(  # two decoders fill blocks with the same keys; the second is preempted twice and
+    # readmitted: its admission sets one key more than its lookup reads (found at random)
+    rows=[(11.79, 4, 67, 0, 15), (15.39, 179, 52, 1, 10), (17.68, 5, 56, 0, 7)],
+    cfg={"max_num_seqs": 11, "max_num_batched_tokens": 7, "block_size": 1,
+         "num_gpu_blocks": 79, "num_replicas": 1, "router": "round-robin"},
+    policy=FCFS, block_tokens=4, covers_output=True, cost=(1.0, 0.0, 0.0))
 def test_fast_engine_matches_reference_with_prefix_caching(rows, cfg, policy, block_tokens,
                                                            covers_output, cost):
     w = shared_prefix_workload(rows, 3, block_tokens, covers_output)

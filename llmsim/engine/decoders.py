@@ -59,8 +59,8 @@ class DecoderAggregate:
         self._due: dict[int, int] = {}  # member id -> its live entry's tick due
         self._watch = np.zeros(WATCH_MASK + 1, np.int32) if pool.caching else None
         self._watched: dict[int, np.ndarray] = {}  # member id -> the slots it counts in
-        if pool.caching:
-            pool.flush = self.flush_keys
+        # (pool.flush is flush_keys while it is not empty: no cost for keys that stop at
+        # the prompt, as Mooncake's)
 
     def blocks_needed(self) -> int:
         """New KV blocks the members need to compute their next token (see above)."""
@@ -108,6 +108,7 @@ class DecoderAggregate:
                 slots = self.pool.keys_left(req) & WATCH_MASK
                 np.add.at(self._watch, slots, 1)
                 self._watched[req.id] = slots
+                self.pool.flush = self.flush_keys
                 self._schedule_key(req, due)
 
     def _schedule_key(self, req: Request, tokens: int | None) -> None:
@@ -150,6 +151,8 @@ class DecoderAggregate:
                 self.flush_keys(self.pool.keys_left(req), None)
             np.subtract.at(self._watch, slots, 1)
             self._due.pop(req.id, None)
+            if not self._watched:
+                self.pool.flush = None
         del self.members[req.id]
         self.size -= 1
         k = self.tick - req.tick

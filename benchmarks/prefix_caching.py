@@ -84,13 +84,14 @@ def main() -> None:
 
         from llmsim.traces.sessions import SessionSpec, synthesize_sessions
 
+        def two_replicas(caching: bool) -> Deployment:
+            return Deployment(model="llama-3-8b", gpu="h100", num_replicas=2,
+                              router="least-tokens",
+                              engine=EngineConfig(enable_prefix_caching=caching))
+
         s = synthesize_sessions(SessionSpec(sessions=args.sessions), np.random.default_rng(0))
-        t_off, t_on = speed(s, lambda caching: Deployment(
-            model="llama-3-8b", gpu="h100", num_replicas=2, router="least-tokens",
-            engine=EngineConfig(enable_prefix_caching=caching)), args.repeats)
-        hit = simulate(s, get_policy("fcfs"), Deployment(
-            model="llama-3-8b", gpu="h100", num_replicas=2, router="least-tokens",
-            engine=EngineConfig(enable_prefix_caching=True))).summary["prefix_hit_rate"]
+        t_off, t_on = speed(s, two_replicas, args.repeats)
+        hit = simulate(s, get_policy("fcfs"), two_replicas(True)).summary["prefix_hit_rate"]
         print(f"sessions ({args.sessions:,}: {len(s):,} requests, mean prompt "
               f"{s.prompt_tokens.mean():.0f}, output {s.output_tokens.mean():.0f} tokens; 2 "
               f"replicas; hit rate {hit:.1%}): caching off {t_off:.2f}, on {t_on:.2f}: "
@@ -108,6 +109,7 @@ def speed(w, deployment, repeats: int) -> tuple[float, float]:
             simulate(w, get_policy("fcfs"), deployment(caching))
             runs[caching].append(time.process_time() - t)
     return statistics.median(runs[False]), statistics.median(runs[True])
+
 
 if __name__ == "__main__":
     main()

@@ -67,15 +67,15 @@ def completion_order(server, queued: list[tuple[str, dict]]) -> list[str]:
     once the engine reports it running, and return the names in the order their responses
     came back (the long one first). Every request must succeed with the tokens it asked
     for. Responses are not streamed: a stream's end lags the engine by as long as the API
-    server takes to send its chunks, so streams can end out of the engine's order. The
-    order shows the policy only if the engine held every queued request waiting while the
-    long one ran (a request sent is not yet queued: the API server, on a busy core, takes
-    it in first); if the long one ended before that, it is tried again with a longer one."""
+    server takes to send its chunks, so streams can end out of the engine's order. If the
+    long request ends before a poll sees it running, or before the last one is sent, the
+    seat was free while requests still arrived and the order shows nothing: it is tried
+    again with a longer one."""
     for long in LONG:
         order = asyncio.run(_completion_order(server, queued, long))
         if order is not None:
             return order
-    raise AssertionError(f"a {LONG[-1]}-token request ended before the queue was in the engine")
+    raise AssertionError(f"a {LONG[-1]}-token request ended before the queue was sent")
 
 
 async def _completion_order(server, queued, long):
@@ -94,15 +94,17 @@ async def _completion_order(server, queued, long):
         # its llmsim_score puts it ahead of any request, whatever the server's policy
         long_task = asyncio.create_task(send("long", body(
             server, "w1 w2 w3 w4", long, {"llmsim_output_len": long, "llmsim_score": -1})))
-        held = await wait_metric(client, server, long_task, "vllm:num_requests_running", 1)
+        if not await wait_metric(client, server, long_task, "vllm:num_requests_running", 1):
+            await long_task  # it ended before a poll saw it running
+            return None
         tasks = []
-        for name, request in queued if held else ():
+        for name, request in queued:
             tasks.append(asyncio.create_task(send(name, request)))
             await asyncio.sleep(0.02)
-        held = held and await wait_metric(client, server, long_task,
-                                          "vllm:num_requests_waiting", len(queued))
+        last_sent = time.monotonic()
         await asyncio.gather(long_task, *tasks)
-    if not held:
+    finish = {name: t for t, name in done}
+    if finish["long"] <= last_sent:
         return None
     return [name for _, name in sorted(done)]
 

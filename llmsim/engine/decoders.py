@@ -49,6 +49,7 @@ class DecoderAggregate:
         self.tick = 0  # iterations in which every member advanced
         self.members: dict[int, Request] = {}
         self.size = 0  # len(members), read on every iteration
+        self.last_seat = 0  # no member is seated after it (members that left may have been)
         self.base_sum = 0  # sum over members of (computed - tick)
         self.by_phase = [0] * pool.block_size  # members by (computed - tick) % block_size
         self._finishing: list[tuple[int, int, Request]] = []  # heap: (tick it is done at, id, req)
@@ -97,6 +98,8 @@ class DecoderAggregate:
         self.pool.unsettle(req)
         req.tick = self.tick
         base = req.computed - self.tick
+        if req.seat > self.last_seat:
+            self.last_seat = req.seat
         self.members[req.id] = req
         self.size += 1
         self.base_sum += base
@@ -172,4 +175,5 @@ class DecoderAggregate:
         assert not self.members and self.size == 0 and self.base_sum == 0
         self._finishing.clear()
         self._keys_due.clear()
+        self.last_seat = 0
         return members

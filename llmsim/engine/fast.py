@@ -82,11 +82,13 @@ class FastReplica(Replica):
         sched, dec = self.sched, self.decoders
         sched.begin_iteration()
         dec.ahead = 1  # if planned whole, the members' tokens are scheduled from here on
-        items = sched.plan_whole(self.prefilling, dec.size, dec.blocks_needed(), self.now)
+        prefilling = self.prefilling
+        assert not prefilling or prefilling[0].seat > dec.last_seat, "see plan_whole"
+        items = sched.plan_whole(prefilling, dec.size, dec.blocks_needed(), self.now)
         if items is None:
             dec.ahead = 0
             return self._start_ordered()
-        if len(items) > len(self.prefilling):
+        if len(items) > len(prefilling):
             admitted = items[len(self.prefilling):]
             self.prefilling.extend(req for req, _ in admitted)
             self.scheduled(admitted, self.now)

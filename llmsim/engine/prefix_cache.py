@@ -88,6 +88,9 @@ class CachingBlockPool(BlockPool):
         self._keyed: dict[int, int] = {}  # request id -> leading blocks keyed so far
         self._upto: dict[int, int] = {}  # request id -> tokens scheduled into its blocks
         self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
+        self._keyings = 0  # times keys were set so far (see `blocked`)
+        self._failed: dict[int, tuple[int, int]] = {}  # request id -> (_keyings, free_blocks)
+        # when its last `can_allocate` failed
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
         self.flush = None  # the fast simulator's decoders: flush(keys, seat), before `keys`
@@ -137,6 +140,22 @@ class CachingBlockPool(BlockPool):
         self._hits[req.id] = found
         return len(found) * bs
 
+    def blocked(self, req: Request) -> bool:
+        """Whether admitting `req` (waiting) is sure to fail again, with no lookup: its last
+        `can_allocate` failed, and since then no key was set and the free blocks did not
+        grow. It lacked blocks: it needs its blocks less its hit blocks held by others.
+        With no key set its cached run can only have lost blocks (to evictions), and a hit
+        block that another admission took out of the free queue lowers what it needs and
+        what is free alike. What a head of the queue stuck behind a full pool asks every
+        iteration."""
+        failed = self._failed.get(req.id)
+        if failed is None:
+            return False
+        if self.flush is not None and req.block_hashes is not None:  # keys due by now count
+            limit = (req.prompt_tokens + req.emitted - 1) // self.block_size
+            self.flush(req.block_hashes[:limit], None)
+        return failed[0] == self._keyings and self.free_blocks <= failed[1]
+
     # -- allocation -------------------------------------------------------------------
 
     def can_allocate(self, req: Request, num_new_tokens: int) -> bool:
@@ -147,7 +166,11 @@ class CachingBlockPool(BlockPool):
         assert len(hits) * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
         evictable = int(np.count_nonzero(self._refs[hits] == 0)) if len(hits) else 0
-        return -(-whole // self.block_size) - len(hits) + evictable <= self.free_blocks
+        if -(-whole // self.block_size) - len(hits) + evictable <= self.free_blocks:
+            self._failed.pop(req.id, None)
+            return True
+        self._failed[req.id] = (self._keyings, self.free_blocks)
+        return False
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
         hits = self._hits.pop(req.id, EMPTY)
@@ -256,6 +279,7 @@ class CachingBlockPool(BlockPool):
     # -- own keys ----------------------------------------------------------------------
 
     def _cache_own(self, key: int, b: int) -> None:
+        self._keyings += 1
         holders = self._own.setdefault(key, b)
         if holders != b:  # a duplicate
             if holders.__class__ is int:
@@ -288,6 +312,7 @@ class CachingBlockPool(BlockPool):
         blocks = self._blocks[req.id][start:stop]
         self._cell[blocks] = self._map.insert(given[start:stop], blocks)
         self._keyed[req.id] = stop
+        self._keyings += 1
 
     def free(self, req: Request) -> None:
         """Its full blocks get their keys (own keys now: DEAD ones if it is done, as no
@@ -413,6 +438,7 @@ class CachingBlockPool(BlockPool):
                 runs.append((req, start, stop, base, blocks))
         if not runs:
             return
+        self._keyings += 1
         keys = np.concatenate([req.block_hashes[a:b] for req, a, b, _, _ in runs])
         blocks = np.concatenate([held[a:b] for _, a, b, _, held in runs])
         ordered = np.sort(keys) if len(runs) > 1 else keys

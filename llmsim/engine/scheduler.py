@@ -99,14 +99,17 @@ class Scheduler:
                    now: float) -> list[tuple[Request, int]] | None:
         """`plan` when the whole running set fits: `decoders` requests decoding one token each
         (needing `decoder_blocks` new blocks between them) and the `prefilling` ones, each
-        wanting its `chunk`. When their demand fits both the token budget and the free
-        blocks, `plan` feeds each of them its chunk whatever their order (the budget lasts
-        to the last of them, the pool never runs dry, nobody is preempted), then admits with
-        the budget left. This does exactly that without walking the running set in order,
-        and returns the prefilling and admitted requests' items (the decoders' blocks are
-        taken as one count). Returns None, changing nothing, when the demand does not fit or
-        admission may evict (a preemptive policy with requests waiting ranks running
-        requests by their progress): then `plan` decides, request by request."""
+        wanting its `chunk`. The prefilling ones come after every decoder in running order:
+        a request is admitted only with budget left once every running request got all it
+        wanted, so whoever was seated before it had its whole prompt computed by then. So
+        `plan` feeds the decoders a token each, then the prefilling ones their chunks in
+        order, the last one served cut to the budget left (a long prompt's chunk takes what
+        the decoders leave), then admits with any budget left. This does exactly that
+        without walking the running set in order, and returns the prefilling and admitted
+        requests' items (the decoders' blocks are taken as one count). Returns None,
+        changing nothing, when the decoders alone exceed the budget, the blocks do not
+        suffice, or admission may evict (a preemptive policy with requests waiting ranks
+        running requests by their progress): then `plan` decides, request by request."""
         if self.policy.preemptive and self.waiting:
             return None
         budget = self.config.max_num_batched_tokens
@@ -117,12 +120,24 @@ class Scheduler:
             demand += n
             need += self.pool.missing(req, n)
             items.append((req, n))
-        if demand > budget or need > self.pool.free_blocks:
+        if demand > budget:  # the budget runs out among the prefilling ones
+            if decoders > budget:
+                return None
+            demand, need, items = budget, decoder_blocks, []
+            left = budget - decoders
+            for req in prefilling:
+                if not left:
+                    break
+                n = req.chunk(left)
+                need += self.pool.missing(req, n)
+                items.append((req, n))
+                left -= n
+        if need > self.pool.free_blocks:
             return None
         self.pool.take(decoder_blocks)
         for req, n in items:
             self.pool.append(req, n)
-        if self.waiting.heap:  # a cheap test first: most iterations admit nobody
+        if self.waiting.heap and demand < budget:  # most iterations admit nobody
             self.admit(items, budget - demand, now, [])
         return items
 
@@ -135,11 +150,13 @@ class Scheduler:
             req = self.waiting.head()
             if req is None or req in preempted:  # evicted in this iteration: not back
                 break  # before the next
-            seated = len(self.running) < self.config.max_num_seqs
-            if seated and self.caching:
-                req.computed = self.pool.hit(req)  # its cached prefix
+            fits = len(self.running) < self.config.max_num_seqs  # a seat is free
+            if fits and self.caching:
+                fits = not self.pool.blocked(req)
+                if fits:
+                    req.computed = self.pool.hit(req)  # its cached prefix
             n = req.chunk(budget)
-            if not seated or not self.pool.can_allocate(req, n):
+            if not fits or not self.pool.can_allocate(req, n):
                 req.computed = 0
                 if self.policy.preemptive and self._evict_for(req, now, items, preempted):
                     budget = self.config.max_num_batched_tokens - sum(k for _, k in items)

@@ -93,10 +93,11 @@ class CachingBlockPool(BlockPool):
         # when its last `can_allocate` failed
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
+        self._owed = 0  # blocks it took that are still in the free queue (see `take`)
         self.flush = None  # the fast simulator's decoders: flush(keys, seat), before `keys`
         # are looked up or set by a request admitted now (seat None), or set by the running
         # request seated `seat`
-        self.evictions = 0  # keyed blocks handed out again (their key dropped)
+        self._evictions = 0  # keyed blocks handed out again (their key dropped)
         self.hit_tokens = 0  # tokens found cached at admissions (first or after preemption)
 
     # -- lookup ---------------------------------------------------------------------
@@ -115,6 +116,7 @@ class CachingBlockPool(BlockPool):
         keys = given[:(req.prompt_tokens - 1) // self.block_size]
         if self.flush is not None:
             self.flush(keys, None)
+        self._pay()
         return len(self._cached_run(keys)) * self.block_size
 
     def hit(self, req: Request) -> int:
@@ -127,6 +129,7 @@ class CachingBlockPool(BlockPool):
         n = min(limit, len(given)) if given is not None else 0
         if n and self.flush is not None:
             self.flush(given[:n], None)
+        self._pay()
         found = self._cached_run(given[:n]) if n else EMPTY
         if len(found) == n < limit and self._own:  # its own blocks, kept since a preemption
             own = []
@@ -173,6 +176,7 @@ class CachingBlockPool(BlockPool):
         return False
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
+        self._pay()
         hits = self._hits.pop(req.id, EMPTY)
         assert req.id not in self._held and len(hits) * self.block_size == req.computed
         given = req.block_hashes
@@ -200,6 +204,7 @@ class CachingBlockPool(BlockPool):
         self._key_scheduled(req, req.computed + num_new_tokens, None)
 
     def append(self, req: Request, num_new_tokens: int) -> None:
+        self._pay()
         self._grow(req, self.missing(req, num_new_tokens))
         self._upto[req.id] = req.computed + num_new_tokens
         self._key_scheduled(req, req.computed + num_new_tokens, req.seat)
@@ -226,6 +231,10 @@ class CachingBlockPool(BlockPool):
         """`n` blocks from the head of the free queue (vLLM's `get_new_blocks`): keyless
         ones first, then the least recently freed keyed ones, whose keys are dropped."""
         self.free_blocks -= n
+        return self._take_out(n)
+
+    def _take_out(self, n: int) -> np.ndarray:
+        """`_pop` with the free count already lowered."""
         top = self._plain_n
         if n <= top:
             out = self._plain[top - n:top].copy()
@@ -273,7 +282,7 @@ class CachingBlockPool(BlockPool):
                 self._uncache_own(b)
         self._map.remove(cells, out)
         self.keyed_free -= k
-        self.evictions += k
+        self._evictions += k
         return out
 
     # -- own keys ----------------------------------------------------------------------
@@ -318,6 +327,7 @@ class CachingBlockPool(BlockPool):
         """Its full blocks get their keys (own keys now: DEAD ones if it is done, as no
         lookup can reach them), then it lets go of all of them, tail first: keyless ones to
         the head of the free queue, keyed ones to its tail."""
+        self._pay()
         rid = req.id
         blocks = self._blocks.pop(rid)
         del self._held[rid]
@@ -378,11 +388,29 @@ class CachingBlockPool(BlockPool):
     # -- the fast simulator's aggregate: blocks in use, not yet attributed ----------------
 
     def take(self, n: int) -> None:
+        """`n` blocks for the aggregate. They leave the free queue only when something
+        next reads or changes it, the cache map or the blocks in use (`_pay`), all at once:
+        the fast simulator's decoders take blocks every few iterations, and one eviction
+        of many keys costs little more than one of a few."""
         assert 0 <= n <= self.free_blocks
+        self.free_blocks -= n
+        self._owed += n
+
+    def _pay(self) -> None:
+        """The blocks `take` owes, out of the free queue now: every method that reads or
+        changes the queue, the map or the blocks in use calls this first, so the queue
+        sees the same pops, in the same order, as if `take` had popped at once."""
+        n = self._owed
         if n:
+            self._owed = 0
             top = self._loose_n
-            self._loose[top:top + n] = self._pop(n)
+            self._loose[top:top + n] = self._take_out(n)
             self._loose_n = top + n
+
+    @property
+    def evictions(self) -> int:
+        self._pay()
+        return self._evictions
 
     def unsettle(self, req: Request) -> None:
         assert self._held.pop(req.id) == self.blocks_for(req.computed)
@@ -399,6 +427,7 @@ class CachingBlockPool(BlockPool):
     def _attribute(self, req: Request, tokens: int) -> np.ndarray:
         """Give `req` blocks taken for the aggregate until it holds those of `tokens` (the
         taken blocks are alike: fresh, keyless, held once)."""
+        self._pay()
         blocks = self._blocks[req.id]
         n = self.blocks_for(tokens) - len(blocks)
         if n > 0:
@@ -457,30 +486,36 @@ class CachingBlockPool(BlockPool):
 
     def key_of(self, b: int):
         """Block `b`'s key: a given key, an own key, "dead", or None."""
+        self._pay()
         cell = int(self._cell[b])
         if cell >= 0:
             return self._map.key(cell)
         return {NONE: None, DEAD: "dead", OWN: self._own_key.get(b)}[cell]
 
     def blocks_of(self, req: Request) -> list[int]:
+        self._pay()
         return self._blocks[req.id].tolist()
 
     def refs(self, b: int) -> int:
+        self._pay()
         return int(self._refs[b])
 
     def keyed_free_blocks(self) -> list[int]:
         """The keyed free blocks, least recently freed first."""
+        self._pay()
         head, tail = self._lru_head, self._lru_tail
         entries = self._lru[head:tail]
         numbers = np.arange(self._lru_base + head, self._lru_base + tail)
         return entries[self._seq[entries] == numbers].tolist()
 
     def cached_keys(self) -> list:
+        self._pay()
         return sorted(self._map.holders()) + list(self._own)
 
     def check(self) -> None:
         """Invariants: counts agree, keyed free blocks are cached, refs add up, and the
         cache map holds exactly the blocks keyed with a given or own key."""
+        self._pay()
         nb = self.num_blocks
         refs = np.zeros(nb, np.int64)
         for blocks in self._blocks.values():

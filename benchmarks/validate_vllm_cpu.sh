@@ -21,8 +21,6 @@ BATCH=2048
 PORT=${PORT:-8321}
 MODEL=$OUT/model
 # llmsim's record of the server: 1 GiB of KV (VLLM_CPU_KVCACHE_SPACE) = 1,048,576 tokens
-ENGINE=(--max-num-batched-tokens "$BATCH" --block-size 16 --num-gpu-blocks 65536
-        --sim-model "$MODEL/config.json")
 mkdir -p "$OUT"
 "$PY" benchmarks/tiny_llama.py "$MODEL"
 "$LLMSIM" calibrate --model "$MODEL/config.json" --device cpu --dtype fp32 \

@@ -19,8 +19,6 @@ SEQS=${SEQS:-4}
 BATCH=2048
 PORT=${PORT:-8321}
 MODEL=$STUDY/model
-ENGINE=(--max-num-batched-tokens "$BATCH" --block-size 16 --num-gpu-blocks 65536
-        --sim-model "$MODEL/config.json")
 mkdir -p "$OUT"
 # shellcheck source=benchmarks/vllm_cpu_server.sh
 source "$(dirname "$0")/vllm_cpu_server.sh"

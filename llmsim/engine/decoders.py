@@ -26,9 +26,9 @@ anything that could see them, and the members' due keys are set then, in the ord
 step-by-step scheduler set them (the iteration whose token filled the block, then running
 order), so that duplicate keys queue behind the same holder. A heap of (tick due, seat)
 finds the members with keys due in O(log n) each, and a count per hashed key slot of the
-keys members have yet to set (`_watch`) lets the pool skip the flush when none of the keys
-it is about to look up or set is among them (sessions: a turn never looks up the keys of
-one still decoding), so that most members set their keys once, when they leave.
+members with keys yet to set there (`_watch`) lets the pool skip the flush when none of
+the keys it is about to look up or set is among them (sessions: a turn never looks up the
+keys of one still decoding), so that most members set their keys once, when they leave.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class DecoderAggregate:
             due = self.pool.key_due(req)
             if due is not None:
                 slots = self.pool.keys_left(req) & WATCH_MASK
-                np.add.at(self._watch, slots, 1)
+                self._watch[slots] += 1  # once per member, even where its slots repeat
                 self._watched[req.id] = slots
                 self.pool.flush = self.flush_keys
                 self._schedule_key(req, due)
@@ -152,7 +152,7 @@ class DecoderAggregate:
         if slots is not None:  # it sets its due keys now (settle); a member sharing one
             if (self._watch[slots] > 1).any():  # sets its own first if it was due first
                 self.flush_keys(self.pool.keys_left(req), None)
-            np.subtract.at(self._watch, slots, 1)
+            self._watch[slots] -= 1
             self._due.pop(req.id, None)
             if not self._watched:
                 self.pool.flush = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -54,3 +55,17 @@ def test_no_such_group_is_an_error(tmp_path):
                         str(tmp_path / "x.json"), "--", "true"], capture_output=True, text=True)
     assert r.returncode != 0 and "no process in group" in r.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_py_spy_stacks_go_to_the_first_category_they_match(tmp_path):
+    spy = load_benchmark("spy_summary")
+    raw = tmp_path / "engine-4.txt"
+    raw.write_text(  # the engine core waits for the worker inside its step: a wait
+        "run (core.py:1);step (core.py:2);MessageQueue.dequeue (shm.py:3) 7\n"
+        "run (core.py:1);Scheduler.schedule (scheduler.py:9) 2\n"
+        "run (core.py:1);mystery (x.py:1) 1\n")
+    assert spy.summarize(raw, "engine") == {"waiting for the worker": 7, "scheduling": 2,
+                                            "other": 1}
+    (tmp_path / "engine-4.txt.gz").write_bytes(gzip.compress(raw.read_bytes()))
+    raw.unlink()
+    assert spy.summarize(raw, "engine")["waiting for the worker"] == 7  # read from the .gz

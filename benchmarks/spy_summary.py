@@ -1,9 +1,9 @@
 """How a live vLLM-CPU server's processes spend a saturated run, from py-spy's raw samples
-(benchmarks/vllm_cpu_spy.sh): each sample's stack is put in the first category whose
-pattern it contains, and each category's share of the sampled wall time is printed per
-process and seat count. Samples are taken only while a thread runs, so the shares of a
-process add up to how busy it was; a spinning wait counts as busy (that is why vLLM's
-processes look busy whatever they wait for, and why this looks at stacks).
+(the second part of benchmarks/vllm_cpu_frontend.sh): each sample's stack is put in the
+first category whose pattern it contains, and each category's share of the sampled wall
+time is printed per process and seat count. Samples are taken only while a thread runs, so
+the shares of a process add up to how busy it was; a spinning wait counts as busy (that is
+why vLLM's processes look busy whatever they wait for, and why this looks at stacks).
 
     python benchmarks/spy_summary.py DIR [--seats 1 2 4] [--duration 30] [--rate 50]
 """

@@ -94,13 +94,17 @@ def test_fast_engine_matches_reference_with_prefix_caching(rows, cfg, policy, bl
     assert_same(w, cfg, policy, cost)
 
 
-def test_fast_engine_matches_reference_on_a_busy_shared_pool():
-    rng = np.random.default_rng(7)
-    n = 300
+def busy_shared_workload(seed: int, n: int):
+    """`n` requests 20 ms apart on average, 4 families sharing up to 30 16-token blocks."""
+    rng = np.random.default_rng(seed)
     rows = list(zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(1, 400, n),
                     rng.integers(1, 300, n), rng.integers(0, 4, n), rng.integers(0, 30, n),
                     strict=True))
-    w = shared_prefix_workload(rows, 4, 16)
+    return shared_prefix_workload(rows, 4, 16)
+
+
+def test_fast_engine_matches_reference_on_a_busy_shared_pool():
+    w = busy_shared_workload(7, 300)
     hit = 0.0
     for policy in POLICIES:
         for cfg in ({"num_gpu_blocks": 300, "block_size": 16},
@@ -339,12 +343,7 @@ def test_a_head_known_to_be_blocked_is_blocked():
     engine = EngineConfig(enable_prefix_caching=True, num_gpu_blocks=32, block_size=2,
                           max_num_batched_tokens=12, max_num_seqs=5)
     assert run_scheduler(shared_prefix_workload(rows, 2, 1, True), engine, FCFS).checked[0]
-    rng = np.random.default_rng(3)
-    n = 200
-    rows = list(zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(1, 400, n),
-                    rng.integers(1, 300, n), rng.integers(0, 4, n), rng.integers(0, 30, n),
-                    strict=True))
-    w = shared_prefix_workload(rows, 4, 16)
+    w = busy_shared_workload(3, 200)
     engine = EngineConfig(enable_prefix_caching=True, num_gpu_blocks=300)
     assert sum(run_scheduler(w, engine, policy).checked[0]
                for policy in (FCFS, SJF_UNCACHED)) > 100

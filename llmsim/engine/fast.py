@@ -89,8 +89,8 @@ class FastReplica(Replica):
             dec.ahead = 0
             return self._start_ordered()
         if len(items) > len(prefilling):
-            admitted = items[len(self.prefilling):]
-            self.prefilling.extend(req for req, _ in admitted)
+            admitted = items[len(prefilling):]
+            prefilling.extend(req for req, _ in admitted)
             self.scheduled(admitted, self.now)
         self.items = items
         shape = batch_shape(items, dec.size, dec.context_after_step())

@@ -193,13 +193,17 @@ def test_request_body_forces_the_length_and_carries_the_priority():
     body = request_body(s, "hi", 7, priority=3)
     assert body == {"model": "m", "prompt": "hi", "max_tokens": 7, "stream": True,
                     "stream_options": {"include_usage": True}, "ignore_eos": True,
-                    "min_tokens": 7, "priority": 3, "temperature": 0}
+                    "min_tokens": 7, "priority": 3, "vllm_xargs": {"llmsim_score": 3},
+                    "temperature": 0}  # the score: a server running llmsim's plug-in keeps it
     tf = request_body(ReplaySettings("http://h/v1/completions", "m", "transformers"), "hi", 5)
     assert json.loads(tf["generation_config"]) == {"max_new_tokens": 5, "min_new_tokens": 5}
     assert "priority" not in tf and "ignore_eos" not in tf and "vllm_xargs" not in tf
     oracle = request_body(ReplaySettings("http://h/v1/completions", "m", send_output_len=True),
                           "hi", 9)
     assert oracle["vllm_xargs"] == {"llmsim_output_len": 9}  # what the vLLM plug-in reads
+    both = request_body(ReplaySettings("http://h/v1/completions", "m", send_output_len=True),
+                        "hi", 9, priority=0)
+    assert both["vllm_xargs"] == {"llmsim_score": 0, "llmsim_output_len": 9}
     assert completions_url("http://h:8000") == "http://h:8000/v1/completions"
     assert completions_url("http://h:8000/") == "http://h:8000/v1/completions"
     assert completions_url("http://h/x/v1/completions") == "http://h/x/v1/completions"

@@ -57,8 +57,8 @@ def replay(
         help="Requests in flight at most; later ones wait in the client.", min=1)] = None,
     policy: Annotated[str | None, typer.Option(
         help="Send vLLM's integer `priority` per request, ranked by this llmsim policy (fcfs, "
-             "sjf, or a predictor folder); the server must run --scheduling-policy priority."
-    )] = None,
+             "sjf, or a predictor folder), also as vllm_xargs.llmsim_score so that llmsim's "
+             "plug-in keeps it; the server must run --scheduling-policy priority.")] = None,
     server_policy: Annotated[str | None, typer.Option(
         help="Record that the server itself runs this llmsim policy (the vLLM plug-in), for "
              "`llmsim validate`.")] = None,

@@ -51,6 +51,7 @@ from ..engine.request import Request
 from ..files import write_json
 from ..policies import Policy
 from ..traces.workload import Workload
+from .vllm_priority import OUTPUT_LEN_FIELD, SCORE_FIELD
 
 FORMAT = "llmsim-replay/1"
 PERCENTILES = (50, 90, 99)
@@ -157,10 +158,16 @@ def request_body(settings: ReplaySettings, prompt: str, output_tokens: int,
     if settings.include_usage:
         body["stream_options"] = {"include_usage": True}
     body.update(FORCE_LENGTH[settings.force_length](int(output_tokens)))
+    xargs = {}
     if priority is not None:
+        # and as the score llmsim's vLLM plug-in would otherwise compute itself, so that a
+        # server running it keeps the client's order (its priority: the score x its scale)
         body["priority"] = int(priority)
+        xargs[SCORE_FIELD] = int(priority)
     if settings.send_output_len:
-        body["vllm_xargs"] = {"llmsim_output_len": int(output_tokens)}
+        xargs[OUTPUT_LEN_FIELD] = int(output_tokens)
+    if xargs:
+        body["vllm_xargs"] = xargs
     body.update(settings.extra_body)
     return body
 

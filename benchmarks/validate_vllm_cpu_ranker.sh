@@ -10,9 +10,11 @@
 # The client ranks the requests and sends the order as vllm_xargs.llmsim_score, which the
 # plug-in (LLMSIM_POLICY=client) turns into vLLM's priority: the tiny model's word-level
 # tokenizer cannot carry CASTILLO's text to a predictor inside the server.
-# llmsim is priced by step costs fitted to this server in this session (vllm_cpu_costs.py,
-# one-sequence decodes and prefills; nothing from the replayed runs), then `llmsim
-# validate` simulates every run with the priorities it sent.
+# llmsim is priced by costs fitted to this server in this session, before the study's runs:
+# one-sequence decode steps and prefills timed from the client (vllm_cpu_costs.py), then
+# refitted jointly with the same requests sent all at once (FCFS). `llmsim validate` then
+# simulates every study run (the trace's arrivals, rescaled) with the priorities it sent;
+# the all-at-once run repeated at the end shows how far the server drifted meanwhile.
 #   PREDICTOR=llmsim-out/study/pars-Llama-3.1-8B-Instruct-cap4096-s0 \
 #       bash benchmarks/validate_vllm_cpu_ranker.sh          (about 20 minutes here)
 # Needs the vllm-cpu venv of docs/vllm.md (VENV) for the server and an llmsim with the
@@ -26,7 +28,7 @@ PREDICTOR=${PREDICTOR:?set PREDICTOR to a predictor folder trained on Llama-3.1-
 OUT=${OUT:-llmsim-out/validate-vllm-cpu-ranker}
 REQUESTS=${REQUESTS:-150}
 SCALE=${SCALE:-4}
-RATE=${RATE:-3}
+RATE=${RATE:-4}
 REPEATS=${REPEATS:-3}
 SEQS=1
 BATCH=2048
@@ -40,10 +42,16 @@ mkdir -p "$OUT"
 source "$(dirname "$0")/vllm_cpu_server.sh"
 
 start_server client "$SEQS"
-if [ ! -f "$OUT/fitted-steps.json" ]; then
+if [ ! -f "$OUT/fitted-cpu.json" ]; then
     "$CLIENT/bin/python" benchmarks/vllm_cpu_costs.py --endpoint "http://127.0.0.1:$PORT" \
         --model-config "$MODEL/config.json" --max-num-seqs "$SEQS" --seqs 1 \
         --out "$OUT/fitted-steps.json" | tee "$OUT/steps.txt"
+    replay "$OUT/saturated-before.json" --trace "$OUT/trace.parquet" --rate 10000 \
+        --policy fcfs
+    "$CLIENT/bin/python" benchmarks/vllm_cpu_costs.py --endpoint unused \
+        --model-config "$MODEL/config.json" --max-num-seqs "$SEQS" \
+        --points "$OUT/fitted-steps.points.json" --runs "$OUT/saturated-before.json" \
+        --out "$OUT/fitted-cpu.json" | tee "$OUT/fit.txt"
 fi
 for rep in $(seq "$REPEATS"); do
     for policy in fcfs sjf ranker; do
@@ -54,11 +62,14 @@ for rep in $(seq "$REPEATS"); do
         replay "$run" --trace "$OUT/trace.parquet" --rate "$RATE" --policy "$arg"
     done
 done
+# the same all-at-once run again: how far the server drifted while the study ran
+[ -f "$OUT/saturated-after.json" ] || replay "$OUT/saturated-after.json" \
+    --trace "$OUT/trace.parquet" --rate 10000 --policy fcfs
 stop_server
 
-for run in "$OUT"/run-*.json; do
+for run in "$OUT"/run-*.json "$OUT"/saturated-*.json; do
     name=$(basename "$run" .json)
-    "$LLMSIM" validate "$run" --gpu cpu --profile "$OUT/fitted-steps.json" \
+    "$LLMSIM" validate "$run" --gpu cpu --profile "$OUT/fitted-cpu.json" \
         --out "$OUT/validate-${name#run-}" --force > /dev/null
 done
 "$CLIENT/bin/python" - "$OUT" "$REPEATS" <<'EOF' | tee "$OUT/summary.txt"
@@ -91,6 +102,13 @@ for p in policies:
         cells += [f"{f * real.mean():.2f} {unit}{spread}",
                   f"{f * sim.mean():.2f} {unit} ({100 * (sim.mean() / real.mean() - 1):+.0f}%)"]
     print(f"| {p} | " + " | ".join(cells) + " |")
+for when in ("before", "after"):
+    s = json.loads((out / f"validate-saturated-{when}" / "validation.json").read_text())
+    s = s["metrics"]
+    print(f"all at once, fcfs, {when} the study ({'in' if when == 'before' else 'not in'} the "
+          f"fit): req/s real {s['throughput']['real']['requests_per_s']:.3f}, llmsim "
+          f"{s['throughput']['sim']['requests_per_s']:.3f}; E2E mean real "
+          f"{s['e2e']['real']['mean']:.2f} s, llmsim {s['e2e']['sim']['mean']:.2f} s")
 print()
 for p in ("sjf", "ranker"):
     for side in ("real", "sim"):

@@ -257,3 +257,28 @@ def test_synthetic_prompts_have_the_token_count_and_differ():
     assert len(prompts[2].split()) == 50
     other = synthetic_prompts(w, np.random.default_rng(1))
     assert other[2] != prompts[2]
+
+
+def test_the_castillo_replay_trace_carries_test_prompts_with_capped_scaled_lengths(
+        castillo, tmp_path):
+    from llmsim.traces import load_castillo_pool
+    from llmsim.traces.loaders import load_trace
+
+    from .benchmark_script import load_benchmark
+
+    make = load_benchmark("castillo_replay_trace").castillo_requests
+    w = make(castillo, "Llama-3.1-8B-Instruct", 60, cap=50, scale=4.0, seed=1)
+    pool = load_castillo_pool(castillo, model="Llama-3.1-8B-Instruct", split="test")
+    row = {t: i for i, t in enumerate(pool.text)}
+    for text, p, o in zip(w.prompt_text, w.prompt_tokens, w.output_tokens, strict=True):
+        i = row[text]  # a test prompt, with its own token count and one of its lengths
+        assert p == pool.input_size[i]
+        assert o in np.maximum(1, np.rint(np.minimum(pool.output_sizes[i], 50) / 4))
+    assert w.arrival[0] == 0 and (np.diff(w.arrival) > 0).all()
+    out = tmp_path / "t.parquet"
+    from llmsim.traces.native import write_parquet
+
+    write_parquet(w, out)
+    back = load_trace(out)  # what `llmsim replay --trace` reads: texts included
+    assert list(back.prompt_text) == list(w.prompt_text)
+    assert (back.output_tokens == w.output_tokens).all()

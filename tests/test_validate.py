@@ -44,9 +44,9 @@ def workload(n=40, seed=0) -> Workload:
 
 
 def fake_real_run(path, w, policy=FCFS, ttft_scale=1.0, e2e_scale=1.0, fail=(),
-                  priorities=None, meta=None):
+                  priorities=None, meta=None, deployment=DEPLOYMENT):
     """A replay result whose every request took the simulated time, scaled."""
-    cols = simulate(w, policy, DEPLOYMENT).records.columns()
+    cols = simulate(w, policy, deployment).records.columns()
     arrival = w.arrival - w.arrival[0]
     results = []
     for i in range(len(w)):
@@ -60,7 +60,7 @@ def fake_real_run(path, w, policy=FCFS, ttft_scale=1.0, e2e_scale=1.0, fail=(),
     run = ReplayRun(w, ReplaySettings("http://x/v1/completions", "m"), results,
                     float(np.nanmax(cols["finish"]) - w.arrival[0]), "20250101-000000",
                     "synthetic", priorities)
-    doc = bench_json(run, {"engine": ENGINE.to_dict(), "policy": policy.name,
+    doc = bench_json(run, {"engine": deployment.engine.to_dict(), "policy": policy.name,
                            "deployment": RECORDED, **(meta or {})})
     write_bench_json(path, doc)
     return path, cols
@@ -124,6 +124,30 @@ def test_cli_prints_the_table_and_writes_json_and_png(tmp_path):
     assert doc["metrics"]["ttft"]["rel_error"]["mean"] == pytest.approx(1 / 1.1 - 1)
     assert doc["config"]["deployment"]["engine"]["max_num_seqs"] == 4
     assert (out / "cdf.png").stat().st_size > 1000
+
+
+def test_a_run_with_block_ids_and_caching_is_simulated_with_the_prefix_cache(tmp_path):
+    from dataclasses import replace
+
+    from llmsim.traces.sessions import SessionSpec, synthesize_sessions
+
+    spec = SessionSpec(sessions=12, session_rate=4.0, mean_turns=3, system_prompts=2,
+                       system_tokens=256, user_tokens=40, output_tokens=20, think_s=0.5)
+    w = synthesize_sessions(spec, np.random.default_rng(0))
+    cached = replace(DEPLOYMENT, engine=replace(ENGINE, enable_prefix_caching=True))
+    path, _ = fake_real_run(tmp_path / "r.json", w, deployment=cached)
+    real = load_measured_run(path)
+    assert real.engine.enable_prefix_caching and len(real.hash_ids) == len(w)
+    v = validate(real, DEPLOYMENT)  # the run's engine settings, caching on, replace these
+    assert v.table["ttft"]["rel_error"]["mean"] == pytest.approx(0, abs=1e-9)
+    # without the ids the simulator caches nothing and prefills every prompt whole
+    blind = validate(load_measured_run(_edit(path, lambda d: d["llmsim"]["workload"].pop(
+        "hash_ids"))), DEPLOYMENT)
+    assert blind.table["ttft"]["sim"]["mean"] > 1.05 * v.table["ttft"]["sim"]["mean"]
+    _edit(path, lambda d: d["llmsim"]["workload"].__setitem__("hash_ids", {
+        "block_tokens": 16, "covers_output": True, "offsets": [0, 1], "ids": [3]}))
+    with pytest.raises(ResultsFileError, match="hash_ids does not hold"):
+        load_measured_run(path)
 
 
 def _edit(path, change):

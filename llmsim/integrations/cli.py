@@ -81,6 +81,10 @@ def replay(
         help="The server's gpu_memory_utilization (recorded).")] = 0.9,
     num_gpu_blocks: Annotated[int | None, typer.Option(
         help="The server's KV blocks ('# GPU blocks' in vLLM's log; recorded).", min=1)] = None,
+    enable_prefix_caching: Annotated[bool, typer.Option(
+        help="The server caches prefixes (recorded: `llmsim validate` then simulates llmsim's "
+             "prefix cache over the trace's block ids, which shape the prompts either way).")]
+    = False,
     sim_model: SimModel = None, gpu: Gpu = None, tp: Tp = None, profile: ProfileOpt = None,
     out: Annotated[Path | None, typer.Option(
         help="Result JSON (default llmsim-out/replay-<time>.json).")] = None,
@@ -98,7 +102,8 @@ def replay(
                                  timeout_s=timeout, max_concurrency=max_concurrency,
                                  send_output_len=send_output_len)
     engine = EngineConfig(max_num_seqs, max_num_batched_tokens, block_size,
-                          gpu_memory_utilization, num_gpu_blocks)
+                          gpu_memory_utilization, num_gpu_blocks,
+                          enable_prefix_caching=enable_prefix_caching)
     spec = WorkloadSpec(None if trace is None else str(trace), requests=requests, rate=rate,
                         load=load)
     if load is not None and sim_model is None:

@@ -16,8 +16,13 @@ Prompts: the workload's `prompt_text` where a row has one, else a synthetic prom
 `prompt_tokens` words drawn from common English words, words that large BPE vocabularies
 keep as one token with their leading space (about one token per word, not checked against
 every tokenizer); drawn at random per request so that no two prompts share a prefix that a
-prefix cache could reuse. With a tokenizer, the words are cut
-to exactly `prompt_tokens` tokens (encoded, truncated, decoded).
+prefix cache could reuse, unless the workload carries prefix-cache block ids
+(`meta["hash_ids"]`: Mooncake's traces, `llmsim trace sessions`): then each id stands for
+its block's words, drawn from the id alone, so requests that share leading ids share
+leading words, the prefix a real server's cache finds (one token per word with the word-level
+tokenizer of benchmarks/tiny_llama.py; a BPE tokenizer may merge words across a block's
+edge). With a tokenizer, the words are cut to exactly `prompt_tokens` tokens (encoded,
+truncated, decoded).
 
 What is measured, per request, as vLLM's `bench serve` measures it: the clock starts when
 the request is sent (after any wait for a --max-concurrency slot, which is recorded
@@ -174,8 +179,11 @@ def request_body(settings: ReplaySettings, prompt: str, output_tokens: int,
 
 def synthetic_prompts(workload: Workload, rng: np.random.Generator, tokenizer=None) -> list[str]:
     """Prompts of about `prompt_tokens` tokens each (exactly, with a tokenizer); rows that
-    carry a `prompt_text` keep it."""
+    carry a `prompt_text` keep it; block ids, where the workload has them, set the words of
+    the blocks they cover (`block_words`), the rest are drawn per request."""
     texts = workload.prompt_text
+    hashes = workload.meta.get("hash_ids")
+    salt = int(rng.integers(1 << 32)) if hashes is not None else 0  # the seed's block words
     prompts = []
     for i, n in enumerate(workload.prompt_tokens):
         text = None if texts is None else texts[i]
@@ -184,7 +192,9 @@ def synthetic_prompts(workload: Workload, rng: np.random.Generator, tokenizer=No
             continue
         # a few spare words for the tokenizer to cut: some tokenizers merge or split words
         spare = 8 if tokenizer is not None else 0
-        words = " ".join(WORDS[j] for j in rng.integers(0, len(WORDS), int(n) + spare))
+        shared = block_words(hashes, i, int(n) + spare, salt) if hashes is not None else []
+        own = rng.integers(0, len(WORDS), int(n) + spare - len(shared))
+        words = " ".join([*shared, *(WORDS[j] for j in own)])
         if tokenizer is None:
             prompts.append(words)
         else:
@@ -193,11 +203,27 @@ def synthetic_prompts(workload: Workload, rng: np.random.Generator, tokenizer=No
     return prompts
 
 
+def block_words(hashes, i: int, count: int, salt: int) -> list[str]:
+    """Up to `count` leading words of request i from its block ids: `block_tokens` words
+    per id, drawn from (salt, id, its place in the request) alone, so equal leading ids
+    give equal leading words whatever request they are in."""
+    words: list[str] = []
+    for place, block_id in enumerate(hashes.of(i).tolist()):
+        if len(words) >= count:
+            break
+        draw = np.random.default_rng((salt, block_id, place)).integers(
+            0, len(WORDS), hashes.block_tokens)
+        words.extend(WORDS[j] for j in draw)
+    return words[:count]
+
+
 def describe_prompts(workload: Workload, tokenizer_name: str | None) -> str:
     texts = workload.prompt_text
     with_text = 0 if texts is None else sum(isinstance(t, str) and bool(t) for t in texts)
     synthetic = ("synthetic words cut to the token count by tokenizer " + tokenizer_name
                  if tokenizer_name else "synthetic words, one per prompt token")
+    if workload.meta.get("hash_ids") is not None:
+        synthetic += ", the words of each block id shared by every prompt that has it"
     if with_text == len(workload):
         return "the workload's prompt texts"
     return synthetic if not with_text else f"{with_text} workload texts, the rest {synthetic}"
@@ -380,6 +406,15 @@ class _Stream:
             text="".join(self.text))
 
 
+def _hash_ids_doc(hashes) -> dict:
+    """The workload's block ids, for `llmsim validate` to simulate a prefix cache."""
+    if hashes is None:
+        return {}
+    return {"hash_ids": {"block_tokens": hashes.block_tokens,
+                         "covers_output": hashes.covers_output,
+                         "offsets": hashes.offsets.tolist(), "ids": hashes.ids.tolist()}}
+
+
 def bench_json(run: ReplayRun, llmsim_meta: dict | None = None,
                save_texts: bool = False) -> dict:
     """The run in `vllm bench serve`'s result vocabulary (its `--save-result
@@ -431,7 +466,8 @@ def bench_json(run: ReplayRun, llmsim_meta: dict | None = None,
         "workload": {"source": w.source, "requests": len(w),
                      "arrival": scheduled.tolist(),
                      "prompt_tokens": w.prompt_tokens.tolist(),
-                     "output_tokens": w.output_tokens.tolist()},
+                     "output_tokens": w.output_tokens.tolist(),
+                     **_hash_ids_doc(w.meta.get("hash_ids"))},
         "short_outputs": sum(r.success and r.output_tokens != o
                              for r, o in zip(results, w.output_tokens, strict=True)),
         "max_send_lag_s": float(np.max(sent - scheduled - [r.queue_time for r in results]))

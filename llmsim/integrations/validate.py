@@ -7,7 +7,9 @@ wait, so what the server saw), with the prompt and output lengths the server rep
 the engine settings recorded with the run, under the same policy: the integer priorities
 the client sent if it sent any (vLLM's priority scheduling), else the recorded policy name
 (a server-side llmsim scheduler), else FCFS (vLLM's default). Failed requests are left out
-on both sides, and counted.
+on both sides, and counted. A run recorded with `--enable-prefix-caching` whose workload
+had block ids (the replay writes them beside the lengths) is simulated with llmsim's
+prefix cache over those ids, the server's cache over the prompts they shaped.
 
 Both sides are summarised the same way, over the same requests: TTFT, TPOT (per request:
 (E2E - TTFT) / (output tokens - 1), requests of more than one token) and E2E by mean, P50,
@@ -31,6 +33,7 @@ from ..engine.request import Request
 from ..files import read_json_object
 from ..policies import FCFS, Policy, get_policy
 from ..simulate import Deployment, simulate
+from ..traces.block_hashes import BlockHashes
 from ..traces.workload import Workload
 from .replay import FORMAT
 
@@ -58,6 +61,7 @@ class MeasuredRun:
     policy: str | None  # the llmsim policy named with the run, if any
     priorities: np.ndarray | None  # the integer priorities sent, if any
     deployment: dict  # simulator defaults recorded with the run (model, gpu, tp, profile)
+    hash_ids: BlockHashes | None = None  # the workload's prefix-cache block ids, per row
 
     def __len__(self) -> int:
         return len(self.start)
@@ -116,7 +120,24 @@ def load_measured_run(path: str | Path) -> MeasuredRun:
     return MeasuredRun(str(path), nums["start_times"], inp.astype(np.int64), out.astype(np.int64),
                    nums["ttfts"], nums["latencies"], ok, engine, meta.get("policy"),
                    None if priorities is None else np.asarray(priorities, dtype=np.int64),
-                   dict(meta.get("deployment") or {}))
+                   dict(meta.get("deployment") or {}), _hash_ids(path, workload, n))
+
+
+def _hash_ids(path: Path, workload: dict, n: int) -> BlockHashes | None:
+    doc = workload.get("hash_ids")
+    if doc is None:
+        return None
+    try:
+        offsets = np.asarray(doc["offsets"], dtype=np.int64)
+        hashes = BlockHashes(offsets, np.asarray(doc["ids"], dtype=np.int64),
+                             int(doc["block_tokens"]), bool(doc["covers_output"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ResultsFileError(f"{path}: llmsim.workload.hash_ids is malformed ({e})") from None
+    if (len(offsets) != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0)
+            or offsets[-1] != len(hashes.ids) or hashes.block_tokens < 1):
+        raise ResultsFileError(f"{path}: llmsim.workload.hash_ids does not hold {n} requests' "
+                               "block ids")
+    return hashes
 
 
 def _recorded_priority(priorities: np.ndarray, req: Request, now: float) -> float:
@@ -155,8 +176,9 @@ def validate(real: MeasuredRun, deployment: Deployment, cost: CostModel | None =
     # the simulator wants arrivals in order; send times under a concurrency cap may not be
     order = rows[np.argsort(real.start[rows], kind="stable")]
     start = real.start[order]
+    meta = {} if real.hash_ids is None else {"hash_ids": real.hash_ids.take(order)}
     workload = Workload(start - start[0], real.prompt_tokens[order], real.output_tokens[order],
-                        source=f"requests that completed in {real.path}")
+                        source=f"requests that completed in {real.path}", meta=meta)
     deployment = replace(deployment, engine=real.engine)
     sim_policy = real_policy(real, order, policy)
     result = simulate(workload, sim_policy, deployment, cost=cost)
@@ -177,6 +199,7 @@ def validate(real: MeasuredRun, deployment: Deployment, cost: CostModel | None =
         "policy": result.config["policy"], "deployment": deployment.to_dict(),
         "cost_model": result.config["cost_model"],
         "sim_preemptions": result.summary["preemptions"],
+        "sim_prefix_hit_rate": result.summary.get("prefix_hit_rate"),
     }
     return Validation(real_cols, sim_cols, table, config)
 

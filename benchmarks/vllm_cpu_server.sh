@@ -4,8 +4,9 @@
 # Expects PY, LLMSIM, OUT, MODEL, PORT, SEQS (the default seats) and BATCH to be set;
 # PREFIX_CACHING=--enable-prefix-caching turns vLLM's prefix cache on (off by default).
 # llmsim's record of the server's other settings, for replay and `llmsim validate`:
+# (vLLM-CPU turns async scheduling off: vllm/platforms/cpu.py)
 ENGINE=(--max-num-batched-tokens "$BATCH" --block-size 16 --num-gpu-blocks 65536
-        --sim-model "$MODEL/config.json")
+        --no-async-scheduling --sim-model "$MODEL/config.json")
 SERVER=
 stop_server() {  # the whole process group: API server, engine core, worker
     if [ -n "$SERVER" ]; then

@@ -132,13 +132,14 @@ def test_cli_replays_a_trace_and_validates_it(server, tmp_path):
                               "--trace", str(csv), "--force-length", "transformers",
                               "--out", str(out), "--sim-model", "llama-3-8b", "--gpu", "h100",
                               "--num-gpu-blocks", "2000", "--max-concurrency", "4",
-                              "--tokenizer", server.model])
+                              "--no-async-scheduling", "--tokenizer", server.model])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert doc["completed"] == 10 and doc["max_concurrency"] == 4
     assert doc["input_lens"] == w.prompt_tokens.tolist()  # cut by the server's tokenizer
     assert doc["tokenizer_id"] == server.model and "tokenizer" in doc["llmsim"]["prompts"]
     assert doc["llmsim"]["engine"]["num_gpu_blocks"] == 2000
+    assert doc["llmsim"]["engine"]["async_scheduling"] is False
     assert doc["llmsim"]["deployment"]["model"] == "llama-3-8b"
 
     folder = tmp_path / "val"

@@ -81,6 +81,10 @@ def replay(
         help="The server's gpu_memory_utilization (recorded).")] = 0.9,
     num_gpu_blocks: Annotated[int | None, typer.Option(
         help="The server's KV blocks ('# GPU blocks' in vLLM's log; recorded).", min=1)] = None,
+    async_scheduling: Annotated[bool, typer.Option(
+        "--async-scheduling/--no-async-scheduling",
+        help="The server overlaps a step's CPU work with the previous step (vLLM's default on "
+             "GPUs; vLLM-CPU turns it off); recorded.")] = True,
     enable_prefix_caching: Annotated[bool, typer.Option(
         help="The server caches prefixes (recorded: `llmsim validate` then simulates llmsim's "
              "prefix cache over the trace's block ids, which shape the prompts either way).")]
@@ -103,6 +107,7 @@ def replay(
                                  send_output_len=send_output_len)
     engine = EngineConfig(max_num_seqs, max_num_batched_tokens, block_size,
                           gpu_memory_utilization, num_gpu_blocks,
+                          async_scheduling=async_scheduling,
                           enable_prefix_caching=enable_prefix_caching)
     spec = WorkloadSpec(None if trace is None else str(trace), requests=requests, rate=rate,
                         load=load)

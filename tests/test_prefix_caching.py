@@ -333,6 +333,22 @@ def test_pool_invariants_hold_at_every_iteration(rows, cfg, policy):
     run_scheduler(shared_prefix_workload(rows, 3, 4), engine, policy, check=True)
 
 
+def test_a_hit_beside_a_free_elsewhere_can_unblock_the_head():
+    """Found by the test above in CI: between two of the head's failed admissions, another
+    request hit blocks of the head's cached run (taking them out of the free queue: what
+    the head needs and what is free, both one lower) while blocks were freed elsewhere
+    (free one higher): the free count is back where it was, the need is lower, and the
+    head fits. `blocked` must look again after such a touch."""
+    rows = [(0.0, 1, 1, 0, 0)] * 6 + [
+        (0.0, 1, 24, 0, 0), (0.0, 25, 32, 0, 0), (0.0, 141, 51, 0, 0), (0.0, 158, 51, 0, 24),
+        (0.0, 177, 51, 0, 24), (1.0, 160, 36, 0, 20), (1.0, 73, 36, 0, 4), (1.0, 145, 4, 0, 0)]
+    engine = EngineConfig(enable_prefix_caching=True, max_num_seqs=3,
+                          max_num_batched_tokens=36, block_size=16, num_gpu_blocks=24)
+    pool = run_scheduler(shared_prefix_workload(rows, 3, 4), engine,
+                         with_starvation_prevention(SJF, 3, 2), check=True)
+    assert pool.checked[0] > 0  # it did answer "still blocked", and rightly
+
+
 def test_a_head_known_to_be_blocked_is_blocked():
     """The scheduler skips the lookup of a head of the queue that failed to fit and could
     not fit since (`blocked`): a busy pool asks that often, and every answer holds. The

@@ -89,7 +89,9 @@ class CachingBlockPool(BlockPool):
         self._upto: dict[int, int] = {}  # request id -> tokens scheduled into its blocks
         self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
         self._keyings = 0  # times keys were set so far (see `blocked`)
-        self._failed: dict[int, tuple[int, int]] = {}  # request id -> (_keyings, free_blocks)
+        self._touches = 0  # idle cached blocks hits took out of the free queue (`blocked`)
+        # request id -> (_keyings, _touches, free_blocks) when its admission last failed
+        self._failed: dict[int, tuple[int, int, int]] = {}
         # when its last `can_allocate` failed
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
@@ -145,19 +147,24 @@ class CachingBlockPool(BlockPool):
 
     def blocked(self, req: Request) -> bool:
         """Whether admitting `req` (waiting) is sure to fail again, with no lookup: its last
-        `can_allocate` failed, and since then no key was set and the free blocks did not
-        grow. It lacked blocks: it needs its blocks less its hit blocks held by others.
-        With no key set its cached run can only have lost blocks (to evictions), and a hit
-        block that another admission took out of the free queue lowers what it needs and
-        what is free alike. What a head of the queue stuck behind a full pool asks every
-        iteration."""
+        `can_allocate` failed, and since then no key was set, no hit took a cached block out
+        of the free queue, and the free blocks did not grow. It lacked blocks: it needs its
+        blocks less its hit blocks held by others. With no key set its cached run can only
+        lose blocks (to evictions), which never lowers what it needs; a block allocated
+        lowers what is free and not what it needs; a block freed raises what is free by one
+        and what it needs by at most one. So while the free blocks have not grown, it still
+        lacks blocks. A hit taking one of its cached blocks out of the free queue lowers
+        both by one, but beside a block freed elsewhere the free count hides it (free back
+        where it was, need one lower): any such touch means looking again. What a head of
+        the queue stuck behind a full pool asks every iteration."""
         failed = self._failed.get(req.id)
         if failed is None:
             return False
         if self.flush is not None and req.block_hashes is not None:  # keys due by now count
             limit = (req.prompt_tokens + req.emitted - 1) // self.block_size
             self.flush(req.block_hashes[:limit], None)
-        return failed[0] == self._keyings and self.free_blocks <= failed[1]
+        return (failed[0] == self._keyings and failed[1] == self._touches
+                and self.free_blocks <= failed[2])
 
     # -- allocation -------------------------------------------------------------------
 
@@ -172,7 +179,7 @@ class CachingBlockPool(BlockPool):
         if -(-whole // self.block_size) - len(hits) + evictable <= self.free_blocks:
             self._failed.pop(req.id, None)
             return True
-        self._failed[req.id] = (self._keyings, self.free_blocks)
+        self._failed[req.id] = (self._keyings, self._touches, self.free_blocks)
         return False
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
@@ -194,6 +201,7 @@ class CachingBlockPool(BlockPool):
                 self._dead += len(idle)
                 self.keyed_free -= len(idle)
                 self.free_blocks -= len(idle)
+                self._touches += len(idle)
             refs[hits] = counts + 1
         self.hit_tokens += req.computed
         self._blocks[req.id] = hits

@@ -92,7 +92,6 @@ class CachingBlockPool(BlockPool):
         self._touches = 0  # idle cached blocks hits took out of the free queue (`blocked`)
         # request id -> (_keyings, _touches, free_blocks) when its admission last failed
         self._failed: dict[int, tuple[int, int, int]] = {}
-        # when its last `can_allocate` failed
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
         self._owed = 0  # blocks it took that are still in the free queue (see `take`)

@@ -33,6 +33,7 @@ runner = CliRunner(env={"COLUMNS": "160"})
 # Output tokens of the request that holds the seat: tried in turn until it outlasts the
 # sending of the queue (a fast machine runs 1500 tiny-model steps in under a second).
 LONG = (1500, 4000, 8000)
+MARGIN_S = 1.0  # the long request must outlast the last send by this much (completion_order)
 MODEL_LEN = 8192  # the tiny model's positions
 BUDGET = 2048  # --max-num-batched-tokens, given so that replay can state it
 
@@ -68,9 +69,10 @@ def completion_order(server, queued: list[tuple[str, dict]]) -> list[str]:
     came back (the long one first). Every request must succeed with the tokens it asked
     for. Responses are not streamed: a stream's end lags the engine by as long as the API
     server takes to send its chunks, so streams can end out of the engine's order. If the
-    long request ends before a poll sees it running, or before the last one is sent, the
-    seat was free while requests still arrived and the order shows nothing: it is tried
-    again with a longer one."""
+    long request ends before a poll sees it running, or less than MARGIN_S after the last
+    one is sent (a request sent is not yet in the engine's queue: the API server takes it
+    in first), the seat may have been free while requests still arrived and the order shows
+    nothing: it is tried again with a longer one."""
     for long in LONG:
         order = asyncio.run(_completion_order(server, queued, long))
         if order is not None:
@@ -104,7 +106,7 @@ async def _completion_order(server, queued, long):
         last_sent = time.monotonic()
         await asyncio.gather(long_task, *tasks)
     finish = {name: t for t, name in done}
-    if finish["long"] <= last_sent:
+    if finish["long"] <= last_sent + MARGIN_S:
         return None
     return [name for _, name in sorted(done)]
 

@@ -13,6 +13,8 @@ decode-only batch of `num_decodes` sequences whose contexts sum to C, `iteration
 context term last. The simulators' decisions depend on iteration ends to the last bit (an
 arrival may fall exactly at one), so "about equal" is not enough. None (or no such method)
 means no such form for this batch size; the results are the same, a little more slowly.
+Both depend on their arguments alone: the fast simulator remembers `decode_affine` per
+batch size.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ class FastReplica(Replica):
         self.prefilling: list[Request] = []  # running requests outside the aggregate, in order
         self.stale: list[Request] = []  # members whose last token is not at `last_end`
         self.last_end = 0.0
+        self.affine: dict[int, tuple[float, float, float] | None] = {}  # decode_affine by size
 
     def add(self, req: Request, now: float) -> None:
         super().add(req, now)
@@ -174,13 +175,15 @@ class FastReplica(Replica):
         budget = sched.config.max_num_batched_tokens
         by_phase, bs = dec.by_phase, pool.block_size
         itl, edges = self.records.itl, self.records.itl.edges
-        counts, top = itl.counts, len(edges)
-        affine_of = getattr(cost, "decode_affine", None)
+        counts, top = itl.bins, len(edges)
+        affine_of, known = getattr(cost, "decode_affine", None), self.affine
         now, steps, flight = self.now, 0, None
         left = self.max_iterations - self.iterations
         while flight is None and 0 < dec.size <= budget:
             n = dec.size
-            affine = affine_of(n) if affine_of is not None else None
+            affine = known.get(n, False)
+            if affine is False:
+                affine = known[n] = affine_of(n) if affine_of is not None else None
             a, b, floor = affine if affine is not None else (0.0, 0.0, 0.0)
             to_finish = dec.steps_to_next_finish()
             k = min(to_finish, left - steps)

@@ -93,9 +93,10 @@ class BlockPool:
 
     def unsettle(self, req: Request) -> None:
         """Stop attributing blocks to `req`; they stay in use."""
-        assert self._held.pop(req.id) == self.blocks_for(req.computed)
+        held = self._held.pop(req.id)
+        assert held == -(-req.computed // self.block_size)  # blocks_for(computed)
 
     def settle(self, req: Request) -> None:
         """Attribute to `req` again the blocks its computed tokens occupy."""
         assert req.id not in self._held
-        self._held[req.id] = self.blocks_for(req.computed)
+        self._held[req.id] = -(-req.computed // self.block_size)  # blocks_for, written out

@@ -420,7 +420,8 @@ class CachingBlockPool(BlockPool):
         return self._evictions
 
     def unsettle(self, req: Request) -> None:
-        assert self._held.pop(req.id) == self.blocks_for(req.computed)
+        held = self._held.pop(req.id)
+        assert held == self.blocks_for(req.computed)
 
     def settle(self, req: Request) -> None:
         assert req.id not in self._held

@@ -11,18 +11,21 @@ from llmsim.traces.workload import Workload
 
 
 class LinearCost:
-    """time = base + per_token * num_tokens + per_context * decode_context; logs every shape."""
+    """time = base + per_token * num_tokens + per_context * decode_context, or `floor` if that
+    is more; logs every shape."""
 
     label = "linear test cost"
 
-    def __init__(self, base: float = 1.0, per_token: float = 0.0, per_context: float = 0.0):
+    def __init__(self, base: float = 1.0, per_token: float = 0.0, per_context: float = 0.0,
+                 floor: float = 0.0):
         self.base, self.per_token, self.per_context = base, per_token, per_context
+        self.floor = floor
         self.shapes: list[IterationShape] = []
 
     def iteration_time(self, shape: IterationShape) -> float:
         self.shapes.append(shape)
-        return (self.base + self.per_token * shape.num_tokens
-                + self.per_context * shape.decode_context)
+        return max(self.base + self.per_token * shape.num_tokens
+                   + self.per_context * shape.decode_context, self.floor)
 
 
 class RunLinearCost(LinearCost):
@@ -31,7 +34,7 @@ class RunLinearCost(LinearCost):
     one)."""
 
     def decode_affine(self, num_decodes: int) -> tuple[float, float, float]:
-        return self.base + self.per_token * num_decodes, self.per_context, 0.0
+        return self.base + self.per_token * num_decodes, self.per_context, self.floor
 
 
 def workload(rows, source="test") -> Workload:

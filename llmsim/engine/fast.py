@@ -174,8 +174,8 @@ class FastReplica(Replica):
         dec, sched, pool, cost = self.decoders, self.sched, self.pool, self.cost
         budget = sched.config.max_num_batched_tokens
         by_phase, bs = dec.by_phase, pool.block_size
-        itl, edges = self.records.itl, self.records.itl.edges
-        counts, top = itl.bins, len(edges)
+        itl = self.records.itl
+        edges = itl.edges
         affine_of, known = getattr(cost, "decode_affine", None), self.affine
         now, steps, flight = self.now, 0, None
         left = self.max_iterations - self.iterations
@@ -184,47 +184,23 @@ class FastReplica(Replica):
             affine = known.get(n, False)
             if affine is False:
                 affine = known[n] = affine_of(n) if affine_of is not None else None
-            a, b, floor = affine if affine is not None else (0.0, 0.0, 0.0)
             to_finish = dec.steps_to_next_finish()
             k = min(to_finish, left - steps)
-            phase, context, start = -dec.tick % bs, dec.context_after_step(), now
-            free = pool.free_blocks
-            used = first_used = pool.num_blocks - free
-            block_seconds = 0.0
-            binned, lo, hi, binned_from = 0, 0.0, -1.0, 0  # ITL bin of steps binned_from..
-            j = 0
-            while j < k:  # one iteration per pass: keep it short
-                need = by_phase[(phase - j) % bs]
-                if need > free:
-                    break
-                if affine is not None:
-                    t = a + b * context
-                    if t < floor:
-                        t = floor
-                else:
-                    t = cost.iteration_time(IterationShape(n, n, (), n, context, n))
-                end = now + t
-                if end > until:
-                    if now < until:  # one starting at `until` waits for its arrivals
-                        flight = (need, t)
-                    break
-                free -= need
-                used += need
-                block_seconds += used * t
-                gap = end - now
-                if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
-                    counts[binned] += (j - binned_from) * n
-                    binned, binned_from = bisect_right(edges, gap), j
-                    lo = edges[binned - 1] if binned else -math.inf
-                    hi = edges[binned] if binned < top else math.inf
-                now = end
-                context += n
-                j += 1
+            context, start = dec.context_after_step(), now
+            used = pool.num_blocks - pool.free_blocks
+            run = (-dec.tick % bs, by_phase, used, pool.num_blocks, itl.bins, edges)
+            a, b, floor = affine if affine is not None else (0.0, 0.0, 0.0)
+            if affine is not None and b >= 0.0 and a + b * context >= floor:
+                # its context only grows, so the floor never binds: the lean loop
+                j, now, used_now, block_seconds, flight = _affine_run(
+                    k, until, now, context, n, a, b, *run)
+            else:
+                j, now, used_now, block_seconds, flight = _priced_run(
+                    k, until, now, context, n, affine, cost, *run)
             if j:
-                counts[binned] += (j - binned_from) * n
                 itl.total += n * j
                 itl.sum += (now - start) * n  # the gaps of a run add up to its span
-                pool.take(used - first_used)
+                pool.take(used_now - used)
                 self.iterations += j
                 self.batched_seqs += n * j
                 self.busy_time += now - start
@@ -272,6 +248,87 @@ class FastReplica(Replica):
 
     def stats(self) -> dict:
         return {**super().stats(), "ordered_iterations": self.ordered_iterations}
+
+
+def _affine_run(k: int, until: float, now: float, context: int, n: int, a: float, b: float,
+                phase: int, by_phase: list[int], used: int, cap: int, bins: list[int],
+                edges: list[float]) -> tuple[int, float, int, float, tuple | None]:
+    """Up to `k` decode-only iterations of `n` decoders from `now`, the i-th (from 0)
+    taking a + b * (context + n * i) (`FastReplica._run_decodes`), that end by `until`
+    and find the blocks they need (`by_phase`, from `phase`; `used` of `cap` in use).
+    Records their inter-token gaps into `bins` (one count per decoder). Returns (iterations
+    run, when the last one ended, blocks then in use, used blocks x seconds over them,
+    (blocks, seconds) of the one starting at `now` that ends after `until`, or None). One
+    iteration per pass: every line here runs millions of times."""
+    bs = len(by_phase)
+    block_seconds = 0.0
+    binned, lo, hi, binned_from = 0, 0.0, -1.0, 0  # ITL bin of iterations binned_from..
+    flight = None
+    for j in range(k):
+        need = by_phase[(phase - j) % bs]
+        if used + need > cap:
+            break
+        t = a + b * context
+        end = now + t
+        if end > until:
+            if now < until:  # one starting at `until` waits for its arrivals
+                flight = (need, t)
+            break
+        used += need
+        block_seconds += used * t
+        gap = end - now
+        if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
+            bins[binned] += (j - binned_from) * n
+            binned, binned_from = bisect_right(edges, gap), j
+            lo = edges[binned - 1] if binned else -math.inf
+            hi = edges[binned] if binned < len(edges) else math.inf
+        now = end
+        context += n
+    else:
+        j = k
+    bins[binned] += (j - binned_from) * n
+    return j, now, used, block_seconds, flight
+
+
+def _priced_run(k: int, until: float, now: float, context: int, n: int,
+                affine: tuple[float, float, float] | None, cost: CostModel, phase: int,
+                by_phase: list[int], used: int, cap: int, bins: list[int],
+                edges: list[float]) -> tuple[int, float, int, float, tuple | None]:
+    """`_affine_run` for any cost model: each iteration takes max(a + b * C, floor) where
+    `affine` = (a, b, floor) is given, else the cost model's `iteration_time`."""
+    bs = len(by_phase)
+    block_seconds = 0.0
+    binned, lo, hi, binned_from = 0, 0.0, -1.0, 0
+    flight = None
+    j = 0
+    while j < k:
+        need = by_phase[(phase - j) % bs]
+        if used + need > cap:
+            break
+        if affine is not None:
+            t = affine[0] + affine[1] * context
+            if t < affine[2]:
+                t = affine[2]
+        else:
+            t = cost.iteration_time(IterationShape(n, n, (), n, context, n))
+        end = now + t
+        if end > until:
+            if now < until:
+                flight = (need, t)
+            break
+        used += need
+        block_seconds += used * t
+        gap = end - now
+        if not lo <= gap < hi:
+            bins[binned] += (j - binned_from) * n
+            binned, binned_from = bisect_right(edges, gap), j
+            lo = edges[binned - 1] if binned else -math.inf
+            hi = edges[binned] if binned < len(edges) else math.inf
+        now = end
+        context += n
+        j += 1
+    bins[binned] += (j - binned_from) * n
+    return j, now, used, block_seconds, flight
 
 
 def _seat(req: Request) -> int:

@@ -66,7 +66,8 @@ class Cluster:
         req = Request(i, arrival, prompt, output)
         if self.hashes is not None:
             req.block_hashes = self.hashes.keys(i, prompt, output, self.block_size)
-        replica = self.replicas[self.router(req, self.replicas)]
+        replicas = self.replicas
+        replica = replicas[self.router(req, replicas)] if len(replicas) > 1 else replicas[0]
         if replica.can_accept(req):
             replica.add(req, release)
         else:  # could never fit in the KV pool: vLLM would refuse it too

@@ -104,7 +104,8 @@ class DecoderAggregate:
         self.size += 1
         self.base_sum += base
         self.by_phase[base % self.pool.block_size] += 1
-        heapq.heappush(self._finishing, (self.tick + req.remaining_tokens, req.id, req))
+        left = req.output_tokens - req.emitted  # remaining_tokens, written out
+        heapq.heappush(self._finishing, (self.tick + left, req.id, req))
         if self.pool.caching:
             due = self.pool.key_due(req)
             if due is not None:
@@ -148,7 +149,7 @@ class DecoderAggregate:
 
     def leave(self, req: Request) -> None:
         """Take a member out with its true progress written back."""
-        slots = self._watched.pop(req.id, None)
+        slots = self._watched.pop(req.id, None) if self._watched else None
         if slots is not None:  # it sets its due keys now (settle); a member sharing one
             if (self._watch[slots] > 1).any():  # sets its own first if it was due first
                 self.flush_keys(self.pool.keys_left(req), None)

@@ -78,7 +78,8 @@ class Replica:
             raise RuntimeError(LIVELOCK)
         self.batched_seqs += num_seqs
         self.busy_time += dt
-        self.block_seconds += self.pool.used_blocks * dt
+        pool = self.pool
+        self.block_seconds += (pool.num_blocks - pool.free_blocks) * dt  # used blocks
         return dt
 
     def complete(self, batch: Batch, now: float) -> None:

@@ -4,7 +4,8 @@ starvation prevention.
 Requests wait in a heap on `Request.sort_key()`: (promoted first, rank, arrival, id), as
 vLLM's priority queue orders `(priority, arrival_time)`. A request is re-keyed (promoted,
 or its promotion ends) by pushing it again: the old entry goes stale and is dropped when it
-reaches the top, so no entry is ever searched for.
+reaches the top, so no entry is ever searched for. An entry is live while its key is the
+very tuple the request was last queued under (`Request.queued_key`): an identity test.
 
 Starvation prevention (a policy's `starvation = (threshold, quantum)`): a request left
 waiting `threshold` iterations is promoted; the promotion lasts while it waits and for
@@ -41,10 +42,15 @@ class WaitingQueue:
         h = self.heap
         while h:
             key, req = h[0]
-            if req.state is State.WAITING and key == req.sort_key():
+            if key is req.queued_key and req.state is State.WAITING:
                 return req
             heapq.heappop(h)
         return None
+
+    def _push(self, req: Request) -> None:
+        """Queue `req` under its current key; an entry under an earlier key goes stale."""
+        key = req.queued_key = req.sort_key()
+        heapq.heappush(self.heap, (key, req))
 
     def add(self, req: Request, now: float, iteration: int) -> None:
         """`req` enters the queue (on arrival, or preempted) and is ranked at `now`."""
@@ -53,7 +59,8 @@ class WaitingQueue:
         req.waited_since = iteration
         if self.starvation is not None:
             self._queued.append((iteration, req))
-        heapq.heappush(self.heap, (req.sort_key(), req))
+        key = req.queued_key = req.sort_key()  # as `_push`, written out: once per request
+        heapq.heappush(self.heap, (key, req))
 
     def pop(self) -> Request:
         """Take the request served next; call only after `head()` found one."""
@@ -73,16 +80,16 @@ class WaitingQueue:
                 # promoted again after another `threshold` iterations (not left to starve).
                 req.waited_since = iteration
                 self._queued.append((iteration, req))
-                heapq.heappush(self.heap, (req.sort_key(), req))
+                self._push(req)
         while self._queued and self._queued[0][0] + threshold <= iteration:
             since, req = self._queued.popleft()
             if req.state is State.WAITING and req.waited_since == since and not req.promoted:
                 req.promoted_at = iteration
-                heapq.heappush(self.heap, (req.sort_key(), req))
+                self._push(req)
 
     def admitted(self, req: Request, iteration: int) -> None:
         """`req` left the queue for a seat in `iteration`: a promoted request keeps its
         seat against better-ranked heads, and its quantum counts from now."""
-        req.protected = req.promoted
-        if req.promoted:
+        promoted = req.protected = req.promoted_at >= 0  # req.promoted, written out
+        if promoted:
             self._expiring.append((iteration + self.starvation[1], req))

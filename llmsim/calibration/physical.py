@@ -293,25 +293,25 @@ class PhysicalCostModel:
     def _dense_time(self, s: IterationShape) -> float:
         (fixed, w_read, w_flop, tile, act, h_read, h_flop, sample, kv, half,
          seq, pair, ar_fixed, ar_tok, cpu0, cpu1) = self._k
-        tokens, rows, n = s.num_tokens, s.num_sampled, s.num_decodes
+        tokens, seqs, chunks, n, context, rows = s  # unpacked: a field read costs more
         gpu = fixed + max(w_read, w_flop * (tokens + tile)) + act * tokens
         if rows:
             gpu += max(h_read, h_flop * (rows + tile)) + rows * sample
-        gpu += seq * s.num_seqs
-        if s.prefill_chunks:
+        gpu += seq * seqs
+        if chunks:
             pairs = ctx = 0
-            for chunk, cached in s.prefill_chunks:
+            for chunk, cached in chunks:
                 pairs += (2 * cached + chunk + 1) * chunk // 2
                 ctx += cached + chunk
             gpu += pair * pairs + kv * ctx
         if ar_fixed:
             gpu += ar_fixed + ar_tok * tokens
-        cpu = cpu0 + cpu1 * s.num_seqs
+        cpu = cpu0 + cpu1 * seqs
         if n:  # the decode attention term last: see `decode_affine`
             per_token = kv * (1 + half / n)
             if self.async_scheduling:
-                return max(gpu + per_token * s.decode_context, cpu)
-            return gpu + cpu + per_token * s.decode_context
+                return max(gpu + per_token * context, cpu)
+            return gpu + cpu + per_token * context
         return max(gpu, cpu) if self.async_scheduling else gpu + cpu
 
     def decode_affine(self, num_decodes: int) -> tuple[float, float, float] | None:

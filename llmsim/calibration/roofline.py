@@ -65,17 +65,18 @@ class RooflineCostModel:
                 "allreduce_latency_s": self.allreduce_latency_s}
 
     def iteration_time(self, shape: IterationShape) -> float:
-        assert shape.num_tokens > 0, f"empty iteration {shape}"
-        t = self._fixed_s + self.per_seq_overhead_s * shape.num_seqs
-        t += max(self._linear_flops_s * shape.num_tokens, self._linear_bytes_s)
-        if shape.num_sampled:
-            t += max(self._head_flops_s * shape.num_sampled, self._head_bytes_s)
-        for chunk, cached in shape.prefill_chunks:
+        tokens, seqs, chunks, _, context, sampled = shape  # unpacked: a field read costs more
+        assert tokens > 0, f"empty iteration {shape}"
+        t = self._fixed_s + self.per_seq_overhead_s * seqs
+        t += max(self._linear_flops_s * tokens, self._linear_bytes_s)
+        if sampled:
+            t += max(self._head_flops_s * sampled, self._head_bytes_s)
+        for chunk, cached in chunks:
             pairs = chunk * cached + chunk * (chunk + 1) / 2
             t += max(self._attn_flops_s * pairs, self._kv_s * (cached + chunk))
         if self._allreduce_s:
-            t += self._allreduce_fixed_s + self._allreduce_s * shape.num_tokens
-        return t + self._kv_s * shape.decode_context  # last: see `decode_affine`
+            t += self._allreduce_fixed_s + self._allreduce_s * tokens
+        return t + self._kv_s * context  # last: see `decode_affine`
 
     def decode_affine(self, num_decodes: int) -> tuple[float, float, float]:
         """(a, b, floor): a decode-only iteration of `num_decodes` sequences with summed

@@ -36,6 +36,18 @@ def pct(sim: float, real: float) -> str:
     return f"{100 * (sim / real - 1):+.0f}%"
 
 
+def gain_interval(fcfs: list[float], policy: list[float], resamples: int = 10_000,
+                  seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the gain 1 - mean(policy) / mean(fcfs), resampling the run
+    pairs (a pair's two runs were made one after the other, so they share the server's
+    drift)."""
+    f, p = np.asarray(fcfs), np.asarray(policy)
+    idx = np.random.default_rng(seed).integers(0, len(f), (resamples, len(f)))
+    gains = 1 - p[idx].mean(axis=1) / f[idx].mean(axis=1)
+    lo, hi = np.percentile(gains, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def cpu_shares(path: Path) -> dict[str, float]:
     """Each of the server's processes, and the client, as a share of the run's wall time."""
     d = json.loads(path.read_text())
@@ -131,9 +143,12 @@ def main() -> None:
         ok = np.sign(sim_gain) == np.sign(real_gain) and \
             abs(sim_gain - real_gain) <= GAIN_TOLERANCE * abs(real_gain)
         verdicts[f].append(("fcfs->sjf gain", bool(ok)))
-        print(f"FCFS -> SJF mean E2E, fit {f}: real {100 * real_gain:+.1f}% (run pairs "
+        lo, hi = gain_interval(real_f, real_s)
+        where = "inside" if lo <= sim_gain <= hi else "outside"
+        print(f"FCFS -> SJF mean E2E, fit {f}: real {100 * real_gain:+.1f}% (95% CI over run "
+              f"pairs {100 * lo:+.0f}% to {100 * hi:+.0f}%; run pairs "
               + ", ".join(f"{100 * g:+.0f}%" for g in pairs)
-              + f"), llmsim {100 * sim_gain:+.1f}%")
+              + f"), llmsim {100 * sim_gain:+.1f}% ({where} the interval)")
         ceiling = metrics(out, f, f"saturated-{args.seqs}")["throughput"]
         c_real, c_sim = ceiling["real"]["requests_per_s"], ceiling["sim"]["requests_per_s"]
         verdicts[f].insert(0, (f"ceiling at {args.seqs} seats",

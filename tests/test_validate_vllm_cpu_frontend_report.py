@@ -49,4 +49,5 @@ def test_verdicts_follow_the_tolerances(tmp_path, monkeypatch, capsys):
     assert "ceiling at 32 seats NOT met" in bad and "fcfs->sjf gain NOT met" in bad
     assert "fcfs E2E mean met" in good  # 8.0 against real 7.0-9.0, mean 8.0
     assert "sjf E2E mean NOT met" in bad  # 7.9 against 5.0-7.0, mean 6.0: +32%
-    assert "real +25.0% (run pairs +29%, +22%), llmsim +22.5%" in out
+    assert ("real +25.0% (95% CI over run pairs +22% to +29%; run pairs +29%, +22%), "
+            "llmsim +22.5% (inside the interval)") in out

@@ -51,3 +51,24 @@ def test_verdicts_follow_the_tolerances(tmp_path, monkeypatch, capsys):
     assert "sjf E2E mean NOT met" in bad  # 7.9 against 5.0-7.0, mean 6.0: +32%
     assert ("real +25.0% (95% CI over run pairs +22% to +29%; run pairs +29%, +22%), "
             "llmsim +22.5% (inside the interval)") in out
+
+
+def test_gain_at_equal_throughput_takes_out_the_servers_speed():
+    report = load_benchmark("validate_vllm_cpu_frontend_report")
+    # E2E = 10 - 0.5 x req/s, SJF 1 s better at any throughput; the runs' speeds differ
+    # so much that the raw means say SJF is worse
+    req_s = {"fcfs": [8.0, 12.0, 10.0], "sjf": [4.0, 6.0, 5.0]}
+    e2e = {p: [10 - 0.5 * r - (p == "sjf") for r in req_s[p]] for p in req_s}
+    assert sum(e2e["sjf"]) > sum(e2e["fcfs"])
+    gain, lo, hi = report.adjusted_gain(e2e, req_s, resamples=200)
+    assert abs(gain - 1 / 5.0) < 1e-9  # 1 s of FCFS's mean 5 s
+    # every resample fits the 1 s exactly; only its FCFS mean (4 to 6 s) differs
+    assert 1 / 6 - 1e-9 <= lo <= gain <= hi <= 1 / 4 + 1e-9
+
+
+def test_gain_interval_resamples_run_pairs():
+    report = load_benchmark("validate_vllm_cpu_frontend_report")
+    lo, hi = report.gain_interval([10.0, 10.0, 10.0], [8.0, 8.0, 8.0])
+    assert abs(lo - 0.2) < 1e-12 and abs(hi - 0.2) < 1e-12
+    lo, hi = report.gain_interval([10.0, 10.0], [5.0, 10.0], resamples=2000)
+    assert abs(lo - 0.0) < 1e-12 and abs(hi - 0.5) < 1e-12  # both pairs drawn twice

@@ -69,7 +69,7 @@ class FastReplica(Replica):
             if not self.sched.has_work():
                 return
             if self.decoders.size and not self.prefilling and not self.stale \
-                    and not self.sched.waiting.heap:
+                    and (not self.sched.waiting.heap or self._head_stays_blocked()):
                 self._run_decodes(until)
                 if self.end is not None or self.now >= until:
                     return  # in flight past `until`, or the last one ended at it
@@ -157,11 +157,31 @@ class FastReplica(Replica):
             self.sched.retire(req)
             self.finished(req, end)
 
+    def _head_stays_blocked(self) -> bool:
+        """Whether no waiting request can be admitted in any decode-only iteration from now
+        until a decoder finishes: then the scheduler's admission changes nothing and a decode
+        run may go on with requests waiting (a saturated replica). The policy must not
+        evict (preemptive) or promote (starvation prevention), the waiting head must be
+        stuck behind the seats, which stay full until a finish, or (without prefix
+        caching) behind the free blocks, which decoders only take. Conservative: the
+        scheduler asks with the decoders' blocks of the next iteration already taken."""
+        sched = self.sched
+        if sched.policy.preemptive or sched.policy.starvation is not None:
+            return False
+        if len(sched.running) >= sched.config.max_num_seqs:
+            return True
+        head = sched.waiting.head()
+        if head is None:
+            return True
+        return not sched.caching and not self.pool.can_allocate(
+            head, head.chunk(sched.config.max_num_batched_tokens))
+
     def _run_decodes(self, until: float) -> None:
         """Run, with none of the per-iteration machinery, the decode-only iterations that
         end by `until`, and start the one that ends after it.
 
-        The replica holds decoders only and nobody waits, so each iteration feeds every
+        The replica holds decoders only and nobody waits, or nobody waiting can be admitted
+        (`_head_stays_blocked`) until a decoder finishes, so each iteration feeds every
         decoder one token and admits nobody; its context C grows by one token per decoder;
         it needs the blocks of one phase bucket (`DecoderAggregate`); its time is
         max(a + b * C, floor) (`cost.decode_affine`), or the cost model's `iteration_time`
@@ -210,12 +230,14 @@ class FastReplica(Replica):
                 if j == to_finish:  # its last iteration finished some decoders
                     dec.skip(j - 1)
                     self._retire(dec.step(), now)
+                    if sched.waiting.heap:  # a seat or blocks freed: someone may fit now
+                        break
                     continue
                 dec.skip(j)
             break
         if steps:
             sched.iteration += steps
-            sched.waiting.promote(sched.iteration)  # nobody waits: only promotions end
+            sched.waiting.promote(sched.iteration)  # no promotion while anyone waits (above)
             self.now = self.last_end = now
         if flight is not None:  # as `_start` would start it
             need, t = flight

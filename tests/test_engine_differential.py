@@ -120,3 +120,18 @@ def test_rows_are_the_same_whatever_the_chunk():
     assert list(_rows(w, w.arrival, chunk=2)) == list(_rows(w, w.arrival)) == [
         (0, 0.0, 0.0, 1, 2), (1, 0.0, 0.0, 3, 4), (2, 1.5, 1.5, 5, 6), (3, 2.0, 2.0, 7, 8),
         (4, 2.0, 2.0, 9, 10)]
+
+
+def test_fast_engine_matches_reference_with_a_queue_behind_full_seats_or_blocks():
+    # Saturated: requests arrive faster than few seats (or a small pool) serve them, so
+    # decoders run on with requests waiting that cannot be admitted until one finishes.
+    rng = np.random.default_rng(11)
+    n = 150
+    rows = list(zip(np.cumsum(rng.exponential(0.05, n)), rng.integers(1, 200, n),
+                    rng.integers(20, 400, n), strict=True))
+    for policy in POLICIES:
+        for cfg in ({"max_num_seqs": 4, "block_size": 16},
+                    {"num_gpu_blocks": 120, "block_size": 16},
+                    {"max_num_seqs": 6, "num_gpu_blocks": 200, "block_size": 4,
+                     "num_replicas": 2, "router": "least-tokens"}):
+            assert_same(rows, cfg, policy, (0.01, 1e-4, 2e-6))

@@ -114,10 +114,13 @@ def test_fast_engine_matches_reference_on_long_decode_runs_in_a_tight_pool():
 
 
 def test_rows_are_the_same_whatever_the_chunk():
-    from llmsim.engine.cluster import _rows
+    from types import SimpleNamespace
+
+    from llmsim.engine.cluster import Cluster
 
     w = workload([(0.0, 1, 2), (0.0, 3, 4), (1.5, 5, 6), (2.0, 7, 8), (2.0, 9, 10)])
-    assert list(_rows(w, w.arrival, chunk=2)) == list(_rows(w, w.arrival)) == [
+    cluster = SimpleNamespace(workload=w, release=w.arrival)  # all that `rows` reads
+    assert list(Cluster.rows(cluster, chunk=2)) == list(Cluster.rows(cluster)) == [
         (0, 0.0, 0.0, 1, 2), (1, 0.0, 0.0, 3, 4), (2, 1.5, 1.5, 5, 6), (3, 2.0, 2.0, 7, 8),
         (4, 2.0, 2.0, 9, 10)]
 

@@ -86,12 +86,22 @@ class Cluster:
             assert not r.sched.has_work(), "simulation ended with work left"
             assert r.pool.free_blocks == r.pool.num_blocks, "KV blocks leaked"
 
+    def rows(self, chunk: int = 1 << 16) -> Iterator[tuple]:
+        """`arrive`'s arguments per request, (id, release, arrival, prompt tokens, output
+        tokens) as Python scalars, in release order (ties in trace order)."""
+        w, release = self.workload, self.release
+        for start in range(0, len(w), chunk):
+            stop = start + chunk
+            yield from zip(range(start, min(stop, len(w))), release[start:stop].tolist(),
+                           w.arrival[start:stop].tolist(), w.prompt_tokens[start:stop].tolist(),
+                           w.output_tokens[start:stop].tolist(), strict=True)
+
     def arrivals(self, chunk: int = 1 << 16) -> Iterator[tuple[float, list[tuple]]]:
         """(release time, rows released then) in time order, simultaneous rows in trace
         order; a row is `arrive`'s arguments. Columns become Python scalars a chunk at a
         time: whole-column lists would cost ~100 bytes per request."""
         group: list[tuple] = []
-        for row in _rows(self.workload, self.release, chunk):
+        for row in self.rows(chunk):
             if group and row[1] != group[0][1]:
                 yield group[0][1], group
                 group = []
@@ -99,11 +109,3 @@ class Cluster:
         if group:
             yield group[0][1], group
 
-
-def _rows(w: Workload, release: np.ndarray, chunk: int = 1 << 16):
-    """(id, release, arrival, prompt tokens, output tokens) as Python scalars."""
-    for start in range(0, len(w), chunk):
-        stop = start + chunk
-        yield from zip(range(start, min(stop, len(w))), release[start:stop].tolist(),
-                       w.arrival[start:stop].tolist(), w.prompt_tokens[start:stop].tolist(),
-                       w.output_tokens[start:stop].tolist(), strict=True)

@@ -363,12 +363,14 @@ class FastCluster(Cluster):
         return FastReplica(index, scheduler, cost, self.records, self.count, max_iterations)
 
     def run(self) -> Records:
-        replicas = self.replicas
-        for t, rows in self.arrivals():
-            for r in replicas:
-                r.advance(t)
-            for row in rows:  # simultaneous arrivals in trace order
-                self.arrive(*row)
+        replicas, arrive, last = self.replicas, self.arrive, None
+        for row in self.rows():  # `arrivals` ungrouped: most instants have one arrival
+            t = row[1]
+            if t != last:  # simultaneous arrivals come in trace order, after the advance
+                for r in replicas:
+                    r.advance(t)
+                last = t
+            arrive(*row)
         for r in replicas:
             r.advance(math.inf)
         self.check_done()

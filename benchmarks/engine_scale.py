@@ -6,6 +6,8 @@
 - `arxiv`: Vidur's arxiv-summarization lengths (long prompts, long-tailed outputs), Poisson
   at 2 req/s; Llama-3-8B on one A100, max_num_seqs 128: the workload Vidur was timed on
   (docs/speed.md). Many decode iterations pass between two events.
+- `saturated` (not run by default): `azure`'s lengths at 1.3 x the capacity of 64 seats:
+  a queue that grows behind full seats, as in a scheduling study past saturation.
 
 Both are priced by the datasheet roofline unless `--profile default` asks for the
 deployment's default (the fitted H100 profile for `azure`): a speed figure compares
@@ -45,8 +47,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LLMSIM_SHARED_DATA", REPO.parent / "shared" / "data"))
 TRACES = {"azure": "azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
-          "arxiv": "vidur_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv"}
+          "arxiv": "vidur_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+          "saturated": "azure_llm_2023/AzureLLMInferenceTrace_conv.csv"}
 AZURE_LOAD = 0.9
+SATURATED_LOAD, SATURATED_SEATS = 1.3, 64
 ARXIV_RATE = 2.0
 
 
@@ -69,6 +73,11 @@ def build(kind: str, n: int, data: Path, seed: int, profile: str):
         deployment = Deployment(**costs)
         rate = AZURE_LOAD * capacity_rps(real, deployment)
         note = f"poisson at {AZURE_LOAD} x capacity = {rate:.2f} req/s"
+    elif kind == "saturated":
+        deployment = Deployment(engine=EngineConfig(max_num_seqs=SATURATED_SEATS), **costs)
+        rate = SATURATED_LOAD * capacity_rps(real, deployment)
+        note = (f"poisson at {SATURATED_LOAD} x capacity = {rate:.2f} req/s, "
+                f"{SATURATED_SEATS} seats")
     else:
         deployment = Deployment(model="llama-3-8b", gpu="a100",
                                 engine=EngineConfig(max_num_seqs=128), **costs)

@@ -300,10 +300,7 @@ def _affine_run(k: int, until: float, now: float, context: int, n: int, a: float
         block_seconds += used * t
         gap = end - now
         if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
-            bins[binned] += (j - binned_from) * n
-            binned, binned_from = bisect_right(edges, gap), j
-            lo = edges[binned - 1] if binned else -math.inf
-            hi = edges[binned] if binned < len(edges) else math.inf
+            binned, binned_from, lo, hi = _rebin(bins, binned, binned_from, j, n, gap, edges)
         now = end
         context += n
     else:
@@ -342,15 +339,23 @@ def _priced_run(k: int, until: float, now: float, context: int, n: int,
         block_seconds += used * t
         gap = end - now
         if not lo <= gap < hi:
-            bins[binned] += (j - binned_from) * n
-            binned, binned_from = bisect_right(edges, gap), j
-            lo = edges[binned - 1] if binned else -math.inf
-            hi = edges[binned] if binned < len(edges) else math.inf
+            binned, binned_from, lo, hi = _rebin(bins, binned, binned_from, j, n, gap, edges)
         now = end
         context += n
         j += 1
     bins[binned] += (j - binned_from) * n
     return j, now, used, block_seconds, flight
+
+
+def _rebin(bins: list[int], binned: int, binned_from: int, j: int, n: int, gap: float,
+           edges: list[float]) -> tuple[int, int, float, float]:
+    """A run's inter-token gap left its ITL bin at iteration `j`: count the `n` gaps of each
+    iteration from `binned_from` into bin `binned`, and return the bin `gap` falls in, `j`,
+    and that bin's edges [lo, hi)."""
+    bins[binned] += (j - binned_from) * n
+    binned = bisect_right(edges, gap)
+    return (binned, j, edges[binned - 1] if binned else -math.inf,
+            edges[binned] if binned < len(edges) else math.inf)
 
 
 def _seat(req: Request) -> int:

@@ -50,6 +50,8 @@ class FastReplica(Replica):
         self.stale: list[Request] = []  # members whose last token is not at `last_end`
         self.last_end = 0.0
         self.affine: dict[int, tuple[float, float, float] | None] = {}  # decode_affine by size
+        self.itl_bin = [0, 0.0, -1.0]  # the ITL bin of the last decode run's gaps (its index,
+        # edges [lo, hi)): the next run's gaps most likely fall in it too
 
     def add(self, req: Request, now: float) -> None:
         super().add(req, now)
@@ -199,24 +201,26 @@ class FastReplica(Replica):
         affine_of, known = getattr(cost, "decode_affine", None), self.affine
         now, steps, flight = self.now, 0, None
         left = self.max_iterations - self.iterations
+        cap, bins, binned = pool.num_blocks, itl.bins, self.itl_bin
         while flight is None and 0 < dec.size <= budget:
             n = dec.size
             affine = known.get(n, False)
             if affine is False:
                 affine = known[n] = affine_of(n) if affine_of is not None else None
-            to_finish = dec.steps_to_next_finish()
-            k = min(to_finish, left - steps)
-            context, start = dec.context_after_step(), now
-            used = pool.num_blocks - pool.free_blocks
-            run = (-dec.tick % bs, by_phase, used, pool.num_blocks, itl.bins, edges)
-            a, b, floor = affine if affine is not None else (0.0, 0.0, 0.0)
-            if affine is not None and b >= 0.0 and a + b * context >= floor:
+            to_finish = dec._finishing[0][0] - dec.tick  # dec.steps_to_next_finish()
+            k = to_finish if to_finish < left - steps else left - steps
+            context = dec.base_sum + n * (dec.tick + 1)  # dec.context_after_step()
+            start, used = now, cap - pool.free_blocks
+            if affine is not None and affine[1] >= 0.0 and \
+                    affine[0] + affine[1] * context >= affine[2]:
                 # its context only grows, so the floor never binds: the lean loop
                 j, now, used_now, block_seconds, flight = _affine_run(
-                    k, until, now, context, n, a, b, *run)
+                    k, until, now, context, n, affine[0], affine[1], -dec.tick % bs, by_phase,
+                    used, cap, binned, bins, edges)
             else:
                 j, now, used_now, block_seconds, flight = _priced_run(
-                    k, until, now, context, n, affine, cost, *run)
+                    k, until, now, context, n, affine, cost, -dec.tick % bs, by_phase, used,
+                    cap, binned, bins, edges)
             if j:
                 itl.total += n * j
                 itl.sum += (now - start) * n  # the gaps of a run add up to its span
@@ -273,18 +277,20 @@ class FastReplica(Replica):
 
 
 def _affine_run(k: int, until: float, now: float, context: int, n: int, a: float, b: float,
-                phase: int, by_phase: list[int], used: int, cap: int, bins: list[int],
-                edges: list[float]) -> tuple[int, float, int, float, tuple | None]:
+                phase: int, by_phase: list[int], used: int, cap: int, binned: list,
+                bins: list[int], edges: list[float]) -> tuple[int, float, int, float, tuple | None]:
     """Up to `k` decode-only iterations of `n` decoders from `now`, the i-th (from 0)
     taking a + b * (context + n * i) (`FastReplica._run_decodes`), that end by `until`
     and find the blocks they need (`by_phase`, from `phase`; `used` of `cap` in use).
-    Records their inter-token gaps into `bins` (one count per decoder). Returns (iterations
-    run, when the last one ended, blocks then in use, used blocks x seconds over them,
-    (blocks, seconds) of the one starting at `now` that ends after `until`, or None). One
+    Records their inter-token gaps into `bins` (one count per decoder), starting from the
+    bin `binned` = [index, lo, hi] (the last run's, updated). Returns (iterations run, when
+    the last one ended, blocks then in use, used blocks x seconds over them, (blocks,
+    seconds) of the one starting at `now` that ends after `until`, or None). One
     iteration per pass: every line here runs millions of times."""
     bs = len(by_phase)
     block_seconds = 0.0
-    binned, lo, hi, binned_from = 0, 0.0, -1.0, 0  # ITL bin of iterations binned_from..
+    index, lo, hi = binned
+    binned_from = 0  # the gaps of iterations binned_from.. fall in bin `index`
     flight = None
     for j in range(k):
         need = by_phase[(phase - j) % bs]
@@ -300,24 +306,26 @@ def _affine_run(k: int, until: float, now: float, context: int, n: int, a: float
         block_seconds += used * t
         gap = end - now
         if not lo <= gap < hi:  # another ITL bin (the gaps grow slowly)
-            binned, binned_from, lo, hi = _rebin(bins, binned, binned_from, j, n, gap, edges)
+            index, binned_from, lo, hi = _rebin(bins, index, binned_from, j, n, gap, edges)
         now = end
         context += n
     else:
         j = k
-    bins[binned] += (j - binned_from) * n
+    bins[index] += (j - binned_from) * n
+    binned[:] = index, lo, hi
     return j, now, used, block_seconds, flight
 
 
 def _priced_run(k: int, until: float, now: float, context: int, n: int,
                 affine: tuple[float, float, float] | None, cost: CostModel, phase: int,
-                by_phase: list[int], used: int, cap: int, bins: list[int],
+                by_phase: list[int], used: int, cap: int, binned: list, bins: list[int],
                 edges: list[float]) -> tuple[int, float, int, float, tuple | None]:
     """`_affine_run` for any cost model: each iteration takes max(a + b * C, floor) where
     `affine` = (a, b, floor) is given, else the cost model's `iteration_time`."""
     bs = len(by_phase)
     block_seconds = 0.0
-    binned, lo, hi, binned_from = 0, 0.0, -1.0, 0
+    index, lo, hi = binned
+    binned_from = 0
     flight = None
     j = 0
     while j < k:
@@ -339,23 +347,24 @@ def _priced_run(k: int, until: float, now: float, context: int, n: int,
         block_seconds += used * t
         gap = end - now
         if not lo <= gap < hi:
-            binned, binned_from, lo, hi = _rebin(bins, binned, binned_from, j, n, gap, edges)
+            index, binned_from, lo, hi = _rebin(bins, index, binned_from, j, n, gap, edges)
         now = end
         context += n
         j += 1
-    bins[binned] += (j - binned_from) * n
+    bins[index] += (j - binned_from) * n
+    binned[:] = index, lo, hi
     return j, now, used, block_seconds, flight
 
 
-def _rebin(bins: list[int], binned: int, binned_from: int, j: int, n: int, gap: float,
+def _rebin(bins: list[int], index: int, binned_from: int, j: int, n: int, gap: float,
            edges: list[float]) -> tuple[int, int, float, float]:
     """A run's inter-token gap left its ITL bin at iteration `j`: count the `n` gaps of each
-    iteration from `binned_from` into bin `binned`, and return the bin `gap` falls in, `j`,
+    iteration from `binned_from` into bin `index`, and return the bin `gap` falls in, `j`,
     and that bin's edges [lo, hi)."""
-    bins[binned] += (j - binned_from) * n
-    binned = bisect_right(edges, gap)
-    return (binned, j, edges[binned - 1] if binned else -math.inf,
-            edges[binned] if binned < len(edges) else math.inf)
+    bins[index] += (j - binned_from) * n
+    index = bisect_right(edges, gap)
+    return (index, j, edges[index - 1] if index else -math.inf,
+            edges[index] if index < len(edges) else math.inf)
 
 
 def _seat(req: Request) -> int:

@@ -93,7 +93,8 @@ class FastReplica(Replica):
             return self._start_ordered()
         if len(items) > len(prefilling):
             admitted = items[len(prefilling):]
-            prefilling.extend(req for req, _ in admitted)
+            for req, _ in admitted:
+                prefilling.append(req)
             self.scheduled(admitted, self.now)
         self.items = items
         shape = batch_shape(items, dec.size, dec.context_after_step())

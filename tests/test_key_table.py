@@ -59,8 +59,10 @@ def test_rows_are_given_back_once_empty_and_reused():
     far = 1 << (PAGE_BITS + 8)  # another page, far away
     cells = table.insert(np.array([1, 2, far], np.int64), np.array([0, 1, 2]))
     assert table.spare_n == 0
+    far_row = int(cells[2]) >> PAGE_BITS
     table.remove(cells[2:], np.array([2]))  # the far page is empty now
     cells = np.concatenate([cells[:2], table.insert(np.array([2 * far], np.int64),
                                                      np.array([3]))])
     assert table.holders() == {1: [0], 2: [1], 2 * far: [3]}
-    assert len(table.row_page) == 4  # its row was taken back, not a new one grown
+    assert int(cells[2]) >> PAGE_BITS == far_row  # its row was taken back and handed out
+    assert table.row_page[far_row] == (2 * far) >> PAGE_BITS

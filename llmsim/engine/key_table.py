@@ -128,16 +128,18 @@ class KeyTable:
 
     def _reclaim(self, wanted: int, keep: np.ndarray) -> None:
         """Take back the rows that hold nothing, but those of pages `keep` (an insertion's:
-        its pages with a row must keep it), and double the rows until a quarter are spare
-        (so that this runs rarely) and `wanted` can be handed out."""
+        its pages with a row must keep it), and double the rows until half are spare (so
+        that this runs rarely: each run scans every row; a row is 8 KB) and `wanted` can be
+        handed out."""
         used = np.flatnonzero(self.row_page >= 0)
-        empty = used[(self.table.reshape(-1, 1 << PAGE_BITS)[used] < 0).all(axis=1)]
+        top = self.table.reshape(-1, 1 << PAGE_BITS).max(axis=1)  # -1: the row holds nothing
+        empty = used[top[used] < 0]
         empty = empty[~np.isin(self.row_page[empty], keep)]
         self.base[self.row_page[empty]] = 0
         self.row_page[empty] = -1
         rows = len(self.row_page)
         spare = np.concatenate([self.spare[:self.spare_n], empty])
-        while len(spare) < max(wanted, rows // 4):
+        while len(spare) < max(wanted, rows // 2):
             # the last row (all -1: only ever written -1) becomes an ordinary spare row
             spare = np.concatenate([np.arange(2 * rows - 2, rows - 2, -1), spare])
             self.table = np.concatenate([self.table, np.full_like(self.table, -1)])

@@ -382,6 +382,18 @@ def test_trace_block_ids_map_to_engine_blocks_by_the_trace_block_of_their_last_t
     assert not set(a48) & set(h.keys(1, 600, 50, 48).tolist()[10:])
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), max_size=6), min_size=1, max_size=8),
+       st.sampled_from([0, 1 << 30]))
+def test_ids_are_numbered_by_their_distinct_id_and_place_in_sorted_order(lists, shift):
+    """Whether or not an id sits at one place only (the shortcut without sorting), and
+    whatever the ids' size: the numbers are the ranks among the distinct (id, place)."""
+    h = BlockHashes.from_lists([[i + shift for i in ids] for ids in lists], 512)
+    pairs = [(i, place) for r in range(len(h)) for place, i in enumerate(h.of(r).tolist())]
+    rank = {pair: n for n, pair in enumerate(sorted(set(pairs)))}
+    assert h._numbers.tolist() == [rank[pair] for pair in pairs]
+
+
 def test_sessions_resend_the_previous_turn_and_share_system_prompts():
     from llmsim.traces.sessions import SessionSpec, synthesize_sessions
 

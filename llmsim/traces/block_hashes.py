@@ -77,6 +77,9 @@ class BlockHashes:
             raise ValueError(f"hash ids must be below 2**{63 - POSITION_BITS}")
         place = np.arange(len(ids), dtype=np.int64) - np.repeat(self.offsets[:-1],
                                                                 np.diff(self.offsets))
+        numbers = _numbers_by_id(ids, place)
+        if numbers is not None:
+            return numbers
         return np.unique(ids << POSITION_BITS | place, return_inverse=True)[1].astype(np.int64)
 
     def __len__(self) -> int:
@@ -108,3 +111,22 @@ class BlockHashes:
         offsets = array.offsets.to_numpy().astype(np.int64)
         ids = array.values.to_numpy().astype(np.int64)
         return cls(offsets - offsets[0], ids[offsets[0]:offsets[-1]], block_tokens, covers_output)
+
+
+def _numbers_by_id(ids: np.ndarray, place: np.ndarray) -> np.ndarray | None:
+    """`BlockHashes._numbers` without sorting, where it can: when ids are small numbers
+    (under 4 per id given) and every id sits at one place only (as chained hashes do), the
+    distinct (id, place) pairs sort as their ids, so an id's rank among the distinct ids
+    is the number. None otherwise. Sessions' 2.1M ids took 0.19-0.37 s to sort, this 0.03."""
+    if not len(ids):
+        return None
+    top = int(ids.max()) + 1
+    if top > 4 * len(ids) + 1024:
+        return None
+    seen = np.zeros(top, bool)
+    seen[ids] = True
+    at = np.empty(top, np.int64)
+    at[ids] = place  # an id at two places disagrees with this at one of them
+    if not (at[ids] == place).all():
+        return None
+    return (np.cumsum(seen) - 1)[ids]

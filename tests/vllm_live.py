@@ -63,7 +63,16 @@ def build_tiny_llama(folder: Path) -> Path:
 
 class VllmServer:
     """vLLM's OpenAI server on `model` with llmsim's PolicyScheduler, in a child process
-    group; `url` is its completions endpoint. `env` adds LLMSIM_* settings."""
+    group; `url` is its completions endpoint. `env` adds LLMSIM_* settings.
+
+    Its OpenMP threads are not pinned (VLLM_CPU_OMP_THREADS_BIND=nobind). Pinned, as vLLM
+    does by default (its worker on core 0, core 1 kept for the engine core), a server
+    generating a long answer on this 2-core sandbox VM froze every other process for as
+    long as the answer took: a heartbeat thread in the client and a monitor process both
+    stopped for 7-16 s, the engine core alone ran, whatever the client's nice value. The
+    order tests' client could then send nothing behind the long request (8 of 12 tries of
+    the trained predictor's order check, standalone). Unpinned: 15 of 15 passed, with
+    stalls of under a second to 5 s left."""
 
     def __init__(self, model: Path, log: Path, env: dict[str, str] | None = None, *,
                  max_num_seqs: int = 1, max_model_len: int = 1024,
@@ -77,7 +86,7 @@ class VllmServer:
                      "HF_HUB_DISABLE_TELEMETRY": "1", "VLLM_NO_USAGE_STATS": "1",
                      "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false",
                      "VLLM_HOST_IP": "127.0.0.1", "VLLM_CPU_KVCACHE_SPACE": "1",
-                     **(env or {})}
+                     "VLLM_CPU_OMP_THREADS_BIND": "nobind", **(env or {})}
         self.log = open(log, "wb")  # closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),

@@ -59,9 +59,7 @@ class BlockPool:
         must hold all the tokens it has (prompt, plus those emitted before a preemption),
         though `allocate` takes only the first chunk's blocks."""
         assert req.id not in self._held, f"request {req.id} already holds blocks"
-        whole = req.prompt_tokens + req.emitted
-        if req.computed + num_new_tokens > whole:
-            whole = req.computed + num_new_tokens
+        whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
         return -(-whole // self.block_size) <= self.free_blocks
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:

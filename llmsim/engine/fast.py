@@ -93,8 +93,7 @@ class FastReplica(Replica):
             return self._start_ordered()
         if len(items) > len(prefilling):
             admitted = items[len(prefilling):]
-            for req, _ in admitted:
-                prefilling.append(req)
+            prefilling.extend(req for req, _ in admitted)
             self.scheduled(admitted, self.now)
         self.items = items
         shape = batch_shape(items, dec.size, dec.context_after_step())

@@ -45,7 +45,7 @@ class Request:
     cached: int = -1  # prompt tokens found in the prefix cache at its first admission
     cached_hint: int = 0  # prompt tokens its replica held cached when it arrived (policies)
     seat: int = 0  # admission sequence number: running order is increasing seat
-    queued: tuple = ()  # its live entry in the waiting queue: (*sort_key(), itself)
+    queued_key: tuple = ()  # the sort key of its live entry in the waiting queue
 
     @property
     def num_tokens(self) -> int:

@@ -5,9 +5,7 @@ Requests wait in a heap on `Request.sort_key()`: (promoted first, rank, arrival,
 vLLM's priority queue orders `(priority, arrival_time)`. A request is re-keyed (promoted,
 or its promotion ends) by pushing it again: the old entry goes stale and is dropped when it
 reaches the top, so no entry is ever searched for. An entry is live while its key is the
-very tuple the request was last queued under (`Request.queued`): an identity test. An
-entry is the key's fields then the request, flat: a heap of flat tuples compares faster than
-one of (key, request) pairs, and the id, unique, decides before the request is reached.
+very tuple the request was last queued under (`Request.queued_key`): an identity test.
 
 Starvation prevention (a policy's `starvation = (threshold, quantum)`): a request left
 waiting `threshold` iterations is promoted; the promotion lasts while it waits and for
@@ -29,7 +27,7 @@ class WaitingQueue:
     def __init__(self, policy: Policy) -> None:
         self.rank = policy.rank
         self.starvation = policy.starvation
-        self.heap: list[tuple] = []  # (*sort key, request); may hold stale entries: empty means
+        self.heap: list[tuple[tuple, Request]] = []  # may hold stale entries: empty means
         # nothing waits, the converse needs `bool(queue)`
         self._queued: deque[tuple[int, Request]] = deque()  # (entered waiting at, request)
         self._expiring: deque[tuple[int, Request]] = deque()  # (promotion ends at, request),
@@ -43,17 +41,16 @@ class WaitingQueue:
         """The request served next, or None; drops stale entries (re-keyed requests)."""
         h = self.heap
         while h:
-            entry = h[0]
-            req = entry[4]
-            if entry is req.queued and req.state is State.WAITING:
+            key, req = h[0]
+            if key is req.queued_key and req.state is State.WAITING:
                 return req
             heapq.heappop(h)
         return None
 
     def _push(self, req: Request) -> None:
         """Queue `req` under its current key; an entry under an earlier key goes stale."""
-        entry = req.queued = (*req.sort_key(), req)
-        heapq.heappush(self.heap, entry)
+        key = req.queued_key = req.sort_key()
+        heapq.heappush(self.heap, (key, req))
 
     def add(self, req: Request, now: float, iteration: int) -> None:
         """`req` enters the queue (on arrival, or preempted) and is ranked at `now`."""
@@ -62,14 +59,12 @@ class WaitingQueue:
         req.waited_since = iteration
         if self.starvation is not None:
             self._queued.append((iteration, req))
-        # as `_push`, written out: once per request
-        entry = req.queued = (0 if req.promoted_at >= 0 else 1, req.rank, req.arrival, req.id,
-                              req)
-        heapq.heappush(self.heap, entry)
+        key = req.queued_key = req.sort_key()  # as `_push`, written out: once per request
+        heapq.heappush(self.heap, (key, req))
 
     def pop(self) -> Request:
         """Take the request served next; call only after `head()` found one."""
-        return heapq.heappop(self.heap)[4]
+        return heapq.heappop(self.heap)[1]
 
     def promote(self, iteration: int) -> None:
         """At the start of `iteration`: end the promotions whose quantum is spent, and

@@ -1,8 +1,8 @@
 """How fast and how lean is the simulator at scale? Two workloads, one replica each:
 
-- `azure`: prompt/output lengths drawn with replacement from the Azure LLM conversation
-  trace (2023), Poisson arrivals at 0.9 of the deployment's measured capacity; Llama-3-8B
-  on one H100. Short outputs at high load: few iterations per request.
+- `azure`: prompt/output lengths drawn at random, with replacement, from the Azure LLM
+  conversation trace (2023), Poisson arrivals at 0.9 of the deployment's measured
+  capacity; Llama-3-8B on one H100. Short outputs at high load: few iterations per request.
 - `arxiv`: Vidur's arxiv-summarization lengths (long prompts, long-tailed outputs), Poisson
   at 2 req/s; Llama-3-8B on one A100, max_num_seqs 128: the workload Vidur was timed on
   (docs/speed.md). Many decode iterations pass between two events.
@@ -62,13 +62,21 @@ def build(kind: str, n: int, data: Path, seed: int, profile: str):
     from llmsim.capacity import capacity_rps
     from llmsim.traces import arrivals
     from llmsim.traces.loaders import load_trace
+    from llmsim.traces.workload import Workload
 
     real = load_trace(data / TRACES[kind])
     rng = np.random.default_rng(seed)
     # before fitted profiles, a Deployment with no profile was priced by the roofline
     knows_roofline = hasattr(importlib.import_module("llmsim.simulate"), "fitted_cost_model")
     costs = {"profile": "roofline"} if profile == "roofline" and knows_roofline else {}
-    lengths = real.select(np.sort(rng.integers(0, len(real), n)))
+    # Drawn in random order, so that every stretch of the run has the trace's mix. Drawn
+    # in trace order (sorted draws, as before 2026-11-29), Azure's hour-to-hour mix (mean
+    # output 129 to 268 tokens per tenth of the trace) made stretches of "0.9 x capacity"
+    # overloaded: at 1M requests queueing delay climbed to ~380 s and drained again
+    # (mean E2E 105 s), and more the longer the run; in random order it stays ~0.
+    rows = rng.integers(0, len(real), n)
+    lengths = Workload(np.zeros(n), real.prompt_tokens[rows], real.output_tokens[rows],
+                       source=f"{n} lengths drawn at random from {real.source}")
     if kind == "azure":
         deployment = Deployment(**costs)
         rate = AZURE_LOAD * capacity_rps(real, deployment)

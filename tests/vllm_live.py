@@ -69,9 +69,10 @@ class VllmServer:
     does by default (its worker on core 0, core 1 kept for the engine core), a server
     generating a long answer on this 2-core sandbox VM froze every other process for as
     long as the answer took: a heartbeat thread in the client and a monitor process both
-    stopped for 7-16 s, the engine core alone ran, whatever the client's nice value. The
-    order tests' client could then send nothing behind the long request (8 of 12 tries of
-    the trained predictor's order check, standalone). Unpinned: 15 of 15 passed, with
+    stopped for 7-16 s, the engine core alone ran, and the server at nice 19 changed
+    nothing. The order tests' client could then send nothing behind the long request: the
+    trained predictor's order check failed 11 of 15 tries pinned (5 of 7 standalone, 6 of 8
+    in the test). Unpinned, 15 of 15 standalone tries and 3 of 3 test runs passed, with
     stalls of under a second to 5 s left."""
 
     def __init__(self, model: Path, log: Path, env: dict[str, str] | None = None, *,

@@ -114,10 +114,11 @@ class BlockHashes:
 
 
 def _numbers_by_id(ids: np.ndarray, place: np.ndarray) -> np.ndarray | None:
-    """`BlockHashes._numbers` without sorting, where it can: when ids are small numbers
-    (under 4 per id given) and every id sits at one place only (as chained hashes do), the
-    distinct (id, place) pairs sort as their ids, so an id's rank among the distinct ids
-    is the number. None otherwise. Sessions' 2.1M ids took 0.19-0.37 s to sort, this 0.03."""
+    """`BlockHashes._numbers` without sorting, where it can: when the largest id is small
+    (under 4x the number of ids given, so a bitmap over 0..max is cheap) and every id sits
+    at one place only (as chained hashes do), the distinct (id, place) pairs sort as their
+    ids, so an id's rank among the distinct ids is its number. None otherwise. Sessions'
+    2.1M ids took 0.19-0.37 s to sort, this 0.03 s."""
     if not len(ids):
         return None
     top = int(ids.max()) + 1

@@ -87,30 +87,38 @@ def test_fast_engine_matches_reference_at_low_load_with_long_outputs(rows, cfg, 
     assert_same(rows, cfg, policy, cost)
 
 
-def test_fast_engine_matches_reference_on_a_busy_pool():
-    rng = np.random.default_rng(3)
-    n = 400
-    rows = list(zip(np.cumsum(rng.exponential(0.02, n)), rng.integers(1, 400, n),
-                    rng.integers(1, 300, n), strict=True))
+def poisson_rows(seed: int, n: int, mean_gap: float, prompts: tuple[int, int],
+                 outputs: tuple[int, int]) -> list[tuple]:
+    """(arrival, prompt, output) rows: Poisson arrivals, lengths uniform in [lo, hi)."""
+    rng = np.random.default_rng(seed)
+    return list(zip(np.cumsum(rng.exponential(mean_gap, n)), rng.integers(*prompts, n),
+                    rng.integers(*outputs, n), strict=True))
+
+
+def assert_same_for_every_policy(rows, cfgs, cost) -> None:
     for policy in POLICIES:
-        for cfg in ({"num_gpu_blocks": 300, "block_size": 16},
-                    {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
-                    {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"}):
-            assert_same(rows, cfg, policy, (0.005, 2e-5, 1e-7))
+        for cfg in cfgs:
+            assert_same(rows, cfg, policy, cost)
+
+
+def test_fast_engine_matches_reference_on_a_busy_pool():
+    assert_same_for_every_policy(
+        poisson_rows(3, 400, 0.02, (1, 400), (1, 300)),
+        ({"num_gpu_blocks": 300, "block_size": 16},
+         {"num_gpu_blocks": 2000, "max_num_batched_tokens": 512, "max_num_seqs": 64},
+         {"num_gpu_blocks": 700, "num_replicas": 3, "router": "least-tokens"}),
+        (0.005, 2e-5, 1e-7))
 
 
 def test_fast_engine_matches_reference_on_long_decode_runs_in_a_tight_pool():
     # Long outputs at low load: decoders run alone between arrivals, cross many block
     # boundaries and run the pool dry in the middle of a run (preemption follows).
-    rng = np.random.default_rng(5)
-    n = 120
-    rows = list(zip(np.cumsum(rng.exponential(3.0, n)), rng.integers(1, 600, n),
-                    rng.integers(200, 1500, n), strict=True))
-    for policy in POLICIES:
-        for cfg in ({"num_gpu_blocks": 400, "block_size": 16, "max_num_seqs": 8},
-                    {"num_gpu_blocks": 5000, "block_size": 4},
-                    {"num_gpu_blocks": 900, "num_replicas": 2, "router": "least-tokens"}):
-            assert_same(rows, cfg, policy, (0.01, 1e-4, 2e-6))
+    assert_same_for_every_policy(
+        poisson_rows(5, 120, 3.0, (1, 600), (200, 1500)),
+        ({"num_gpu_blocks": 400, "block_size": 16, "max_num_seqs": 8},
+         {"num_gpu_blocks": 5000, "block_size": 4},
+         {"num_gpu_blocks": 900, "num_replicas": 2, "router": "least-tokens"}),
+        (0.01, 1e-4, 2e-6))
 
 
 def test_rows_are_the_same_whatever_the_chunk():
@@ -128,13 +136,10 @@ def test_rows_are_the_same_whatever_the_chunk():
 def test_fast_engine_matches_reference_with_a_queue_behind_full_seats_or_blocks():
     # Saturated: requests arrive faster than few seats (or a small pool) serve them, so
     # decoders run on with requests waiting that cannot be admitted until one finishes.
-    rng = np.random.default_rng(11)
-    n = 150
-    rows = list(zip(np.cumsum(rng.exponential(0.05, n)), rng.integers(1, 200, n),
-                    rng.integers(20, 400, n), strict=True))
-    for policy in POLICIES:
-        for cfg in ({"max_num_seqs": 4, "block_size": 16},
-                    {"num_gpu_blocks": 120, "block_size": 16},
-                    {"max_num_seqs": 6, "num_gpu_blocks": 200, "block_size": 4,
-                     "num_replicas": 2, "router": "least-tokens"}):
-            assert_same(rows, cfg, policy, (0.01, 1e-4, 2e-6))
+    assert_same_for_every_policy(
+        poisson_rows(11, 150, 0.05, (1, 200), (20, 400)),
+        ({"max_num_seqs": 4, "block_size": 16},
+         {"num_gpu_blocks": 120, "block_size": 16},
+         {"max_num_seqs": 6, "num_gpu_blocks": 200, "block_size": 4,
+          "num_replicas": 2, "router": "least-tokens"}),
+        (0.01, 1e-4, 2e-6))

@@ -102,14 +102,12 @@ def main() -> None:
         cost_model = deployment.cost_model()
         for cap in (int(c) for c in args.caps.split(",")):
             capped_pool = _capped(pool, cap)
-            probe = _workload(capped_pool, np.arange(len(pool)).repeat(4),
-                              np.random.default_rng(12345), np.zeros(4 * len(pool)))
             settings = [(load, arrivals) for load, arrivals in itertools.product(
                 (float(x) for x in args.loads.split(",")), args.arrivals.split(","))
                 if not _path(args.out, llm, cap, load, arrivals).exists()]
             if not settings:
                 continue
-            capacity = capacity_rps(probe, deployment, cost_model)
+            capacity = pool_capacity(capped_pool, deployment, cost_model)
             scores = {name: [_scores(args, name, llm, cap, s, capped_pool)
                              for s in range(args.train_seeds)]
                       for name in {_split_sp(n)[0] for n in names} - set(BUILTIN)}
@@ -153,6 +151,32 @@ def _workload(pool: PromptPool, prompts: np.ndarray, rng: np.random.Generator,
     pick = rng.integers(0, pool.samples, len(prompts))
     return Workload(arrival, pool.input_size[prompts], pool.output_sizes[prompts, pick],
                     prompt_id=prompts, source=f"{len(prompts)} requests from {pool.source}")
+
+
+def replicate(pool: PromptPool, r: int, requests: int, rate: float, arrivals: str,
+              gaps: np.ndarray | None) -> tuple[np.ndarray, Workload]:
+    """Replicate r's requests: (the pool row of each, the workload). The prompts are
+    resampled, each request draws one of its prompt's samples, and arrivals are Poisson or
+    the trace's `gaps` from a random offset, rescaled to `rate`."""
+    rng = np.random.default_rng([r, 15])
+    boot = rng.integers(0, len(pool), len(pool))  # the prompts, resampled
+    prompts = boot[rng.integers(0, len(boot), requests)]
+    if arrivals == "poisson":
+        times = np.cumsum(rng.exponential(1.0 / rate, requests))
+    else:
+        g = np.roll(gaps, -int(rng.integers(len(gaps))))
+        g = np.resize(g, requests - 1)
+        times = np.concatenate([[0.0], np.cumsum(g)])
+        times *= (requests - 1) / rate / times[-1]
+    return prompts, _workload(pool, prompts, rng, times)
+
+
+def pool_capacity(pool: PromptPool, deployment: Deployment, cost_model) -> float:
+    """One replica's capacity (req/s) for the pool's mix: each prompt 4 times, a sample
+    each, through `llmsim.capacity`."""
+    probe = _workload(pool, np.arange(len(pool)).repeat(4), np.random.default_rng(12345),
+                      np.zeros(4 * len(pool)))
+    return capacity_rps(probe, deployment, cost_model)
 
 
 def _scores(args, name: str, llm: str, cap: int, seed: int, pool: PromptPool) -> np.ndarray:
@@ -205,17 +229,7 @@ def _replicates(args, names, pool, scores, rate, arrivals, gaps, deployment, cos
     cost = RequestCost()
     runs = []
     for r in range(args.replicates):
-        rng = np.random.default_rng([r, 15])
-        boot = rng.integers(0, len(pool), len(pool))  # the prompts, resampled
-        prompts = boot[rng.integers(0, len(boot), args.requests)]
-        if arrivals == "poisson":
-            times = np.cumsum(rng.exponential(1.0 / rate, args.requests))
-        else:
-            g = np.roll(gaps, -int(rng.integers(len(gaps))))
-            g = np.resize(g, args.requests - 1)
-            times = np.concatenate([[0.0], np.cumsum(g)])
-            times *= (args.requests - 1) / rate / times[-1]
-        w = _workload(pool, prompts, rng, times)
+        prompts, w = replicate(pool, r, args.requests, rate, arrivals, gaps)
         row_cost = cost(pool.input_size, pool.output_sizes).sum(axis=1)
         drawn = cost(w.prompt_tokens, w.output_tokens)
         loo = (row_cost[prompts] - drawn) / (pool.samples - 1)

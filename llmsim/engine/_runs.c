@@ -6,7 +6,9 @@
    last bit. Built with -ffp-contract=off (setup.py): a fused multiply-add in a + b * C
    would round once instead of twice. fast.py keeps the Python loop as the reference and
    falls back to it when this module was not built; tests/test_engine_runs.py holds the
-   two to the same results. */
+   two to the same results, so a change to one that the other lacks fails there. An
+   editable install does not rebuild this on its own: after editing it, run
+   `pip install -e .` (or `python setup.py build_ext --inplace`) again. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

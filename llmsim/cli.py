@@ -269,6 +269,7 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
         "llmsim_version": __version__,
         "command": " ".join(["llmsim", *sys.argv[1:]]),
         "simulator": simulator,
+        **{k: v for r in results[:1] for k, v in r.config.items() if k == "decode_run_loop"},
         "deployment": deployment.to_dict(),
         "cost_model": cost.label,
         "cost_model_parameters": cost.describe(),

@@ -161,6 +161,10 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
         "simulator": simulator,
         "slo": slo.to_dict(),
     }
+    if simulator == "fast":  # the same results either way; only the speed differs
+        from .engine.fast import compiled_affine_run
+        config["decode_run_loop"] = "compiled" if compiled_affine_run else "python"
+
     describe = getattr(cost, "describe", None)
     if describe is not None:
         config["cost_model_parameters"] = describe()

@@ -103,3 +103,5 @@ def test_the_simulator_gives_the_same_records_with_either_loop(policy, monkeypat
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert with_c.records.itl.counts.tolist() == with_python.records.itl.counts.tolist()
     assert with_c.summary == with_python.summary
+    assert (with_c.config["decode_run_loop"], with_python.config["decode_run_loop"]) == \
+        ("compiled", "python")

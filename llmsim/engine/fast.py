@@ -35,7 +35,7 @@ from .replica import Replica
 from .request import Request
 from .scheduler import Batch, Scheduler, batch_shape
 
-try:  # `_affine_run` compiled (_runs.c): the same operations, ~20x faster; optional (setup.py)
+try:  # `_affine_run` compiled (_runs.c): the same operations; optional (setup.py)
     from ._runs import affine_run as compiled_affine_run
 except ImportError:
     compiled_affine_run = None

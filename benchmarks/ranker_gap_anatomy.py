@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ranker_sim import AZURE, DEPLOYMENT_OF, _capped, pool_capacity, replicate, summarise
+from ranker_sim import AZURE, DEPLOYMENT_OF, cap_pool, pool_capacity, replicate, summarise
 from scipy import stats
 
 from llmsim.policies import get_policy
@@ -54,7 +54,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
 
-    pool = _capped(load_castillo_pool(args.data, model=args.llm, split="test"), args.cap)
+    pool = cap_pool(load_castillo_pool(args.data, model=args.llm, split="test"), args.cap)
     predictor = load_predictor(args.predictor)
     if hasattr(predictor, "cache"):
         predictor.cache = EmbeddingCache(default_cache_dir(), predictor.config.max_tokens)

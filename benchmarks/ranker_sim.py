@@ -101,7 +101,7 @@ def main() -> None:
         deployment = Deployment(model=DEPLOYMENT_OF.get(llm, "llama-3.1-8b"), gpu=args.gpu)
         cost_model = deployment.cost_model()
         for cap in (int(c) for c in args.caps.split(",")):
-            capped_pool = _capped(pool, cap)
+            capped_pool = cap_pool(pool, cap)
             settings = [(load, arrivals) for load, arrivals in itertools.product(
                 (float(x) for x in args.loads.split(",")), args.arrivals.split(","))
                 if not _path(args.out, llm, cap, load, arrivals).exists()]
@@ -139,7 +139,8 @@ def _path(out: Path, llm: str, cap: int, load: float, arrivals: str) -> Path:
     return out / f"{llm}-cap{cap}-load{load:g}-{arrivals}.json"
 
 
-def _capped(pool: PromptPool, cap: int) -> PromptPool:
+def cap_pool(pool: PromptPool, cap: int) -> PromptPool:
+    """The pool's lengths as a server with `max_tokens=cap` runs them (0: uncapped)."""
     sizes = pool.output_sizes if not cap else np.minimum(pool.output_sizes, cap)
     return PromptPool(pool.prompt_id, pool.input_size, sizes, text=pool.text,
                       model=pool.model, dataset=pool.dataset, source=pool.source)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
-from ranker_sim import AZURE, DEPLOYMENT_OF, _capped, pool_capacity, replicate, summarise
+from ranker_sim import AZURE, DEPLOYMENT_OF, cap_pool, pool_capacity, replicate, summarise
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -92,7 +92,7 @@ def main() -> None:
                   test_lengths >= args.threshold)]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
-    pool = _capped(load_castillo_pool(args.data, model=args.llm, split="test"), args.cap)
+    pool = cap_pool(load_castillo_pool(args.data, model=args.llm, split="test"), args.cap)
     assert list(pool.text) == list(test.text)
     z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
     base, tail = z(detectors["predictor's score"]), z(detectors["logistic, MiniLM layer 0"])

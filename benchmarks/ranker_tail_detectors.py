@@ -105,10 +105,13 @@ def main() -> None:
     names, runs = ["fcfs", "sjf", *rankings], []
     for r in range(args.replicates):
         prompts, w = replicate(pool, r, 19000, rate, args.arrivals, gaps)
-        runs.append({n: {"e2e_mean": simulate(w, get_policy(n) if n in ("fcfs", "sjf") else
-                                              predicted_sjf(n, rankings[n][prompts]),
-                                              deployment, cost=cost_model).summary["e2e"]["mean"],
-                         "e2e_p99": 0.0} for n in names})
+        run = {}
+        for n in names:
+            policy = (get_policy(n) if n in ("fcfs", "sjf")
+                      else predicted_sjf(n, rankings[n][prompts]))
+            e2e = simulate(w, policy, deployment, cost=cost_model).summary["e2e"]
+            run[n] = {"e2e_mean": e2e["mean"], "e2e_p99": e2e["p99"]}
+        runs.append(run)
     gap = summarise(runs, names)["gap"]
     print(f"\ngap closed, load 1.0 ({rate:.2f} req/s), {args.arrivals} arrivals, "
           f"{args.replicates} replicates:")

@@ -269,7 +269,9 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
         "llmsim_version": __version__,
         "command": " ".join(["llmsim", *sys.argv[1:]]),
         "simulator": simulator,
-        **{k: v for r in results[:1] for k, v in r.config.items() if k == "decode_run_loop"},
+        # the fast simulator's loop, compiled or Python: the same results, another speed
+        **({"decode_run_loop": results[0].config["decode_run_loop"]}
+           if results and "decode_run_loop" in results[0].config else {}),
         "deployment": deployment.to_dict(),
         "cost_model": cost.label,
         "cost_model_parameters": cost.describe(),

@@ -59,8 +59,7 @@ class WaitingQueue:
         req.waited_since = iteration
         if self.starvation is not None:
             self._queued.append((iteration, req))
-        key = req.queued_key = req.sort_key()  # as `_push`, written out: once per request
-        heapq.heappush(self.heap, (key, req))
+        self._push(req)
 
     def pop(self) -> Request:
         """Take the request served next; call only after `head()` found one."""

@@ -41,6 +41,9 @@ MARGIN_S = 2.0  # its response must come this long after the last queued send: a
 # arrival order without one)
 MODEL_LEN = 8192  # the tiny model's positions
 BUDGET = 2048  # --max-num-batched-tokens, given so that replay can state it
+SPACED = 100  # tokens between two queued requests' finishes (~0.2 s here): responses come
+# back in the engine's order unless one is held up longer than the next one's generation,
+# which with 10-token steps (~20 ms) happened once in CI (SJF's 40 before its 30)
 
 
 @pytest.fixture(scope="module")
@@ -141,14 +144,14 @@ class TestOracleSJF:
         import httpx
 
         s = sjf_server
-        lengths = {"a": 40, "b": 10, "c": 30, "d": 20}
-        queued = [("no-length", body(s, "w5 w6", 5)),  # no field: the fallback, FCFS
+        lengths = {"a": 400, "b": 100, "c": 300, "d": 200}  # see SPACED
+        queued = [("no-length", body(s, "w5 w6", 50)),  # no field: the fallback, FCFS
                   *((name, body(s, "w7 w8 w9", n, {"llmsim_output_len": n}))
                     for name, n in lengths.items()),
-                  ("bad-length", body(s, "w5", 3, {"llmsim_output_len": "soon"}))]
+                  ("bad-length", body(s, "w5", 30, {"llmsim_output_len": "soon"}))]
         order = completion_order(s, queued)
         # first come first served would be the sending order; shortest-first by the
-        # requests' own lengths would put the 5- and 3-token unscored ones first
+        # requests' own lengths would put the 50- and 30-token unscored ones first
         assert order == ["long", "b", "d", "c", "a", "no-length", "bad-length"]
 
         log = s.log_text()
@@ -178,7 +181,7 @@ class TestFCFS:
         s = fcfs_server
         # the long request's llmsim_score puts it first; under fcfs the rest get priority 0
         queued = [(name, body(s, "w7 w8 w9", n, {"llmsim_output_len": n}))
-                  for name, n in {"a": 40, "b": 10, "c": 30, "d": 20}.items()]
+                  for name, n in {"a": 400, "b": 100, "c": 300, "d": 200}.items()]  # SPACED
         assert completion_order(s, queued) == ["long", "a", "b", "c", "d"]
 
     def test_replay_under_fcfs_accounts_for_every_request(self, fcfs_server, tmp_path):
@@ -243,7 +246,7 @@ class TestTrainedPredictor:
         assert expected != names
         assert expected != [names[k] for k in np.argsort(tokens, kind="stable")]
 
-        queued = [(name, body(lgbm_server, text, 8)) for name, text in PROMPTS.items()]
+        queued = [(name, body(lgbm_server, text, SPACED)) for name, text in PROMPTS.items()]
         assert completion_order(lgbm_server, queued) == ["long", *expected]
         assert "did not load" not in lgbm_server.log_text()
 

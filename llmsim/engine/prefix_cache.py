@@ -45,6 +45,11 @@ from .blocks import BlockPool
 from .key_table import EMPTY, MAX_KEY, KeyTable
 from .request import Request
 
+try:  # the per-block steps compiled (_pool.c); optional (setup.py)
+    from ._pool import Arrays as CompiledArrays
+except ImportError:
+    CompiledArrays = None
+
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
 DEAD, OWN, NONE = -1, -2, -3  # a block's cell when it holds a finished request's own block
 # (nobody can look it up, so it is not in the map, but it queues with the keyed blocks), an
@@ -67,8 +72,13 @@ class CachingBlockPool(BlockPool):
 
     caching = True
 
-    def __init__(self, num_blocks: int, block_size: int = 16) -> None:
+    def __init__(self, num_blocks: int, block_size: int = 16,
+                 compiled: bool | None = None) -> None:
+        """`compiled`: do the per-block steps in C (_pool.c) where they are the common case;
+        None: where the module was built. The results are the same either way."""
         super().__init__(num_blocks, block_size)
+        if compiled and CompiledArrays is None:
+            raise RuntimeError("llmsim.engine._pool was not built (no C compiler at install)")
         nb = num_blocks
         self._cell = np.full(nb, NONE, np.int64)  # block -> its cell in the map, or NONE/DEAD/OWN
         self._refs = np.zeros(nb, np.int32)
@@ -100,12 +110,28 @@ class CachingBlockPool(BlockPool):
         # request seated `seat`
         self._evictions = 0  # keyed blocks handed out again (their key dropped)
         self.hit_tokens = 0  # tokens found cached at admissions (first or after preemption)
+        use_c = CompiledArrays is not None if compiled is None else compiled
+        self._c = CompiledArrays() if use_c else None  # bound to the arrays above (`_bind`)
+        self._out = np.empty(nb, np.intp)  # what its steps hand back, read at once
+        self._bind()
+
+    def _bind(self) -> None:
+        """Point the compiled steps at the arrays (again, after one was replaced)."""
+        if self._c is not None:
+            m = self._map
+            self._c.bind(self._refs, self._cell, self._seq, self._plain, self._lru,
+                         m.base, m.table, m.row_page, m.spare)
 
     # -- lookup ---------------------------------------------------------------------
 
     def _cached_run(self, keys: np.ndarray) -> np.ndarray:
         """The blocks holding the longest run of cached keys from the first."""
-        return self._map.run(keys) if len(keys) else EMPTY
+        if not len(keys):
+            return EMPTY
+        if self._c is None:
+            return self._map.run(keys)
+        n = self._c.run(keys, self._out)
+        return self._out[:n].copy() if n else EMPTY
 
     def peek(self, req: Request) -> int:
         """Tokens of `req`'s prompt this pool holds cached (its given keys only: a new
@@ -174,7 +200,8 @@ class CachingBlockPool(BlockPool):
         hits = self._hits.get(req.id, EMPTY)
         assert len(hits) * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
-        evictable = int(np.count_nonzero(self._refs[hits] == 0)) if len(hits) else 0
+        evictable = ((self._c.idle(hits) if self._c is not None
+                      else int(np.count_nonzero(self._refs[hits] == 0))) if len(hits) else 0)
         if -(-whole // self.block_size) - len(hits) + evictable <= self.free_blocks:
             self._failed.pop(req.id, None)
             return True
@@ -190,7 +217,15 @@ class CachingBlockPool(BlockPool):
             raise ValueError(f"request {req.id}: prefix keys are dense slot numbers in "
                              f"[0, {MAX_KEY}) (BlockHashes.keys makes them), got "
                              f"{int(given.min())} .. {int(given.max())}")
-        if len(hits):  # touch: shared now, out of the free queue
+        if len(hits) and self._c is not None:  # touch: shared now, out of the free queue
+            idle, first = self._c.touch(hits)
+            if idle:
+                self._dead_from = min(self._dead_from, first)
+                self._dead += idle
+                self.keyed_free -= idle
+                self.free_blocks -= idle
+                self._touches += idle
+        elif len(hits):
             refs = self._refs
             counts = refs[hits]
             idle = hits[counts == 0]
@@ -241,7 +276,24 @@ class CachingBlockPool(BlockPool):
         return self._take_out(n)
 
     def _take_out(self, n: int) -> np.ndarray:
-        """`_pop` with the free count already lowered."""
+        """`_pop` with the free count already lowered (a view of `_out` when compiled)."""
+        c = self._c
+        if c is not None and not self._own_key and not self._map.dups:
+            plain = min(n, self._plain_n)
+            if plain:
+                self._plain_n = c.take_plain(plain, self._plain_n, self._out)
+            if n > plain:  # `_evict`, all in one step
+                k, head = n - plain, self._lru_head
+                head, skipped = c.evict(k, head, self._lru_base + head, self._out, plain)
+                self._lru_head = head
+                self._dead -= skipped
+                if not self._dead:
+                    self._dead_from = INF
+                else:  # a bound: no dead entry before the head
+                    self._dead_from = max(self._dead_from, self._lru_base + head)
+                self.keyed_free -= k
+                self._evictions += k
+            return self._out[:n]
         top = self._plain_n
         if n <= top:
             out = self._plain[top - n:top].copy()
@@ -325,10 +377,19 @@ class CachingBlockPool(BlockPool):
         stop = min(tokens // self.block_size, len(given))
         if stop <= start:
             return
-        blocks = self._blocks[req.id][start:stop]
-        self._cell[blocks] = self._map.insert(given[start:stop], blocks)
+        self._insert(given[start:stop], self._blocks[req.id][start:stop])
         self._keyed[req.id] = stop
         self._keyings += 1
+
+    def _insert(self, keys: np.ndarray, blocks: np.ndarray) -> None:
+        """Cache `blocks` under `keys` in the map, and remember their cells."""
+        if self._c is not None:
+            spare = self._c.insert(keys, blocks, self._map.spare_n)
+            if spare >= 0:
+                self._map.spare_n = spare
+                return
+        self._cell[blocks] = self._map.insert(keys, blocks)
+        self._bind()  # the map may have grown its arrays
 
     def free(self, req: Request) -> None:
         """Its full blocks get their keys (own keys now: DEAD ones if it is done, as no
@@ -353,6 +414,16 @@ class CachingBlockPool(BlockPool):
                 for j, b in enumerate(blocks[own:stop].tolist(), own):
                     self._cache_own(own_key(rid, j), b)
         if not len(blocks):
+            return
+        if self._c is not None:
+            tail = self._lru_tail
+            if tail + len(blocks) > len(self._lru):
+                tail = self._compact(len(blocks))
+            freed, n, self._plain_n = self._c.release(
+                blocks, stop < len(blocks), self._plain_n, tail, self._lru_base + tail)
+            self._lru_tail = tail + n
+            self.keyed_free += n
+            self.free_blocks += freed
             return
         refs = self._refs
         counts = refs[blocks] - 1
@@ -388,6 +459,7 @@ class CachingBlockPool(BlockPool):
         fresh = self._lru if size == len(self._lru) else np.empty(size, np.intp)
         fresh[:tail - head] = self._lru[head:tail]
         self._lru = fresh
+        self._bind()
         self._lru_base += head
         self._lru_head, self._lru_tail = 0, tail - head
         return tail - head
@@ -484,9 +556,9 @@ class CachingBlockPool(BlockPool):
                                    for _, a, b, base, _ in runs])
             seat = np.concatenate([np.full(b - a, req.seat) for req, a, b, _, _ in runs])
             for i in np.lexsort((seat, tick)).tolist():
-                self._cell[blocks[i]] = self._map.insert(keys[i:i + 1], blocks[i:i + 1])[0]
+                self._insert(keys[i:i + 1], blocks[i:i + 1])
         else:
-            self._cell[blocks] = self._map.insert(keys, blocks)
+            self._insert(keys, blocks)
         for req, _, stop, _, _ in runs:
             self._keyed[req.id] = stop
 

@@ -1,0 +1,501 @@
+/* The prefix-caching pool's per-block work in C: the common cases of prefix_cache.py's
+   and key_table.py's NumPy steps, each the same operation on the same arrays.
+
+   With caching on, a Mooncake prompt's ~750 blocks are looked up, touched, handed out,
+   keyed, freed and evicted once or more, and each of those steps was a few NumPy calls
+   over a request's blocks: ~115 us a request, five times the rest of the simulation. Here
+   each step is one call and one pass over the blocks.
+
+   `Arrays` holds the pool's arrays (bound once, and again whenever Python replaces one);
+   its methods take a request's blocks or keys and the pool's counters, and return the new
+   counters. Each does what the Python code it stands for does, to the same arrays, in the
+   same order, so the two can be mixed: the rare cases (a key already held by another
+   block, own keys from preemptions, a key table that must grow or reclaim rows) are left
+   to Python, which a method signals by returning -1 before it has changed anything
+   (check, then act). prefix_cache.py falls back to its NumPy code when this module was not
+   built; tests/test_prefix_pool_compiled.py holds the two to the same pools. An editable
+   install does not rebuild this on its own: after editing it, run `pip install -e .`. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define PAGE_BITS 10 /* key_table.PAGE_BITS */
+#define PAGE_MASK ((1LL << PAGE_BITS) - 1)
+#define NONE_CELL (-3) /* prefix_cache.NONE */
+
+enum { REFS, CELL, SEQ, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, NARRAYS };
+static const char *array_names[NARRAYS] = {
+    "refs", "cell", "seq", "plain", "lru", "base", "table", "row_page", "spare"};
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view[NARRAYS];
+    int bound;
+} Arrays;
+
+/* A 1-D C-contiguous writable buffer of `itemsize`-byte integers. */
+static int
+get_ints(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return 0;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    int integer = f[1] == '\0' && strchr(itemsize == 8 ? "lqLQ" : "iI", f[0]) != NULL;
+    if (view->ndim != 1 || view->itemsize != itemsize || !integer) {
+        PyErr_Format(PyExc_TypeError, "%s: a 1-D array of %zd-byte integers", name, itemsize);
+        PyBuffer_Release(view);
+        return 0;
+    }
+    return 1;
+}
+
+#define I64(a) ((int64_t *)self->view[a].buf)
+#define LEN(a) (self->view[a].len / 8)
+#define REF ((int32_t *)self->view[REFS].buf)
+
+static void
+unbind(Arrays *self)
+{
+    if (self->bound)
+        for (int i = 0; i < NARRAYS; i++)
+            PyBuffer_Release(&self->view[i]);
+    self->bound = 0;
+}
+
+static void
+Arrays_dealloc(Arrays *self)
+{
+    unbind(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* bind(refs, cell, seq, plain, lru, base, table, row_page, spare) */
+static PyObject *
+Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != NARRAYS) {
+        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 9 arrays");
+        return NULL;
+    }
+    Py_buffer fresh[NARRAYS];
+    for (int i = 0; i < NARRAYS; i++) {
+        if (!get_ints(args[i], &fresh[i], i == REFS ? 4 : 8, array_names[i])) {
+            while (i--)
+                PyBuffer_Release(&fresh[i]);
+            return NULL;
+        }
+    }
+    unbind(self);
+    memcpy(self->view, fresh, sizeof fresh);
+    self->bound = 1;
+    Py_RETURN_NONE;
+}
+
+/* Arguments: arrays of int64 (read or written) and integers. */
+typedef struct {
+    Py_buffer view[4];
+    int n;
+} Views;
+
+static void
+release_views(Views *v)
+{
+    while (v->n)
+        PyBuffer_Release(&v->view[--v->n]);
+}
+
+static int64_t *
+arg_array(Views *v, PyObject *obj, Py_ssize_t *len)
+{
+    Py_buffer *view = &v->view[v->n];
+    if (!get_ints(obj, view, 8, "argument"))
+        return NULL;
+    v->n++;
+    *len = view->len / 8;
+    return (int64_t *)view->buf;
+}
+
+static int
+arg_long(PyObject *obj, int64_t *out)
+{
+    long long x = PyLong_AsLongLong(obj);
+    if (x == -1 && PyErr_Occurred())
+        return 0;
+    *out = x;
+    return 1;
+}
+
+static int
+check(Arrays *self, Py_ssize_t nargs, Py_ssize_t want, const char *name)
+{
+    if (!self->bound) {
+        PyErr_SetString(PyExc_RuntimeError, "Arrays: bind() first");
+        return 0;
+    }
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, want);
+        return 0;
+    }
+    return 1;
+}
+
+static int
+in_range(int64_t b, Py_ssize_t n)
+{
+    if (b < 0 || b >= n) {
+        PyErr_Format(PyExc_IndexError, "block %lld out of range", (long long)b);
+        return 0;
+    }
+    return 1;
+}
+
+/* run(keys, out) -> n: the blocks holding the longest run of cached keys from the first,
+   written to out[:n] (KeyTable.run). */
+static PyObject *
+Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 2, "run"))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t nk, nout;
+    int64_t *keys = arg_array(&v, args[0], &nk);
+    int64_t *out = keys ? arg_array(&v, args[1], &nout) : NULL;
+    if (!out) {
+        release_views(&v);
+        return NULL;
+    }
+    const int64_t *base = I64(BASE), *table = I64(TABLE);
+    Py_ssize_t nbase = LEN(BASE), i = 0;
+    if (nk > nout)
+        nk = nout;
+    for (; i < nk; i++) {
+        int64_t key = keys[i], page = key >> PAGE_BITS;
+        if (key < 0 || page >= nbase)
+            break;
+        int64_t b = table[base[page] + (key & PAGE_MASK)];
+        if (b < 0)
+            break;
+        out[i] = b;
+    }
+    release_views(&v);
+    return PyLong_FromSsize_t(i);
+}
+
+/* idle(blocks) -> how many of them no request holds (refs 0: they sit in the free queue) */
+static PyObject *
+Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 1, "idle"))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t n, nb = LEN(CELL), idle = 0;
+    int64_t *blocks = arg_array(&v, args[0], &n);
+    if (!blocks)
+        return NULL;
+    const int32_t *refs = REF;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!in_range(blocks[i], nb)) {
+            release_views(&v);
+            return NULL;
+        }
+        idle += refs[blocks[i]] == 0;
+    }
+    release_views(&v);
+    return PyLong_FromSsize_t(idle);
+}
+
+/* touch(hits) -> (idle, smallest seq among them): a request takes its hit blocks, distinct
+   (CachingBlockPool.allocate): idle ones leave their queue entries dead (seq -1); every
+   one gets one more reference. */
+static PyObject *
+Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 1, "touch"))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t n, nb = LEN(CELL), idle = 0;
+    int64_t *hits = arg_array(&v, args[0], &n);
+    if (!hits)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!in_range(hits[i], nb)) {
+            release_views(&v);
+            return NULL;
+        }
+    int32_t *refs = REF;
+    int64_t *seq = I64(SEQ), first = INT64_MAX;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t b = hits[i];
+        if (refs[b] == 0) {
+            idle++;
+            if (seq[b] < first)
+                first = seq[b];
+            seq[b] = -1;
+        }
+        refs[b]++;
+    }
+    release_views(&v);
+    return Py_BuildValue("nL", idle, (long long)first);
+}
+
+/* take_plain(n, top, out) -> top - n: the top n keyless free blocks, bottom first, to
+   out[:n], each held once (CachingBlockPool._take_out). */
+static PyObject *
+Arrays_take_plain(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 3, "take_plain"))
+        return NULL;
+    int64_t n, top;
+    Views v = {.n = 0};
+    Py_ssize_t nout;
+    if (!arg_long(args[0], &n) || !arg_long(args[1], &top))
+        return NULL;
+    int64_t *out = arg_array(&v, args[2], &nout);
+    if (!out)
+        return NULL;
+    if (n < 0 || n > top || top > LEN(PLAIN) || n > nout) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "take_plain: bad counts");
+        return NULL;
+    }
+    const int64_t *plain = I64(PLAIN) + (top - n);
+    int32_t *refs = REF;
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = plain[i];
+        refs[plain[i]] = 1;
+    }
+    release_views(&v);
+    return PyLong_FromLongLong(top - n);
+}
+
+/* evict(k, head, number, out, at) -> (head, dead entries skipped): the k least recently
+   freed keyed blocks, from queue entry `head` (numbered `number`), to out[at:at + k], each
+   held once, their keys dropped: their cells become NONE and their map cells empty
+   (CachingBlockPool._evict with KeyTable.remove and no duplicates or own keys: the caller
+   makes sure of that). The queue must hold k live entries from `head`. */
+static PyObject *
+Arrays_evict(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 5, "evict"))
+        return NULL;
+    int64_t k, head, number, at;
+    Views v = {.n = 0};
+    Py_ssize_t nout;
+    if (!arg_long(args[0], &k) || !arg_long(args[1], &head) || !arg_long(args[2], &number)
+        || !arg_long(args[4], &at))
+        return NULL;
+    int64_t *out = arg_array(&v, args[3], &nout);
+    if (!out)
+        return NULL;
+    if (k < 0 || at < 0 || at + k > nout || head < 0) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "evict: bad counts");
+        return NULL;
+    }
+    const int64_t *lru = I64(LRU), *seq = I64(SEQ);
+    int64_t *cell = I64(CELL), *table = I64(TABLE);
+    int32_t *refs = REF;
+    Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE);
+    int64_t got = 0, skipped = 0;
+    out += at;
+    while (got < k) {
+        if (head >= nlru) {
+            release_views(&v);
+            PyErr_SetString(PyExc_RuntimeError, "evict: the queue ran out of entries");
+            return NULL;
+        }
+        int64_t b = lru[head];
+        if (seq[b] == number) {
+            out[got++] = b;
+            int64_t c = cell[b];
+            cell[b] = NONE_CELL;
+            refs[b] = 1;
+            if (c >= 0 && c < ntable)
+                table[c] = -1;
+        }
+        else
+            skipped++;
+        head++;
+        number++;
+    }
+    release_views(&v);
+    return Py_BuildValue("LL", (long long)head, (long long)skipped);
+}
+
+/* insert(keys, blocks, spare_n) -> spare_n, or -1: cache blocks under keys (distinct):
+   map the pages that have no row from the spare rows (the first such page seen takes the
+   lowest of the rows handed out, as KeyTable._distinct orders them), write the blocks
+   into their cells and each block's cell into `cell` (KeyTable.insert, then
+   CachingBlockPool._key). -1, with nothing changed, where Python must: a page past the
+   table's end, more new pages than spare rows, or a key already held. */
+static PyObject *
+Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 3, "insert"))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t nk, nblocks;
+    int64_t spare_n;
+    int64_t *keys = arg_array(&v, args[0], &nk);
+    int64_t *blocks = keys ? arg_array(&v, args[1], &nblocks) : NULL;
+    if (!blocks || !arg_long(args[2], &spare_n)) {
+        release_views(&v);
+        return NULL;
+    }
+    if (nk != nblocks || spare_n < 0 || spare_n > LEN(SPARE)) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "insert: bad arguments");
+        return NULL;
+    }
+    int64_t *base = I64(BASE), *table = I64(TABLE), *cell = I64(CELL);
+    int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE);
+    Py_ssize_t nbase = LEN(BASE), nb = LEN(CELL);
+    int64_t fresh = 0, fallback = 0, i;
+    /* check: pages in the table, no key held; number the new pages (-1, -2, ... in base) */
+    for (i = 0; i < nk; i++) {
+        int64_t key = keys[i], page = key >> PAGE_BITS;
+        if (key < 0 || page >= nbase || blocks[i] < 0 || blocks[i] >= nb) {
+            fallback = 1;
+            break;
+        }
+        int64_t row = base[page];
+        if (row == 0)
+            base[page] = -(++fresh);
+        else if (row > 0 && table[row + (key & PAGE_MASK)] >= 0) {
+            fallback = 1;
+            break;
+        }
+    }
+    if (fallback || fresh > spare_n) {
+        for (int64_t j = 0; j < (fallback ? i : nk); j++) {
+            int64_t page = keys[j] >> PAGE_BITS;
+            if (base[page] < 0)
+                base[page] = 0;
+        }
+        release_views(&v);
+        return PyLong_FromLong(-1);
+    }
+    /* act: new page number m gets spare row spare[spare_n - fresh + m - 1] */
+    int64_t first = spare_n - fresh;
+    for (i = 0; i < nk; i++) {
+        int64_t key = keys[i], page = key >> PAGE_BITS, row = base[page];
+        if (row < 0) {
+            int64_t r = spare[first - row - 1];
+            row_page[r] = page;
+            row = base[page] = r << PAGE_BITS;
+        }
+        int64_t c = row + (key & PAGE_MASK);
+        table[c] = blocks[i];
+        cell[blocks[i]] = c;
+    }
+    release_views(&v);
+    return PyLong_FromLongLong(first);
+}
+
+/* release(blocks, partial, top, tail, number) -> (freed, keyed, top): a request lets go
+   of its blocks (CachingBlockPool.free): one reference less each; those no longer held
+   go, tail first, to the free queue: the last one, if `partial` (not full, keyless), onto
+   the keyless stack at `top`, the rest to the keyed queue from entry `tail`, numbered
+   from `number`. The queue must have room for all of them. */
+static PyObject *
+Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 5, "release"))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t n, nb = LEN(CELL);
+    int64_t partial, top, tail, number;
+    int64_t *blocks = arg_array(&v, args[0], &n);
+    if (!blocks)
+        return NULL;
+    if (!arg_long(args[1], &partial) || !arg_long(args[2], &top) || !arg_long(args[3], &tail)
+        || !arg_long(args[4], &number)) {
+        release_views(&v);
+        return NULL;
+    }
+    if (tail < 0 || tail + n > LEN(LRU) || top < 0
+        || (partial && (!n || top + 1 > LEN(PLAIN)))) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "release: no room in the free queue");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!in_range(blocks[i], nb)) {
+            release_views(&v);
+            return NULL;
+        }
+    int32_t *refs = REF;
+    int64_t *lru = I64(LRU), *seq = I64(SEQ), *plain = I64(PLAIN);
+    int64_t freed = 0, keyed = 0;
+    if (partial && refs[blocks[n - 1]] != 1) {  /* before anything changes */
+        release_views(&v);
+        PyErr_SetString(PyExc_AssertionError, "release: its partial last block is shared");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        refs[blocks[i]]--;
+    Py_ssize_t i = n;
+    if (partial) {
+        plain[top++] = blocks[--i];
+        freed++;
+    }
+    while (i--) {
+        int64_t b = blocks[i];
+        if (refs[b] == 0) {
+            lru[tail + keyed] = b;
+            seq[b] = number + keyed;
+            keyed++;
+        }
+    }
+    freed += keyed;
+    release_views(&v);
+    return Py_BuildValue("LLL", (long long)freed, (long long)keyed, (long long)top);
+}
+
+static PyMethodDef Arrays_methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))Arrays_bind, METH_FASTCALL, NULL},
+    {"run", (PyCFunction)(void (*)(void))Arrays_run, METH_FASTCALL, NULL},
+    {"idle", (PyCFunction)(void (*)(void))Arrays_idle, METH_FASTCALL, NULL},
+    {"touch", (PyCFunction)(void (*)(void))Arrays_touch, METH_FASTCALL, NULL},
+    {"take_plain", (PyCFunction)(void (*)(void))Arrays_take_plain, METH_FASTCALL, NULL},
+    {"evict", (PyCFunction)(void (*)(void))Arrays_evict, METH_FASTCALL, NULL},
+    {"insert", (PyCFunction)(void (*)(void))Arrays_insert, METH_FASTCALL, NULL},
+    {"release", (PyCFunction)(void (*)(void))Arrays_release, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ArraysType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "llmsim.engine._pool.Arrays",
+    .tp_basicsize = sizeof(Arrays),
+    .tp_dealloc = (destructor)Arrays_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The caching pool's arrays, and its per-block steps over them (_pool.c).",
+    .tp_methods = Arrays_methods,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_pool",
+    "The prefix-caching pool's per-block steps in C (see _pool.c).", -1, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__pool(void)
+{
+    if (PyType_Ready(&ArraysType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    Py_INCREF(&ArraysType);
+    if (PyModule_AddObject(m, "Arrays", (PyObject *)&ArraysType) < 0) {
+        Py_DECREF(&ArraysType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

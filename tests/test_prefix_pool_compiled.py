@@ -1,0 +1,151 @@
+"""The prefix-caching pool's per-block steps compiled (llmsim/engine/_pool.c) against its
+NumPy original (prefix_cache.py with compiled=False): the same pool, step by step, and the
+same simulation.
+
+Skipped where the module was not built (no C compiler: llmsim then runs the NumPy steps);
+CI sets LLMSIM_REQUIRE_COMPILED=1, so there a missing build fails instead."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsim import simulate
+from llmsim.engine import prefix_cache
+from llmsim.engine.config import EngineConfig
+from llmsim.engine.prefix_cache import CachingBlockPool
+from llmsim.engine.request import Request
+from llmsim.engine.scheduler import Scheduler
+from llmsim.policies import FCFS, SJF, SRPT
+from tests.helpers import RunLinearCost, deployment
+from tests.test_prefix_caching import (
+    POLICIES,
+    busy_shared_workload,
+    configs,
+    shared_prefix_workload,
+    shared_rows,
+)
+
+if prefix_cache.CompiledArrays is None:
+    if os.environ.get("LLMSIM_REQUIRE_COMPILED"):
+        raise ImportError("llmsim.engine._pool was not built (setup.py); "
+                          "LLMSIM_REQUIRE_COMPILED=1 asks for it")
+    pytest.skip("llmsim.engine._pool not built: the NumPy steps run", allow_module_level=True)
+
+
+def state(pool: CachingBlockPool) -> tuple:
+    """What the pool holds: counts, each request's blocks, the free queue in order, every
+    cached key's holders (given keys in the map, own keys), and the arrays both write the
+    same way: each block's references, cell in the map and entry number in the queue."""
+    pool.check()
+    return (pool.free_blocks, pool.keyed_free, pool.evictions, pool.hit_tokens,
+            {rid: pool.blocks_of(Request(rid, 0.0, 1, 1)) for rid in sorted(pool._blocks)},
+            pool.keyed_free_blocks(), pool._map.holders(), dict(pool._own),
+            pool._refs.tolist(), pool._cell.tolist(), pool._seq.tolist())
+
+
+def drive(w, engine: EngineConfig, policy, compiled: bool) -> list[tuple]:
+    """One replica's scheduler over `w`, iterations one time unit long; the pool's state
+    after every schedule and every completion."""
+    pool = CachingBlockPool(engine.num_gpu_blocks, engine.block_size, compiled=compiled)
+    assert (pool._c is not None) == compiled
+    sched = Scheduler(engine, pool, policy)
+    hashes = w.meta["hash_ids"]
+    pending = [Request(i, float(w.arrival[i]), int(w.prompt_tokens[i]),
+                       int(w.output_tokens[i]),
+                       block_hashes=hashes.keys(i, int(w.prompt_tokens[i]),
+                                                int(w.output_tokens[i]), engine.block_size))
+               for i in range(len(w))]
+    pending = [r for r in pending if sched.can_accept(r)]
+    now, states = 0.0, []
+    for _ in range(5_000):
+        while pending and pending[0].arrival <= now:
+            sched.add(pending.pop(0), now)
+        if not sched.has_work():
+            if not pending:
+                break
+            now = pending[0].arrival
+            continue
+        batch = sched.schedule(now)
+        states.append(state(pool))
+        now += 1.0
+        sched.complete(batch, now)
+        states.append(state(pool))
+    return states
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=shared_rows, cfg=configs, policy=st.sampled_from(POLICIES),
+       block_tokens=st.sampled_from([1, 4, 16]), covers_output=st.booleans())
+def test_the_compiled_steps_leave_the_pool_the_numpy_steps_leave(rows, cfg, policy,
+                                                                  block_tokens, covers_output):
+    # small pools preempt (own keys), families admitted together hold one key twice
+    cfg = {k: v for k, v in cfg.items() if k not in ("num_replicas", "router")}
+    engine = EngineConfig(enable_prefix_caching=True, **cfg)
+    w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
+    assert drive(w, engine, policy, True) == drive(w, engine, policy, False)
+
+
+def test_keys_over_many_pages_grow_and_reclaim_the_map_the_same_way():
+    """Keys thousands apart: every insertion maps new pages, the map's spare rows run out
+    (reclaimed, then doubled) and its page index grows; the compiled steps hand those cases
+    to NumPy and go on from the arrays it replaced."""
+    rng = np.random.default_rng(3)
+    pools = [CachingBlockPool(400, 4, compiled=c) for c in (True, False)]
+    live: dict[int, list[Request]] = {}  # request id -> it, in each pool
+    for i in range(300):
+        family, n = int(rng.integers(6)), int(rng.integers(1, 30))
+        keys = family * 5_000_000 + np.arange(n, dtype=np.int64) * int(rng.integers(1, 4096))
+        if rng.random() < 0.5:  # a prompt of its own
+            keys = keys + (i + 7) * 4_000_000
+        reqs = [Request(i, 0.0, 4 * n + 9, 5, block_hashes=keys) for _ in pools]  # 2 blocks more:
+        # a preempted one (not done) gives them own keys
+        for pool, req in zip(pools, reqs, strict=True):
+            req.computed = pool.hit(req)
+            if pool.can_allocate(req, req.prompt_tokens - req.computed):
+                pool.allocate(req, req.prompt_tokens - req.computed)
+                live[i] = reqs
+        assert state(pools[0]) == state(pools[1])
+        while len(live) > 3 or (live and rng.random() < 0.3):
+            rid = list(live)[int(rng.integers(len(live)))]
+            done = bool(rng.random() < 0.7)
+            for pool, req in zip(pools, live.pop(rid), strict=True):
+                req.emitted = req.output_tokens if done else 0
+                pool.free(req)
+            assert state(pools[0]) == state(pools[1])
+    assert pools[0]._map.spare_n != 14 and len(pools[0]._map.row_page) > 16  # it grew
+
+
+@pytest.mark.parametrize("simulator", ["fast", "reference"])
+@pytest.mark.parametrize("policy", [FCFS, SJF, SRPT])
+def test_the_simulator_gives_the_same_records_with_either_pool(simulator, policy, monkeypatch):
+    from llmsim.traces.sessions import SessionSpec, synthesize_sessions
+
+    sessions = synthesize_sessions(SessionSpec(sessions=40, session_rate=4.0, think_s=1.0,
+                                               system_tokens=300), np.random.default_rng(5))
+    for w, cfg in ((busy_shared_workload(11, 400), {"num_gpu_blocks": 400}),
+                   (sessions, {"num_gpu_blocks": 500, "max_num_seqs": 12,
+                               "num_replicas": 2, "router": "cache-affinity"})):
+        dep = deployment(enable_prefix_caching=True, block_size=16, **cfg)
+        cost = RunLinearCost(0.005, 2e-5, 1e-7)
+        with_c = simulate(w, policy, dep, cost=cost, simulator=simulator)
+        with monkeypatch.context() as m:
+            m.setattr(prefix_cache, "CompiledArrays", None)
+            with_numpy = simulate(w, policy, dep, cost=cost, simulator=simulator)
+        a, b = with_c.records.columns(), with_numpy.records.columns()
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        assert with_c.summary == with_numpy.summary
+        assert with_c.summary["prefix_hit_rate"] > 0.1
+
+
+def test_a_pool_asked_for_the_compiled_steps_without_them_says_so(monkeypatch):
+    monkeypatch.setattr(prefix_cache, "CompiledArrays", None)
+    with pytest.raises(RuntimeError, match="not built"):
+        CachingBlockPool(10, 4, compiled=True)
+    assert CachingBlockPool(10, 4)._c is None

@@ -184,6 +184,31 @@ Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(i);
 }
 
+/* bounds(keys) -> (smallest, largest), of keys not empty (what allocate checks) */
+static PyObject *
+Arrays_bounds(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check(self, nargs, 1, "bounds"))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t n;
+    int64_t *keys = arg_array(&v, args[0], &n);
+    if (!keys)
+        return NULL;
+    if (!n) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "bounds: no keys");
+        return NULL;
+    }
+    int64_t lo = keys[0], hi = keys[0];
+    for (Py_ssize_t i = 1; i < n; i++) {
+        lo = keys[i] < lo ? keys[i] : lo;
+        hi = keys[i] > hi ? keys[i] : hi;
+    }
+    release_views(&v);
+    return Py_BuildValue("LL", (long long)lo, (long long)hi);
+}
+
 /* idle(blocks) -> how many of them no request holds (refs 0: they sit in the free queue) */
 static PyObject *
 Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
@@ -241,70 +266,47 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("nL", idle, (long long)first);
 }
 
-/* take_plain(n, top, out) -> top - n: the top n keyless free blocks, bottom first, to
-   out[:n], each held once (CachingBlockPool._take_out). */
+/* take(n, top, head, number, out, at) -> (top, head, dead entries skipped): n free blocks
+   to out[at:at + n], each held once (CachingBlockPool._take_out): the keyless ones first,
+   from the top of their stack (at `top`), bottom first; then the least recently freed
+   keyed ones, from queue entry `head` (numbered `number`), skipping dead entries, their
+   keys dropped: their cells become NONE and their map cells empty (`_evict` with
+   KeyTable.remove, where no key is held twice and no block has an own key: the caller
+   makes sure of that). There must be n free blocks. */
 static PyObject *
-Arrays_take_plain(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
+Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 3, "take_plain"))
+    if (!check(self, nargs, 6, "take"))
         return NULL;
-    int64_t n, top;
+    int64_t n, top, head, number, at;
     Views v = {.n = 0};
     Py_ssize_t nout;
-    if (!arg_long(args[0], &n) || !arg_long(args[1], &top))
+    if (!arg_long(args[0], &n) || !arg_long(args[1], &top) || !arg_long(args[2], &head)
+        || !arg_long(args[3], &number) || !arg_long(args[5], &at))
         return NULL;
-    int64_t *out = arg_array(&v, args[2], &nout);
+    int64_t *out = arg_array(&v, args[4], &nout);
     if (!out)
         return NULL;
-    if (n < 0 || n > top || top > LEN(PLAIN) || n > nout) {
+    if (n < 0 || at < 0 || at + n > nout || top < 0 || top > LEN(PLAIN) || head < 0) {
         release_views(&v);
-        PyErr_SetString(PyExc_ValueError, "take_plain: bad counts");
+        PyErr_SetString(PyExc_ValueError, "take: bad counts");
         return NULL;
     }
-    const int64_t *plain = I64(PLAIN) + (top - n);
-    int32_t *refs = REF;
-    for (int64_t i = 0; i < n; i++) {
-        out[i] = plain[i];
-        refs[plain[i]] = 1;
-    }
-    release_views(&v);
-    return PyLong_FromLongLong(top - n);
-}
-
-/* evict(k, head, number, out, at) -> (head, dead entries skipped): the k least recently
-   freed keyed blocks, from queue entry `head` (numbered `number`), to out[at:at + k], each
-   held once, their keys dropped: their cells become NONE and their map cells empty
-   (CachingBlockPool._evict with KeyTable.remove and no duplicates or own keys: the caller
-   makes sure of that). The queue must hold k live entries from `head`. */
-static PyObject *
-Arrays_evict(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!check(self, nargs, 5, "evict"))
-        return NULL;
-    int64_t k, head, number, at;
-    Views v = {.n = 0};
-    Py_ssize_t nout;
-    if (!arg_long(args[0], &k) || !arg_long(args[1], &head) || !arg_long(args[2], &number)
-        || !arg_long(args[4], &at))
-        return NULL;
-    int64_t *out = arg_array(&v, args[3], &nout);
-    if (!out)
-        return NULL;
-    if (k < 0 || at < 0 || at + k > nout || head < 0) {
-        release_views(&v);
-        PyErr_SetString(PyExc_ValueError, "evict: bad counts");
-        return NULL;
-    }
-    const int64_t *lru = I64(LRU), *seq = I64(SEQ);
+    const int64_t *lru = I64(LRU), *seq = I64(SEQ), *plain = I64(PLAIN);
     int64_t *cell = I64(CELL), *table = I64(TABLE);
     int32_t *refs = REF;
     Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE);
-    int64_t got = 0, skipped = 0;
+    int64_t got = n < top ? n : top, skipped = 0;
     out += at;
-    while (got < k) {
-        if (head >= nlru) {
+    top -= got;
+    for (int64_t i = 0; i < got; i++) {
+        out[i] = plain[top + i];
+        refs[out[i]] = 1;
+    }
+    while (got < n) {
+        if (head >= nlru) {  /* counts that lie: the pool is corrupt, not this call's input */
             release_views(&v);
-            PyErr_SetString(PyExc_RuntimeError, "evict: the queue ran out of entries");
+            PyErr_SetString(PyExc_RuntimeError, "take: the free queue ran out of entries");
             return NULL;
         }
         int64_t b = lru[head];
@@ -322,7 +324,7 @@ Arrays_evict(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         number++;
     }
     release_views(&v);
-    return Py_BuildValue("LL", (long long)head, (long long)skipped);
+    return Py_BuildValue("LLL", (long long)top, (long long)head, (long long)skipped);
 }
 
 /* insert(keys, blocks, spare_n) -> spare_n, or -1: cache blocks under keys (distinct):
@@ -458,10 +460,10 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef Arrays_methods[] = {
     {"bind", (PyCFunction)(void (*)(void))Arrays_bind, METH_FASTCALL, NULL},
     {"run", (PyCFunction)(void (*)(void))Arrays_run, METH_FASTCALL, NULL},
+    {"bounds", (PyCFunction)(void (*)(void))Arrays_bounds, METH_FASTCALL, NULL},
     {"idle", (PyCFunction)(void (*)(void))Arrays_idle, METH_FASTCALL, NULL},
     {"touch", (PyCFunction)(void (*)(void))Arrays_touch, METH_FASTCALL, NULL},
-    {"take_plain", (PyCFunction)(void (*)(void))Arrays_take_plain, METH_FASTCALL, NULL},
-    {"evict", (PyCFunction)(void (*)(void))Arrays_evict, METH_FASTCALL, NULL},
+    {"take", (PyCFunction)(void (*)(void))Arrays_take, METH_FASTCALL, NULL},
     {"insert", (PyCFunction)(void (*)(void))Arrays_insert, METH_FASTCALL, NULL},
     {"release", (PyCFunction)(void (*)(void))Arrays_release, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},

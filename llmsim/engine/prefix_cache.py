@@ -213,10 +213,13 @@ class CachingBlockPool(BlockPool):
         hits = self._hits.pop(req.id, EMPTY)
         assert req.id not in self._held and len(hits) * self.block_size == req.computed
         given = req.block_hashes
-        if given is not None and len(given) and (given.min() < 0 or given.max() >= MAX_KEY):
-            raise ValueError(f"request {req.id}: prefix keys are dense slot numbers in "
-                             f"[0, {MAX_KEY}) (BlockHashes.keys makes them), got "
-                             f"{int(given.min())} .. {int(given.max())}")
+        if given is not None and len(given):
+            lo, hi = (self._c.bounds(given) if self._c is not None
+                      else (int(given.min()), int(given.max())))
+            if lo < 0 or hi >= MAX_KEY:
+                raise ValueError(f"request {req.id}: prefix keys are dense slot numbers in "
+                                 f"[0, {MAX_KEY}) (BlockHashes.keys makes them), got "
+                                 f"{lo} .. {hi}")
         if len(hits) and self._c is not None:  # touch: shared now, out of the free queue
             idle, first = self._c.touch(hits)
             if idle:
@@ -277,22 +280,7 @@ class CachingBlockPool(BlockPool):
 
     def _take_out(self, n: int) -> np.ndarray:
         """`_pop` with the free count already lowered (a view of `_out` when compiled)."""
-        c = self._c
-        if c is not None and not self._own_key and not self._map.dups:
-            plain = min(n, self._plain_n)
-            if plain:
-                self._plain_n = c.take_plain(plain, self._plain_n, self._out)
-            if n > plain:  # `_evict`, all in one step
-                k, head = n - plain, self._lru_head
-                head, skipped = c.evict(k, head, self._lru_base + head, self._out, plain)
-                self._lru_head = head
-                self._dead -= skipped
-                if not self._dead:
-                    self._dead_from = INF
-                else:  # a bound: no dead entry before the head
-                    self._dead_from = max(self._dead_from, self._lru_base + head)
-                self.keyed_free -= k
-                self._evictions += k
+        if self._c is not None and self._take_into(n, self._out, 0):
             return self._out[:n]
         top = self._plain_n
         if n <= top:
@@ -305,6 +293,25 @@ class CachingBlockPool(BlockPool):
             out = self._evict(n)
         self._refs[out] = 1
         return out
+
+    def _take_into(self, n: int, out: np.ndarray, at: int) -> bool:
+        """`_take_out` compiled, into out[at:at + n], in one step; False (nothing done)
+        where it must be NumPy's: a key held twice, or own keys."""
+        if self._own_key or self._map.dups:
+            return False
+        head = self._lru_head
+        self._plain_n, self._lru_head, skipped = self._c.take(
+            n, self._plain_n, head, self._lru_base + head, out, at)
+        if self._lru_head != head:  # it evicted
+            k = self._lru_head - head - skipped
+            self._dead -= skipped
+            if not self._dead:
+                self._dead_from = INF
+            else:  # a bound: no dead entry before the head
+                self._dead_from = max(self._dead_from, self._lru_base + self._lru_head)
+            self.keyed_free -= k
+            self._evictions += k
+        return True
 
     def _evict(self, k: int) -> np.ndarray:
         """The `k` least recently freed keyed blocks, out of the queue and the cache map."""
@@ -483,7 +490,8 @@ class CachingBlockPool(BlockPool):
         if n:
             self._owed = 0
             top = self._loose_n
-            self._loose[top:top + n] = self._take_out(n)
+            if self._c is None or not self._take_into(n, self._loose, top):
+                self._loose[top:top + n] = self._take_out(n)
             self._loose_n = top + n
 
     @property

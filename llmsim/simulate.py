@@ -164,6 +164,9 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
     if simulator == "fast":  # the same results either way; only the speed differs
         from .engine.fast import compiled_affine_run
         config["decode_run_loop"] = "compiled" if compiled_affine_run else "python"
+    if deployment.engine.enable_prefix_caching:  # likewise
+        from .engine import prefix_cache
+        config["prefix_pool_steps"] = "compiled" if prefix_cache.CompiledArrays else "numpy"
 
     describe = getattr(cost, "describe", None)
     if describe is not None:

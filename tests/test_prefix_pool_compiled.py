@@ -141,6 +141,8 @@ def test_the_simulator_gives_the_same_records_with_either_pool(simulator, policy
         for name in a:
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
         assert with_c.summary == with_numpy.summary
+        assert (with_c.config["prefix_pool_steps"], with_numpy.config["prefix_pool_steps"]) \
+            == ("compiled", "numpy")
         assert with_c.summary["prefix_hit_rate"] > 0.1
 
 

@@ -46,24 +46,29 @@ class BlockHashes:
         n = covered // block_size
         if n == 0:
             return None
-        t, place, span = self._layout(block_size)
-        return self._numbers[t[:n] + lo] * span + place[:n]
+        t, place, first = self._layout(block_size)
+        keys = first[t[:n] + lo]
+        keys += place[:n]
+        return keys
 
-    def _layout(self, block_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _layout(self, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For engine block j: the trace block t holding its last token, and j's place among
         the engine blocks ending in t (at most `span` of them), for every j a request of this
-        trace can have; the same for every request, so worked out once per block size."""
+        trace can have; the same for every request, so worked out once per block size. And
+        each trace block's first key, its number times `span` (a request's keys are a
+        gather from it, plus the places)."""
         layout = self._layouts.get(block_size)
         if layout is None:
             longest = int(np.diff(self.offsets).max(initial=0))
             j = np.arange(longest * self.block_tokens // block_size + 1, dtype=np.int64)
             t = ((j + 1) * block_size - 1) // self.block_tokens
             place = j - t * self.block_tokens // block_size
-            layout = self._layouts[block_size] = (t, place, self.block_tokens // block_size + 2)
+            span = self.block_tokens // block_size + 2
+            layout = self._layouts[block_size] = (t, place, self._numbers * span)
         return layout
 
     @cached_property
-    def _layouts(self) -> dict[int, tuple[np.ndarray, np.ndarray, int]]:
+    def _layouts(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return {}
 
     @cached_property

@@ -272,12 +272,13 @@ def test_a_preempted_request_finds_its_own_blocks_again():
     pool.check()
 
 
-def run_scheduler(w, engine: EngineConfig, policy, check: bool = False) -> CachingBlockPool:
+def run_scheduler(w, engine: EngineConfig, policy, check: bool = False, observe=None,
+                  compiled: bool | None = None) -> CachingBlockPool:
     """Drive one replica's scheduler over `w` with a caching pool whose every "still
     blocked" is confirmed (`confirm_blocked`), iterations one time unit long, checking the
-    pool's invariants at every step if `check`; returns the pool, its `checked` count
-    set."""
-    pool = CachingBlockPool(engine.num_gpu_blocks, engine.block_size)
+    pool's invariants at every step if `check` and calling `observe(pool)` after every
+    step if given; returns the pool, its `checked` count set. `compiled`: the pool's."""
+    pool = CachingBlockPool(engine.num_gpu_blocks, engine.block_size, compiled=compiled)
     sched = Scheduler(engine, pool, policy)
     hashes = w.meta["hash_ids"]
     pending = [Request(i, float(w.arrival[i]), int(w.prompt_tokens[i]),
@@ -299,10 +300,14 @@ def run_scheduler(w, engine: EngineConfig, policy, check: bool = False) -> Cachi
         batch = sched.schedule(now)
         if check:
             pool.check()
+        if observe is not None:
+            observe(pool)
         now += 1.0
         sched.complete(batch, now)
         if check:
             pool.check()
+        if observe is not None:
+            observe(pool)
     assert not sched.has_work() and pool.free_blocks == pool.num_blocks
     return pool
 

@@ -19,13 +19,13 @@ from llmsim.engine import prefix_cache
 from llmsim.engine.config import EngineConfig
 from llmsim.engine.prefix_cache import CachingBlockPool
 from llmsim.engine.request import Request
-from llmsim.engine.scheduler import Scheduler
 from llmsim.policies import FCFS, SJF, SRPT
 from tests.helpers import RunLinearCost, deployment
 from tests.test_prefix_caching import (
     POLICIES,
     busy_shared_workload,
     configs,
+    run_scheduler,
     shared_prefix_workload,
     shared_rows,
 )
@@ -48,34 +48,13 @@ def state(pool: CachingBlockPool) -> tuple:
             pool._refs.tolist(), pool._cell.tolist(), pool._seq.tolist())
 
 
-def drive(w, engine: EngineConfig, policy, compiled: bool) -> list[tuple]:
-    """One replica's scheduler over `w`, iterations one time unit long; the pool's state
-    after every schedule and every completion."""
-    pool = CachingBlockPool(engine.num_gpu_blocks, engine.block_size, compiled=compiled)
+def states(w, engine: EngineConfig, policy, compiled: bool) -> list[tuple]:
+    """The pool's state after every scheduler step over `w` (one replica)."""
+    seen: list[tuple] = []
+    pool = run_scheduler(w, engine, policy, observe=lambda p: seen.append(state(p)),
+                         compiled=compiled)
     assert (pool._c is not None) == compiled
-    sched = Scheduler(engine, pool, policy)
-    hashes = w.meta["hash_ids"]
-    pending = [Request(i, float(w.arrival[i]), int(w.prompt_tokens[i]),
-                       int(w.output_tokens[i]),
-                       block_hashes=hashes.keys(i, int(w.prompt_tokens[i]),
-                                                int(w.output_tokens[i]), engine.block_size))
-               for i in range(len(w))]
-    pending = [r for r in pending if sched.can_accept(r)]
-    now, states = 0.0, []
-    for _ in range(5_000):
-        while pending and pending[0].arrival <= now:
-            sched.add(pending.pop(0), now)
-        if not sched.has_work():
-            if not pending:
-                break
-            now = pending[0].arrival
-            continue
-        batch = sched.schedule(now)
-        states.append(state(pool))
-        now += 1.0
-        sched.complete(batch, now)
-        states.append(state(pool))
-    return states
+    return seen
 
 
 @settings(max_examples=150, deadline=None)
@@ -87,7 +66,7 @@ def test_the_compiled_steps_leave_the_pool_the_numpy_steps_leave(rows, cfg, poli
     cfg = {k: v for k, v in cfg.items() if k not in ("num_replicas", "router")}
     engine = EngineConfig(enable_prefix_caching=True, **cfg)
     w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
-    assert drive(w, engine, policy, True) == drive(w, engine, policy, False)
+    assert states(w, engine, policy, True) == states(w, engine, policy, False)
 
 
 def test_keys_over_many_pages_grow_and_reclaim_the_map_the_same_way():

@@ -130,3 +130,18 @@ def test_a_pool_asked_for_the_compiled_steps_without_them_says_so(monkeypatch):
     with pytest.raises(RuntimeError, match="not built"):
         CachingBlockPool(10, 4, compiled=True)
     assert CachingBlockPool(10, 4)._c is None
+
+
+def test_read_only_keys_are_read_and_other_integer_widths_refused_with_a_reason():
+    keys = np.arange(3, dtype=np.int64)
+    keys.flags.writeable = False  # keys a trace keeps in read-only memory
+    pools = [CachingBlockPool(8, 4, compiled=c) for c in (True, False)]
+    for pool in pools:
+        for rid in (0, 1):
+            req = Request(rid, 0.0, 13, 2, block_hashes=keys)
+            req.computed = pool.hit(req)
+            assert pool.can_allocate(req, 13 - req.computed)
+            pool.allocate(req, 13 - req.computed)
+    assert state(pools[0]) == state(pools[1]) and pools[0].hit_tokens == 12
+    with pytest.raises(TypeError, match="keys: a 1-D contiguous array of 8-byte integers"):
+        pools[0]._c.run(keys.astype(np.int32), pools[0]._out)

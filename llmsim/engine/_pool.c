@@ -34,18 +34,20 @@ typedef struct {
     int bound;
 } Arrays;
 
-/* A 1-D C-contiguous writable buffer of `itemsize`-byte integers. */
+/* A 1-D C-contiguous buffer of `itemsize`-byte integers, writable if asked. */
 static int
-get_ints(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *name)
+get_ints(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *name, int writable)
 {
-    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+    int flags = PyBUF_FORMAT | PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
         return 0;
     const char *f = view->format ? view->format : "B";
     if (*f == '<' || *f == '=' || *f == '@')
         f++;
     int integer = f[1] == '\0' && strchr(itemsize == 8 ? "lqLQ" : "iI", f[0]) != NULL;
     if (view->ndim != 1 || view->itemsize != itemsize || !integer) {
-        PyErr_Format(PyExc_TypeError, "%s: a 1-D array of %zd-byte integers", name, itemsize);
+        PyErr_Format(PyExc_TypeError, "%s: a 1-D contiguous array of %zd-byte integers",
+                     name, itemsize);
         PyBuffer_Release(view);
         return 0;
     }
@@ -82,7 +84,7 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_buffer fresh[NARRAYS];
     for (int i = 0; i < NARRAYS; i++) {
-        if (!get_ints(args[i], &fresh[i], i == REFS ? 4 : 8, array_names[i])) {
+        if (!get_ints(args[i], &fresh[i], i == REFS ? 4 : 8, array_names[i], 1)) {
             while (i--)
                 PyBuffer_Release(&fresh[i]);
             return NULL;
@@ -107,11 +109,12 @@ release_views(Views *v)
         PyBuffer_Release(&v->view[--v->n]);
 }
 
+/* An argument array of int64 called `name`, `writable` if the step writes it. */
 static int64_t *
-arg_array(Views *v, PyObject *obj, Py_ssize_t *len)
+arg_array(Views *v, PyObject *obj, Py_ssize_t *len, const char *name, int writable)
 {
     Py_buffer *view = &v->view[v->n];
-    if (!get_ints(obj, view, 8, "argument"))
+    if (!get_ints(obj, view, 8, name, writable))
         return NULL;
     v->n++;
     *len = view->len / 8;
@@ -161,8 +164,8 @@ Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t nk, nout;
-    int64_t *keys = arg_array(&v, args[0], &nk);
-    int64_t *out = keys ? arg_array(&v, args[1], &nout) : NULL;
+    int64_t *keys = arg_array(&v, args[0], &nk, "keys", 0);
+    int64_t *out = keys ? arg_array(&v, args[1], &nout, "out", 1) : NULL;
     if (!out) {
         release_views(&v);
         return NULL;
@@ -192,7 +195,7 @@ Arrays_bounds(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t n;
-    int64_t *keys = arg_array(&v, args[0], &n);
+    int64_t *keys = arg_array(&v, args[0], &n, "keys", 0);
     if (!keys)
         return NULL;
     if (!n) {
@@ -217,7 +220,7 @@ Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t n, nb = LEN(CELL), idle = 0;
-    int64_t *blocks = arg_array(&v, args[0], &n);
+    int64_t *blocks = arg_array(&v, args[0], &n, "blocks", 0);
     if (!blocks)
         return NULL;
     const int32_t *refs = REF;
@@ -242,7 +245,7 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t n, nb = LEN(CELL), idle = 0;
-    int64_t *hits = arg_array(&v, args[0], &n);
+    int64_t *hits = arg_array(&v, args[0], &n, "hits", 0);
     if (!hits)
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++)
@@ -284,7 +287,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     if (!arg_long(args[0], &n) || !arg_long(args[1], &top) || !arg_long(args[2], &head)
         || !arg_long(args[3], &number) || !arg_long(args[5], &at))
         return NULL;
-    int64_t *out = arg_array(&v, args[4], &nout);
+    int64_t *out = arg_array(&v, args[4], &nout, "out", 1);
     if (!out)
         return NULL;
     if (n < 0 || at < 0 || at + n > nout || top < 0 || top > LEN(PLAIN) || head < 0) {
@@ -341,8 +344,8 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     Views v = {.n = 0};
     Py_ssize_t nk, nblocks;
     int64_t spare_n;
-    int64_t *keys = arg_array(&v, args[0], &nk);
-    int64_t *blocks = keys ? arg_array(&v, args[1], &nblocks) : NULL;
+    int64_t *keys = arg_array(&v, args[0], &nk, "keys", 0);
+    int64_t *blocks = keys ? arg_array(&v, args[1], &nblocks, "blocks", 0) : NULL;
     if (!blocks || !arg_long(args[2], &spare_n)) {
         release_views(&v);
         return NULL;
@@ -410,7 +413,7 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     Views v = {.n = 0};
     Py_ssize_t n, nb = LEN(CELL);
     int64_t partial, top, tail, number;
-    int64_t *blocks = arg_array(&v, args[0], &n);
+    int64_t *blocks = arg_array(&v, args[0], &n, "blocks", 0);
     if (!blocks)
         return NULL;
     if (!arg_long(args[1], &partial) || !arg_long(args[2], &top) || !arg_long(args[3], &tail)

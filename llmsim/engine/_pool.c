@@ -11,8 +11,8 @@
    counters. Each does what the Python code it stands for does, to the same arrays, in the
    same order, so the two can be mixed: the rare cases (a key already held by another
    block, own keys from preemptions, a key table that must grow or reclaim rows) are left
-   to Python, which a method signals by returning -1 before it has changed anything
-   (check, then act). prefix_cache.py falls back to its NumPy code when this module was not
+   to Python, which calls no step where it sees one coming, and to which `insert` hands
+   back, before it has changed anything, the one it finds (check, then act). prefix_cache.py falls back to its NumPy code when this module was not
    built; tests/test_prefix_pool_compiled.py holds the two to the same pools. An editable
    install does not rebuild this on its own: after editing it, run `pip install -e .`. */
 
@@ -44,7 +44,7 @@ get_ints(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *name, 
     const char *f = view->format ? view->format : "B";
     if (*f == '<' || *f == '=' || *f == '@')
         f++;
-    int integer = f[1] == '\0' && strchr(itemsize == 8 ? "lqLQ" : "iI", f[0]) != NULL;
+    int integer = f[0] != '\0' && f[1] == '\0' && strchr(itemsize == 8 ? "lq" : "i", f[0]);
     if (view->ndim != 1 || view->itemsize != itemsize || !integer) {
         PyErr_Format(PyExc_TypeError, "%s: a 1-D contiguous array of %zd-byte integers",
                      name, itemsize);
@@ -74,7 +74,9 @@ Arrays_dealloc(Arrays *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* bind(refs, cell, seq, plain, lru, base, table, row_page, spare) */
+/* bind(refs, cell, seq, plain, lru, base, table, row_page, spare). The steps trust what
+   the arrays hold to keep the pool's invariants (CachingBlockPool.check): a block, row or
+   cell they read from one is in range of the others. */
 static PyObject *
 Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -89,6 +91,15 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
                 PyBuffer_Release(&fresh[i]);
             return NULL;
         }
+    }
+    Py_ssize_t nb = fresh[CELL].len / 8;  /* the steps index these by block, row and cell */
+    if (fresh[REFS].len / 4 != nb || fresh[SEQ].len / 8 != nb || fresh[PLAIN].len / 8 != nb
+        || fresh[TABLE].len / 8 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
+        || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8) {
+        for (int i = 0; i < NARRAYS; i++)
+            PyBuffer_Release(&fresh[i]);
+        PyErr_SetString(PyExc_ValueError, "bind: the arrays' lengths do not agree");
+        return NULL;
     }
     unbind(self);
     memcpy(self->view, fresh, sizeof fresh);

@@ -54,6 +54,17 @@ get_ints(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *name, 
     return 1;
 }
 
+/* Evicted blocks come from all over the pool's arrays: `take` asks for the lines of the
+   block AHEAD entries on in the queue while it works on this one, so that the memory
+   fetches overlap (Mooncake: take's time 0.081-0.087 -> 0.066-0.069 s; the same in
+   `release` and `insert` changed nothing measurable, so they have none). */
+#define AHEAD 16
+#if defined(__GNUC__)
+#define PREFETCH(p, write) __builtin_prefetch((p), (write))
+#else
+#define PREFETCH(p, write) ((void)0)
+#endif
+
 #define I64(a) ((int64_t *)self->view[a].buf)
 #define LEN(a) (self->view[a].len / 8)
 #define REF ((int32_t *)self->view[REFS].buf)
@@ -309,7 +320,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     const int64_t *lru = I64(LRU), *seq = I64(SEQ), *plain = I64(PLAIN);
     int64_t *cell = I64(CELL), *table = I64(TABLE);
     int32_t *refs = REF;
-    Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE);
+    Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE), nb = LEN(CELL);
     int64_t got = n < top ? n : top, skipped = 0;
     out += at;
     top -= got;
@@ -322,6 +333,14 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             release_views(&v);
             PyErr_SetString(PyExc_RuntimeError, "take: the free queue ran out of entries");
             return NULL;
+        }
+        if (head + AHEAD < nlru) {
+            int64_t a = lru[head + AHEAD];  /* past the tail: anything, so checked */
+            if (a >= 0 && a < nb) {
+                PREFETCH(&seq[a], 0);
+                PREFETCH(&cell[a], 1);
+                PREFETCH(&refs[a], 1);
+            }
         }
         int64_t b = lru[head];
         if (seq[b] == number) {

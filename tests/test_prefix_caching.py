@@ -273,12 +273,15 @@ def test_a_preempted_request_finds_its_own_blocks_again():
 
 
 def run_scheduler(w, engine: EngineConfig, policy, check: bool = False, observe=None,
-                  compiled: bool | None = None) -> CachingBlockPool:
+                  compiled: bool | None = None, named: bool = False) -> CachingBlockPool:
     """Drive one replica's scheduler over `w` with a caching pool whose every "still
     blocked" is confirmed (`confirm_blocked`), iterations one time unit long, checking the
     pool's invariants at every step if `check` and calling `observe(pool)` after every
-    step if given; returns the pool, its `checked` count set. `compiled`: the pool's."""
+    step if given; returns the pool, its `checked` count set. `compiled`: the pool's;
+    `named`: its blocks named from the start (never anonymous, see `_name`)."""
     pool = CachingBlockPool(engine.num_gpu_blocks, engine.block_size, compiled=compiled)
+    if named:
+        pool._name()
     sched = Scheduler(engine, pool, policy)
     hashes = w.meta["hash_ids"]
     pending = [Request(i, float(w.arrival[i]), int(w.prompt_tokens[i]),

@@ -12,6 +12,7 @@ from .request import Request
 
 class BlockPool:
     caching = False  # prefix caching: prefix_cache.CachingBlockPool
+    anonymous = True  # blocks have no identity, only counts (as prefix_cache's until a key)
 
     def __init__(self, num_blocks: int, block_size: int = 16) -> None:
         if num_blocks < 1:

@@ -170,9 +170,11 @@ class FastReplica(Replica):
         until a decoder finishes: then the scheduler's admission changes nothing and a decode
         run may go on with requests waiting (a saturated replica). The policy must not
         evict (preemptive) or promote (starvation prevention), the waiting head must be
-        stuck behind the seats, which stay full until a finish, or (without prefix
-        caching) behind the free blocks, which decoders only take. Conservative: the
-        scheduler asks with the decoders' blocks of the next iteration already taken."""
+        stuck behind the seats, which stay full until a finish, or behind the free blocks,
+        which decoders only take, where no hit can lower what it needs: without prefix
+        caching, or with it while no block has a key anybody can look up (the pool's
+        blocks are `anonymous`; decoders set no keys then). Conservative: the scheduler
+        asks with the decoders' blocks of the next iteration already taken."""
         sched = self.sched
         if sched.policy.preemptive or sched.policy.starvation is not None:
             return False
@@ -181,7 +183,7 @@ class FastReplica(Replica):
         head = sched.waiting.head()
         if head is None:
             return True
-        return not sched.caching and not self.pool.can_allocate(
+        return self.pool.anonymous and not self.pool.can_allocate(
             head, head.chunk(sched.config.max_num_batched_tokens))
 
     def _run_decodes(self, until: float) -> None:

@@ -114,6 +114,10 @@ class CachingBlockPool(BlockPool):
         # request seated `seat`
         self._evictions = 0  # keyed blocks handed out again (their key dropped)
         self.hit_tokens = 0  # tokens found cached at admissions (first or after preemption)
+        self.anonymous = True  # no block has a key anybody could look up yet: counts only,
+        # until `_name` gives the blocks identities (see there)
+        self._parked: dict[int, int] = {}  # anonymous: request id -> blocks it holds while
+        # the fast simulator's aggregate has them (unsettled)
         use_c = CompiledArrays is not None if compiled is None else compiled
         self._c = CompiledArrays() if use_c else None  # bound to the arrays above (`_bind`)
         self._out = np.empty(nb, np.intp)  # what its steps hand back, read at once
@@ -142,7 +146,7 @@ class CachingBlockPool(BlockPool):
         request has no blocks of its own yet), without remembering anything: what a
         cache-aware router asks every replica."""
         given = req.block_hashes
-        if given is None:
+        if given is None or self.anonymous:
             return 0
         keys = given[:(req.prompt_tokens - 1) // self.block_size]
         if self.flush is not None:
@@ -154,6 +158,8 @@ class CachingBlockPool(BlockPool):
         """Tokens of `req`'s longest cached prefix of full blocks, capped at num_tokens - 1
         (vLLM's `get_computed_blocks`); remembered for the `can_allocate`/`allocate` that
         follow. Changes nothing in the pool."""
+        if self.anonymous:  # nothing is cached
+            return 0
         bs = self.block_size
         limit = (req.prompt_tokens + req.emitted - 1) // bs
         given = req.block_hashes
@@ -201,6 +207,9 @@ class CachingBlockPool(BlockPool):
         """vLLM's admission gate with its hits: blocks for all its tokens, less the hit
         blocks, plus the hit blocks that sit in the free queue (touching takes them out)."""
         assert req.id not in self._held, f"request {req.id} already holds blocks"
+        if self.anonymous:  # nothing hits: `BlockPool`'s gate
+            whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
+            return -(-whole // self.block_size) <= self.free_blocks
         hits = self._hits.get(req.id, EMPTY)
         assert len(hits) * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
@@ -213,6 +222,10 @@ class CachingBlockPool(BlockPool):
         return False
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
+        if self.anonymous:
+            if req.block_hashes is None or not len(req.block_hashes):
+                return self._allocate_anonymous(req, num_new_tokens)
+            self._name()  # its keys will be looked up
         self._pay()
         hits = self._hits.pop(req.id, EMPTY)
         assert req.id not in self._held and len(hits) * self.block_size == req.computed
@@ -253,6 +266,13 @@ class CachingBlockPool(BlockPool):
         self._key_scheduled(req, req.computed + num_new_tokens, None)
 
     def append(self, req: Request, num_new_tokens: int) -> None:
+        if self.anonymous:
+            need = self.missing(req, num_new_tokens)
+            assert need <= self.free_blocks
+            self._held[req.id] += need
+            self._take_anonymous(need)
+            self._upto[req.id] = req.computed + num_new_tokens
+            return
         self._pay()
         self._grow(req, self.missing(req, num_new_tokens))
         self._upto[req.id] = req.computed + num_new_tokens
@@ -406,6 +426,10 @@ class CachingBlockPool(BlockPool):
         """Its full blocks get their keys (own keys now: DEAD ones if it is done, as no
         lookup can reach them), then it lets go of all of them, tail first: keyless ones to
         the head of the free queue, keyed ones to its tail."""
+        if self.anonymous:
+            if req.done:
+                return self._free_anonymous(req)
+            self._name()  # preempted: its blocks get own keys, which it looks up again
         self._pay()
         rid = req.id
         blocks = self._blocks.pop(rid)
@@ -475,6 +499,71 @@ class CachingBlockPool(BlockPool):
         self._lru_head, self._lru_tail = 0, tail - head
         return tail - head
 
+    # -- anonymous blocks: counts until the first key anybody can look up ----------------
+
+    def _take_anonymous(self, n: int) -> None:
+        """`_pop` by counts: keyless free blocks first, then keyed (DEAD) ones, evicted."""
+        self.free_blocks -= n
+        if n <= self._plain_n:
+            self._plain_n -= n
+        else:
+            evicted = n - self._plain_n
+            self._plain_n = 0
+            self.keyed_free -= evicted
+            self._evictions += evicted
+
+    def _allocate_anonymous(self, req: Request, num_new_tokens: int) -> None:
+        need = self.missing(req, num_new_tokens)
+        assert req.id not in self._held and req.computed == 0 and need <= self.free_blocks
+        self._held[req.id] = need
+        self._upto[req.id] = num_new_tokens
+        self._take_anonymous(need)
+
+    def _free_anonymous(self, req: Request) -> None:
+        """`free` for a finished request: its full blocks get DEAD keys and go to the
+        queue's keyed part, its last one, if not full, to the keyless part."""
+        n = self._held.pop(req.id)
+        full = min(self._upto.pop(req.id) // self.block_size, n)
+        assert n - full <= 1
+        self._plain_n += n - full
+        self.keyed_free += full
+        self.free_blocks += n
+        assert self.free_blocks <= self.num_blocks
+
+    def _name(self) -> None:
+        """Give the blocks identities, before the first key anybody can look up is set: a
+        request with given keys is allocated, or one is preempted (own keys).
+
+        Until then the pool keeps counts, as `BlockPool` does, and nothing asks which block
+        is which: every free block in the queue's keyed part holds a finished request's
+        DEAD key (nobody can look it up, only its place in the queue counts), every other
+        block no key, and none is shared (nothing can hit). So blocks of a kind are alike,
+        and any naming of them gives the same hits, evictions and counts from here on:
+        the keyless free blocks keep the ids the stack started with, the rest are numbered
+        in order (requests' blocks, the aggregate's, the keyed free ones). A workload whose
+        requests have no given keys and are never preempted (Azure's traces, most of
+        llmsim's) runs with caching on at the cost of caching off."""
+        assert self.anonymous and not self._owed and not self._blocks and not self._lru_base
+        top = self._plain_n  # `_plain[:top]` still holds the stack's first ids
+        rest = np.arange(self.num_blocks - top, dtype=np.intp)
+        at = 0
+        for rid, n in (*self._held.items(), *self._parked.items()):
+            self._blocks[rid] = rest[at:at + n].copy()
+            self._keyed[rid] = 0
+            at += n
+        loose = self._loose_n
+        self._loose[:loose] = rest[at:at + loose]
+        at += loose
+        self._refs[rest[:at]] = 1
+        keyed = rest[at:]
+        assert len(keyed) == self.keyed_free == self.free_blocks - top
+        self._lru[:len(keyed)] = keyed
+        self._lru_tail = len(keyed)
+        self._seq[keyed] = np.arange(len(keyed))
+        self._cell[keyed] = DEAD
+        self._parked.clear()
+        self.anonymous = False
+
     # -- the fast simulator's aggregate: blocks in use, not yet attributed ----------------
 
     def take(self, n: int) -> None:
@@ -483,6 +572,16 @@ class CachingBlockPool(BlockPool):
         the fast simulator's decoders take blocks every few iterations, and one eviction
         of many keys costs little more than one of a few."""
         assert 0 <= n <= self.free_blocks
+        if self.anonymous:  # `_take_anonymous`, written out: decode runs take blocks often
+            self.free_blocks -= n
+            self._loose_n += n
+            if n <= self._plain_n:
+                self._plain_n -= n
+            else:
+                self._evictions += n - self._plain_n
+                self.keyed_free -= n - self._plain_n
+                self._plain_n = 0
+            return
         self.free_blocks -= n
         self._owed += n
 
@@ -506,9 +605,19 @@ class CachingBlockPool(BlockPool):
     def unsettle(self, req: Request) -> None:
         held = self._held.pop(req.id)
         assert held == self.blocks_for(req.computed)
+        if self.anonymous:
+            self._parked[req.id] = held
 
     def settle(self, req: Request) -> None:
         assert req.id not in self._held
+        if self.anonymous:  # `_attribute`'s count
+            n = self.blocks_for(req.computed)
+            more = n - self._parked.pop(req.id)
+            assert 0 <= more <= self._loose_n
+            self._loose_n -= more
+            self._held[req.id] = n
+            self._upto[req.id] = req.computed
+            return
         blocks = self._attribute(req, req.computed)
         self._held[req.id] = len(blocks)
         self._upto[req.id] = req.computed
@@ -533,8 +642,10 @@ class CachingBlockPool(BlockPool):
         """Scheduled tokens at which `req`'s next given key falls due (its next block is
         full), or None when it has no given key left to set."""
         given = req.block_hashes
+        if given is None:
+            return None
         keyed = self._keyed[req.id]
-        return None if given is None or keyed >= len(given) else (keyed + 1) * self.block_size
+        return None if keyed >= len(given) else (keyed + 1) * self.block_size
 
     def keys_left(self, req: Request) -> np.ndarray:
         """`req`'s given keys not set yet."""
@@ -576,25 +687,31 @@ class CachingBlockPool(BlockPool):
 
     # -- for tests --------------------------------------------------------------------
 
+    def _identify(self) -> None:
+        """Blocks with ids, owed ones paid: what a test looking at blocks needs."""
+        if self.anonymous:
+            self._name()
+        self._pay()
+
     def key_of(self, b: int):
         """Block `b`'s key: a given key, an own key, "dead", or None."""
-        self._pay()
+        self._identify()
         cell = int(self._cell[b])
         if cell >= 0:
             return self._map.key(cell)
         return {NONE: None, DEAD: "dead", OWN: self._own_key.get(b)}[cell]
 
     def blocks_of(self, req: Request) -> list[int]:
-        self._pay()
+        self._identify()
         return self._blocks[req.id].tolist()
 
     def refs(self, b: int) -> int:
-        self._pay()
+        self._identify()
         return int(self._refs[b])
 
     def keyed_free_blocks(self) -> list[int]:
         """The keyed free blocks, least recently freed first."""
-        self._pay()
+        self._identify()
         head, tail = self._lru_head, self._lru_tail
         entries = self._lru[head:tail]
         numbers = np.arange(self._lru_base + head, self._lru_base + tail)
@@ -607,8 +724,14 @@ class CachingBlockPool(BlockPool):
     def check(self) -> None:
         """Invariants: counts agree, keyed free blocks are cached, refs add up, and the
         cache map holds exactly the blocks keyed with a given or own key."""
-        self._pay()
         nb = self.num_blocks
+        if self.anonymous:  # counts add up
+            held = sum(self._held.values()) + sum(self._parked.values())
+            assert held + self._loose_n + self.free_blocks == nb and not self._owed
+            assert self._plain_n + self.keyed_free == self.free_blocks
+            assert not self._blocks and not self._own and not self._map.holders()
+            return
+        self._pay()
         refs = np.zeros(nb, np.int64)
         for blocks in self._blocks.values():
             assert len(set(blocks.tolist())) == len(blocks)

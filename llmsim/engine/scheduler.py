@@ -151,7 +151,7 @@ class Scheduler:
             if req is None or req in preempted:  # evicted in this iteration: not back
                 break  # before the next
             fits = len(self.running) < self.config.max_num_seqs  # a seat is free
-            if fits and self.caching:
+            if fits and self.caching and not self.pool.anonymous:  # else nothing can hit
                 fits = not self.pool.blocked(req)
                 if fits:
                     req.computed = self.pool.hit(req)  # its cached prefix

@@ -16,7 +16,9 @@ Speed: CPU seconds of the fast simulator, caching off and on, same deployment (l
 median of `--repeats` runs in this process (off and on alternating); the ratio is on / off.
 The same on synthetic multi-turn sessions (`--sessions`, default 3,000: `SessionSpec`'s
 defaults, seed 0, 2 replicas), whose ids go on over each answer (the next turn resends it),
-so blocks get keys while requests decode.
+so blocks get keys while requests decode. And on requests without ids (`--azure`, default
+100,000: engine_scale.py's `azure` workload, Azure conversation lengths at 0.9 of one H100's
+capacity, roofline costs), where nothing can hit and the pool's blocks stay anonymous.
 
     python benchmarks/prefix_caching.py                    # the whole trace, 8 replicas
     python benchmarks/prefix_caching.py --requests 3000 --replicas 2 --sessions 0
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=3000,
                     help="synthetic sessions for the second speed figure (0: skip it)")
+    ap.add_argument("--azure", type=int, default=100_000,
+                    help="requests of the workload without ids, the third figure (0: skip it)")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     path = args.data / TRACE
@@ -96,6 +100,22 @@ def main() -> None:
               f"{s.prompt_tokens.mean():.0f}, output {s.output_tokens.mean():.0f} tokens; 2 "
               f"replicas; hit rate {hit:.1%}): caching off {t_off:.2f}, on {t_on:.2f}: "
               f"on/off = {t_on / t_off:.2f}x")
+
+    if args.azure:
+        import dataclasses
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from engine_scale import build
+
+        w, one, note = build("azure", args.azure, args.data, 0, "roofline")
+
+        def h100(caching: bool) -> Deployment:
+            return dataclasses.replace(
+                one, engine=dataclasses.replace(one.engine, enable_prefix_caching=caching))
+
+        t_off, t_on = speed(w, h100, args.repeats)
+        print(f"azure ({len(w):,} requests without ids, {note}, 1 replica, roofline): caching "
+              f"off {t_off:.2f}, on {t_on:.2f}: on/off = {t_on / t_off:.2f}x")
 
 
 def speed(w, deployment, repeats: int) -> tuple[float, float]:

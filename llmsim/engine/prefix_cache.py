@@ -27,7 +27,10 @@ pool calls `flush` (set by the `DecoderAggregate`) before anything that could se
 order the step-by-step scheduler would have, every block whose tokens are scheduled.
 
 The scheduler asks `hit(req)` before admitting a waiting request; the rest of the
-interface is `BlockPool`'s, with the same counts.
+interface is `BlockPool`'s, with the same counts. Until a key anybody can look up is set
+(a request with given keys, or a preemption), the pool keeps `BlockPool`'s counts only:
+its blocks are `anonymous` (see `_name`), so requests without ids cost what they cost with
+caching off.
 
 Speed: a Mooncake prompt fills ~750 blocks, and each is keyed, freed, evicted and looked up
 once or more, so every per-block step is a NumPy operation over a request's blocks, never a

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from .request import Request
 
+try:  # where this module is compiled (setup.py), prefix_cache's pool still subclasses it
+    from mypy_extensions import mypyc_attr
+except ImportError:  # pure Python: nothing to say
+    def mypyc_attr(*args, **kwargs):  # type: ignore[misc]
+        return lambda cls: cls
 
+
+@mypyc_attr(allow_interpreted_subclasses=True)
 class BlockPool:
-    caching = False  # prefix caching: prefix_cache.CachingBlockPool
-    anonymous = True  # blocks have no identity, only counts (as prefix_cache's until a key)
-
     def __init__(self, num_blocks: int, block_size: int = 16) -> None:
+        self.caching = False  # prefix caching: prefix_cache.CachingBlockPool
+        self.anonymous = True  # blocks have no identity, only counts (as prefix_cache's
+        # until a key)
         if num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
         if block_size < 1:

@@ -34,10 +34,12 @@ keys of one still decoding), so that most members set their keys once, when they
 from __future__ import annotations
 
 import heapq
+from typing import cast
 
 import numpy as np
 
 from .blocks import BlockPool
+from .prefix_cache import CachingBlockPool
 from .request import Request
 
 WATCH_MASK = (1 << 16) - 1  # key slots watched: a false match only costs a flush
@@ -58,7 +60,7 @@ class DecoderAggregate:
         self._keys_due: list[tuple[int, int, int]] = []  # heap: (tick + ahead at which a
         # member's next given key is due, seat, id)
         self._due: dict[int, int] = {}  # member id -> its live entry's tick due
-        self._watch = np.zeros(WATCH_MASK + 1, np.int32) if pool.caching else None
+        self._watch = np.zeros(WATCH_MASK + 1 if pool.caching else 0, np.int32)
         self._watched: dict[int, np.ndarray] = {}  # member id -> the slots it counts in
         # (pool.flush is flush_keys while it is not empty: no cost for keys that stop at
         # the prompt, as Mooncake's)
@@ -107,12 +109,13 @@ class DecoderAggregate:
         left = req.output_tokens - req.emitted  # remaining_tokens, written out
         heapq.heappush(self._finishing, (self.tick + left, req.id, req))
         if self.pool.caching:
-            due = self.pool.key_due(req)
+            pool = cast(CachingBlockPool, self.pool)
+            due = pool.key_due(req)
             if due is not None:
-                slots = self.pool.keys_left(req) & WATCH_MASK
+                slots = pool.keys_left(req) & WATCH_MASK
                 self._watch[slots] += 1  # once per member, even where its slots repeat
                 self._watched[req.id] = slots
-                self.pool.flush = self.flush_keys
+                pool.flush = self.flush_keys
                 self._schedule_key(req, due)
 
     def _schedule_key(self, req: Request, tokens: int | None) -> None:
@@ -143,20 +146,22 @@ class DecoderAggregate:
             if seat is not None and at > seat:
                 scheduled -= 1  # its key due in this iteration waits for the one seated first
             due_now.append((req, scheduled, base))
-        self.pool.key_members(due_now)
+        pool = cast(CachingBlockPool, self.pool)  # only it has a flush to call this
+        pool.key_members(due_now)
         for req, _, _ in due_now:
-            self._schedule_key(req, self.pool.key_due(req))
+            self._schedule_key(req, pool.key_due(req))
 
     def leave(self, req: Request) -> None:
         """Take a member out with its true progress written back."""
         slots = self._watched.pop(req.id, None) if self._watched else None
         if slots is not None:  # it sets its due keys now (settle); a member sharing one
-            if (self._watch[slots] > 1).any():  # sets its own first if it was due first
-                self.flush_keys(self.pool.keys_left(req), None)
+            pool = cast(CachingBlockPool, self.pool)  # sets its own first if it was due first
+            if (self._watch[slots] > 1).any():
+                self.flush_keys(pool.keys_left(req), None)
             self._watch[slots] -= 1
             self._due.pop(req.id, None)
             if not self._watched:
-                self.pool.flush = None
+                pool.flush = None
         del self.members[req.id]
         self.size -= 1
         k = self.tick - req.tick

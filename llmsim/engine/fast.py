@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Callable
+from typing import cast
 
 from .cluster import Cluster
 from .cost import CostModel, IterationShape
@@ -42,8 +44,9 @@ except ImportError:
 
 
 class FastReplica(Replica):
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
+    def __init__(self, index: int, scheduler: Scheduler, cost: CostModel, records: Records,
+                 on_finish: Callable[[Request], None], max_iterations: int) -> None:
+        super().__init__(index, scheduler, cost, records, on_finish, max_iterations)
         self.now = 0.0  # the replica's clock: its last iteration end, or when it woke
         self.end: float | None = None  # end of the iteration in flight
         self.batch: Batch | None = None  # in-flight iteration planned request by request
@@ -120,6 +123,7 @@ class FastReplica(Replica):
 
     def _complete(self) -> None:
         end, prev_end = self.end, self.last_end
+        assert end is not None
         self.end = None
         self.now = self.last_end = end
         if self.batch is not None:
@@ -213,9 +217,9 @@ class FastReplica(Replica):
         affine_run = self.affine_run
         while flight is None and 0 < dec.size <= budget:
             n = dec.size
-            affine = known.get(n, False)
-            if affine is False:
-                affine = known[n] = affine_of(n) if affine_of is not None else None
+            if n not in known:
+                known[n] = affine_of(n) if affine_of is not None else None
+            affine = known[n]
             to_finish = dec._finishing[0][0] - dec.tick  # dec.steps_to_next_finish()
             k = to_finish if to_finish < left - steps else left - steps
             context = dec.base_sum + n * (dec.tick + 1)  # dec.context_after_step()
@@ -388,7 +392,7 @@ class FastCluster(Cluster):
         return FastReplica(index, scheduler, cost, self.records, self.count, max_iterations)
 
     def run(self) -> Records:
-        replicas, arrive, last = self.replicas, self.arrive, None
+        replicas, arrive, last = cast(list[FastReplica], self.replicas), self.arrive, None
         for row in self.rows():  # `arrivals` ungrouped: most instants have one arrival
             t = row[1]
             if t != last:  # simultaneous arrivals come in trace order, after the advance

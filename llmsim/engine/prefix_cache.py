@@ -46,6 +46,8 @@ must reclaim or grow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .blocks import BlockPool
@@ -77,13 +79,12 @@ class CachingBlockPool(BlockPool):
     (`_dead_from` bounds where the first is, so that most evictions need no check). The
     cache map (`KeyTable`) holds given keys; own keys are in `_own`."""
 
-    caching = True
-
     def __init__(self, num_blocks: int, block_size: int = 16,
                  compiled: bool | None = None) -> None:
         """`compiled`: do the per-block steps in C (_pool.c) where they are the common case;
         None: where the module was built. The results are the same either way."""
         super().__init__(num_blocks, block_size)
+        self.caching = True
         if compiled and CompiledArrays is None:
             raise RuntimeError("llmsim.engine._pool was not built (no C compiler at install)")
         nb = num_blocks
@@ -112,9 +113,9 @@ class CachingBlockPool(BlockPool):
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
         self._owed = 0  # blocks it took that are still in the free queue (see `take`)
-        self.flush = None  # the fast simulator's decoders: flush(keys, seat), before `keys`
-        # are looked up or set by a request admitted now (seat None), or set by the running
-        # request seated `seat`
+        # the fast simulator's decoders: flush(keys, seat), before `keys` are looked up or
+        # set by a request admitted now (seat None), or set by the running request seated `seat`
+        self.flush: Callable[[np.ndarray, int | None], None] | None = None
         self._evictions = 0  # keyed blocks handed out again (their key dropped)
         self.hit_tokens = 0  # tokens found cached at admissions (first or after preemption)
         self.anonymous = True  # no block has a key anybody could look up yet: counts only,

@@ -9,8 +9,10 @@ utilisation), and records what each iteration did (`started`, `emitted`, `finish
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from .cost import CostModel, IterationShape
+from .prefix_cache import CachingBlockPool
 from .records import Records
 from .request import Request
 from .scheduler import Batch, Scheduler
@@ -102,10 +104,12 @@ class Replica:
 
     def stats(self) -> dict:
         pool = self.pool
-        return {"iterations": self.iterations, "batched_seqs": self.batched_seqs,
-                "busy_time_s": self.busy_time, "block_seconds": self.block_seconds,
-                "num_gpu_blocks": pool.num_blocks, "free_blocks_at_end": pool.free_blocks,
-                "waiting_at_end": int(bool(self.sched.waiting)),
-                "running_at_end": len(self.sched.running),
-                **({"prefix_hit_tokens": pool.hit_tokens, "prefix_evictions": pool.evictions}
-                   if pool.caching else {})}
+        stats = {"iterations": self.iterations, "batched_seqs": self.batched_seqs,
+                 "busy_time_s": self.busy_time, "block_seconds": self.block_seconds,
+                 "num_gpu_blocks": pool.num_blocks, "free_blocks_at_end": pool.free_blocks,
+                 "waiting_at_end": int(bool(self.sched.waiting)),
+                 "running_at_end": len(self.sched.running)}
+        if pool.caching:
+            cache = cast(CachingBlockPool, pool)
+            stats.update(prefix_hit_tokens=cache.hit_tokens, prefix_evictions=cache.evictions)
+        return stats

@@ -45,7 +45,9 @@ class Request:
     cached: int = -1  # prompt tokens found in the prefix cache at its first admission
     cached_hint: int = 0  # prompt tokens its replica held cached when it arrived (policies)
     seat: int = 0  # admission sequence number: running order is increasing seat
-    queued_key: tuple = ()  # the sort key of its live entry in the waiting queue
+    queued_key: tuple = ()  # the sort key of its live entry in the waiting queue (a plain
+    # `tuple`: the queue tests entries by identity, and a compiled fixed-shape tuple would be
+    # unboxed and boxed anew)
 
     @property
     def num_tokens(self) -> int:
@@ -91,7 +93,7 @@ class Request:
     def promoted(self) -> bool:
         return self.promoted_at >= 0
 
-    def sort_key(self) -> tuple[int, float, float, int]:
+    def sort_key(self) -> tuple:  # (int, float, float, int): see `queued_key`
         """Waiting-queue order: (rank, arrival, id), as vLLM's heap; the priority victim is
         the largest without the id (ties: the first in running order). Requests promoted
         against starvation go first, among themselves by rank, as vllm-ltr sorts by

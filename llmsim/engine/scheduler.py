@@ -9,12 +9,13 @@ was preempted, waiting requests in policy order while budget, seats and blocks l
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from .blocks import BlockPool
 from .config import EngineConfig
 from .cost import IterationShape
 from .policy import Policy
+from .prefix_cache import CachingBlockPool
 from .request import Request, State
 from .waiting import WaitingQueue
 
@@ -152,7 +153,7 @@ class Scheduler:
                 break  # before the next
             fits = len(self.running) < self.config.max_num_seqs  # a seat is free
             if fits and self.caching and not self.pool.anonymous:  # else nothing can hit
-                fits = not self.pool.blocked(req)
+                fits = not cast(CachingBlockPool, self.pool).blocked(req)
                 if fits:
                     req.computed = self.pool.hit(req)  # its cached prefix
             n = req.chunk(budget)

@@ -91,4 +91,5 @@ class WaitingQueue:
         seat against better-ranked heads, and its quantum counts from now."""
         promoted = req.protected = req.promoted_at >= 0  # req.promoted, written out
         if promoted:
+            assert self.starvation is not None  # only starvation prevention promotes
             self._expiring.append((iteration + self.starvation[1], req))

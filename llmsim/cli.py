@@ -269,9 +269,10 @@ def simulate_policies(names: list[str], spec: WorkloadSpec, deployment: Deployme
         "llmsim_version": __version__,
         "command": " ".join(["llmsim", *sys.argv[1:]]),
         "simulator": simulator,
-        # the fast simulator's loop and the caching pool's per-block steps, compiled or
-        # Python: the same results, another speed
-        **{k: results[0].config[k] for k in ("decode_run_loop", "prefix_pool_steps")
+        # the engine's modules, the fast simulator's loop and the caching pool's per-block
+        # steps, compiled or Python: the same results, another speed
+        **{k: results[0].config[k] for k in ("engine_modules", "decode_run_loop",
+                                              "prefix_pool_steps")
            if results and k in results[0].config},
         "deployment": deployment.to_dict(),
         "cost_model": cost.label,

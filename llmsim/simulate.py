@@ -161,7 +161,10 @@ def simulate(workload: Workload, policy: Policy, deployment: Deployment = Deploy
         "simulator": simulator,
         "slo": slo.to_dict(),
     }
-    if simulator == "fast":  # the same results either way; only the speed differs
+    from . import engine  # the same results either way; only the speed differs
+
+    config["engine_modules"] = "compiled" if engine.compiled() else "python"
+    if simulator == "fast":
         from .engine.fast import compiled_affine_run
         config["decode_run_loop"] = "compiled" if compiled_affine_run else "python"
     if deployment.engine.enable_prefix_caching:  # likewise

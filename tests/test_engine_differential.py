@@ -122,13 +122,13 @@ def test_fast_engine_matches_reference_on_long_decode_runs_in_a_tight_pool():
 
 
 def test_rows_are_the_same_whatever_the_chunk():
-    from types import SimpleNamespace
-
-    from llmsim.engine.cluster import Cluster
+    from llmsim.engine.config import EngineConfig
+    from llmsim.engine.fast import FastCluster
+    from llmsim.engine.router import RoundRobin
 
     w = workload([(0.0, 1, 2), (0.0, 3, 4), (1.5, 5, 6), (2.0, 7, 8), (2.0, 9, 10)])
-    cluster = SimpleNamespace(workload=w, release=w.arrival)  # all that `rows` reads
-    assert list(Cluster.rows(cluster, chunk=2)) == list(Cluster.rows(cluster)) == [
+    cluster = FastCluster(w, FCFS, LinearCost(0.1, 0.0), EngineConfig(), 100, RoundRobin())
+    assert list(cluster.rows(chunk=2)) == list(cluster.rows()) == [
         (0, 0.0, 0.0, 1, 2), (1, 0.0, 0.0, 3, 4), (2, 1.5, 1.5, 5, 6), (3, 2.0, 2.0, 7, 8),
         (4, 2.0, 2.0, 9, 10)]
 

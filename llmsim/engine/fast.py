@@ -53,6 +53,7 @@ class FastReplica(Replica):
         self.items: list[tuple[Request, int]] = []  # in-flight iteration planned whole: its
         # requests outside the aggregate
         self.ordered_iterations = 0  # planned request by request
+        self.decode_runs = 0  # stretches of decode-only iterations run at once
         self.decoders = DecoderAggregate(self.pool)
         self.prefilling: list[Request] = []  # running requests outside the aggregate, in order
         self.stale: list[Request] = []  # members whose last token is not at `last_end`
@@ -205,6 +206,7 @@ class FastReplica(Replica):
         preempts). Ends are summed one by one, as the step-by-step loop sums them, so
         every decision is the same, and each iteration is priced once; what the loop would
         record is recorded (ITL, blocks, busy time, tokens, finishes)."""
+        self.decode_runs += 1
         dec, sched, pool, cost = self.decoders, self.sched, self.pool, self.cost
         budget = sched.config.max_num_batched_tokens
         by_phase, bs = dec.by_phase, pool.block_size
@@ -286,7 +288,8 @@ class FastReplica(Replica):
                 self.prefilling.append(req)
 
     def stats(self) -> dict:
-        return {**super().stats(), "ordered_iterations": self.ordered_iterations}
+        return {**super().stats(), "ordered_iterations": self.ordered_iterations,
+                "decode_runs": self.decode_runs}
 
 
 def _affine_run(k: int, until: float, now: float, context: int, n: int, a: float, b: float,

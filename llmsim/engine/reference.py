@@ -5,22 +5,31 @@ the fast simulator must match it exactly (tests/test_engine_differential.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import simpy
 
+from ..traces.workload import Workload
 from .clock import ARRIVAL, ITERATION_END, ITERATION_START, Clock
 from .cluster import Cluster
+from .config import EngineConfig
 from .cost import CostModel
+from .policy import Policy
 from .records import Records
 from .replica import Replica
 from .request import Request
+from .router import Router
 from .scheduler import Scheduler
 
 
 class ReferenceReplica(Replica):
     """A replica as a SimPy process: iterations back to back while it has work."""
 
-    def __init__(self, env: Clock, *args) -> None:
-        super().__init__(*args)
+    def __init__(self, env: Clock, index: int, scheduler: Scheduler, cost: CostModel,
+                 records: Records, on_finish: Callable[[Request], None],
+                 max_iterations: int) -> None:
+        super().__init__(index, scheduler, cost, records, on_finish, max_iterations)
         self.env = env
         self._idle: simpy.Event | None = None
         self.process = env.process(self._run())
@@ -49,10 +58,14 @@ class ReferenceReplica(Replica):
 
 
 class ReferenceCluster(Cluster):
-    def __init__(self, *args, **kwargs) -> None:
-        self.env = Clock()
+    def __init__(self, workload: Workload, policy: Policy, cost: CostModel,
+                 engine: EngineConfig, num_gpu_blocks: int, router: Router,
+                 num_replicas: int = 1, progress: Callable[[int], None] | None = None,
+                 release: np.ndarray | None = None) -> None:
+        self.env = Clock()  # before the replicas, which run on it
         self.env.process(self._arrivals())  # started when the clock runs
-        super().__init__(*args, **kwargs)
+        super().__init__(workload, policy, cost, engine, num_gpu_blocks, router, num_replicas,
+                         progress, release)
 
     def make_replica(self, index: int, scheduler: Scheduler, cost: CostModel,
                      max_iterations: int) -> Replica:

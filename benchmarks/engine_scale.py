@@ -27,7 +27,9 @@ noisy machine only a same-session ratio says whether a change made the simulator
     python benchmarks/engine_scale.py --sizes 100000 --baseline ../base
 
 Figures are CPU seconds of the simulation alone (median over fresh processes): on a shared,
-noisy machine they vary far less than wall time, which is printed beside them.
+noisy machine they vary far less than wall time, which is printed beside them. Each row
+says whether the engine's modules ran compiled (mypyc, setup.py) or from their sources;
+`--vs-pure` also runs every point from the sources (LLMSIM_PURE_PYTHON=1), for the ratio.
 """
 
 from __future__ import annotations
@@ -112,14 +114,19 @@ def worker(kind: str, n: int, policy: str, simulator: str, data: Path, seed: int
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mean_e2e_s": s["e2e"]["mean"], "completed": s["completed"],
         "costs": deployment.cost_model().describe()["kind"],
+        "engine": res.config.get("engine_modules", "python"),  # before mypyc: Python
     }))
 
 
-def run(kind, n, policy, simulator, data, seed, profile, code: Path | None = None) -> dict:
-    """One fresh process; `code`: the checkout whose llmsim it imports (default: installed)."""
+def run(kind, n, policy, simulator, data, seed, profile, code: Path | None = None,
+        pure: bool = False) -> dict:
+    """One fresh process; `code`: the checkout whose llmsim it imports (default: installed);
+    `pure`: its engine from the sources, not compiled."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     if code is not None:
         env["PYTHONPATH"] = str(code.resolve())
+    if pure:
+        env["LLMSIM_PURE_PYTHON"] = "1"
     out = subprocess.run(
         [sys.executable, __file__, "--worker", kind, str(n), policy, simulator,
          "--data", str(data), "--seed", str(seed), "--profile", profile],
@@ -142,6 +149,8 @@ def main() -> None:
                     help="Costs: the datasheet roofline, or the deployment's default.")
     ap.add_argument("--baseline", type=Path,
                     help="Another llmsim checkout to run every point with as well, for ratios.")
+    ap.add_argument("--vs-pure", action="store_true",
+                    help="Also run every point with the engine's sources, for ratios.")
     ap.add_argument("--worker", nargs=4, metavar=("WORKLOAD", "N", "POLICY", "SIMULATOR"))
     args = ap.parse_args()
     if args.worker:
@@ -158,9 +167,9 @@ def main() -> None:
         runs, base = [], []
         for _ in range(args.repeats):  # interleaved, so that both see the same noise
             runs.append(run(kind, n, policy, simulator, args.data, args.seed, args.profile))
-            if args.baseline:
+            if args.baseline or args.vs_pure:
                 base.append(run(kind, n, policy, simulator, args.data, args.seed,
-                                args.profile, args.baseline))
+                                args.profile, args.baseline, args.vs_pure))
         cpu = statistics.median(r["cpu_s"] for r in runs)
         r0 = runs[0]
         rows.append({**r0, "cpu_s": cpu, "cpus": [round(r["cpu_s"], 2) for r in runs],
@@ -170,13 +179,16 @@ def main() -> None:
               f"of {len(runs)}: {rows[-1]['cpus']}; wall {rows[-1]['wall_s']:.2f} s), "
               f"{n / cpu:9,.0f} req/s, {r0['iterations']:>11,} iterations, "
               f"peak RSS {rows[-1]['rss_mb']:6.0f} MB, mean E2E {r0['mean_e2e_s']:.2f} s "
-              f"({r0['arrivals']}; {r0['costs']} costs)", flush=True)
+              f"({r0['arrivals']}; {r0['costs']} costs; engine {r0.get('engine')})",
+              flush=True)
         if base:
             b_cpu = statistics.median(r["cpu_s"] for r in base)
             same = all(r["mean_e2e_s"] == r0["mean_e2e_s"] for r in base)
-            print(f"{kind:>5} {'baseline':>9} {policy:>4} {n:>10,} req: {b_cpu:8.2f} CPU s "
+            label = "baseline" if args.baseline else "sources"
+            print(f"{kind:>5} {label:>9} {policy:>4} {n:>10,} req: {b_cpu:8.2f} CPU s "
                   f"(median of {len(base)}: {[round(r['cpu_s'], 2) for r in base]}); "
-                  f"this / baseline = {cpu / b_cpu:.3f}; same mean E2E: {same}", flush=True)
+                  f"this / baseline = {cpu / b_cpu:.3f}; same mean E2E: {same}; engine "
+                  f"{base[0].get('engine')}", flush=True)
 
     def cpu(kind, n, policy, simulator="fast"):
         return next((r["cpu_s"] for r in rows if (r["workload"], r["requests"], r["policy"],

@@ -115,10 +115,20 @@ def test_an_edited_source_is_told_apart_from_its_build(tmp_path):
     assert engine.stale(tmp_path) == ["fast"]
 
 
+def test_a_build_that_failed_part_way_is_not_used(tmp_path):
+    for m in engine.COMPILED[:3]:  # some modules built, the rest and the library not
+        (tmp_path / f"{m}{EXTENSION_SUFFIXES[0]}").write_bytes(b"")
+    assert engine.missing(tmp_path) == [*engine.COMPILED[3:], "_native__mypyc"]
+    for m in [*engine.COMPILED, "_native__mypyc"]:
+        (tmp_path / f"{m}{EXTENSION_SUFFIXES[0]}").write_bytes(b"")
+    assert engine.missing(tmp_path) == []
+    assert engine.missing(tmp_path / "nothing") == []  # nothing built: the sources run
+
+
 def test_a_stale_build_warns_and_runs_the_sources(tmp_path):
     """An edited checkout: the warning names the module and says how to rebuild."""
     code = ("import warnings, llmsim.engine as e\n"
-            "e.stale = lambda directory=None: ['fast']\n"
+            "e.stale, e.missing = lambda: ['fast'], lambda: []\n"
             "sys_meta = __import__('sys').meta_path\n"
             "n = len(sys_meta)\n"
             "with warnings.catch_warnings(record=True) as seen:\n"
@@ -130,3 +140,4 @@ def test_a_stale_build_warns_and_runs_the_sources(tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "LLMSIM_PURE_PYTHON"})
     added, message = out.stdout.split(" ", 1)
     assert added == "1" and "fast changed" in message and "build_ext --inplace" in message
+    assert "running its sources" in message

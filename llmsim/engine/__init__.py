@@ -3,8 +3,9 @@
 Its hot modules (`COMPILED`) are compiled by mypyc at install where a C compiler is at
 hand (setup.py), from these same sources: the fast simulator then runs about twice as
 fast, with the same results (tests/test_engine_compiled.py). Otherwise the sources run.
-They also run where LLMSIM_PURE_PYTHON=1, and where a source is newer than its build (an
-edited checkout), with a warning: rebuild with `python setup.py build_ext --inplace`.
+They also run where LLMSIM_PURE_PYTHON=1, and, with a warning that says to rebuild
+(`python setup.py build_ext --inplace`), where a source changed since its build (an edited
+checkout) or the build is incomplete.
 Compiled modules work only with each other, so it is all of them or none.
 """
 
@@ -35,6 +36,16 @@ def stale(directory: Path = HERE) -> list[str]:
         (directory / f"{m}.py").read_bytes()).hexdigest()]
 
 
+def missing(directory: Path = HERE) -> list[str]:
+    """What a build in `directory` lacks of the compiled modules and their shared library
+    (`_native__mypyc`), where there is one: a build that failed part way, whose modules
+    would import what is not there."""
+    names = [*COMPILED, "_native__mypyc"]
+    have = {n for n in names
+            if any((directory / f"{n}{s}").exists() for s in EXTENSION_SUFFIXES)}
+    return [n for n in names if n not in have] if have else []
+
+
 class Sources:
     """An import finder that loads the compiled modules from their sources."""
 
@@ -49,11 +60,12 @@ def _choose() -> None:
     if os.environ.get("LLMSIM_PURE_PYTHON"):
         sys.meta_path.insert(0, Sources())
         return
-    old = stale()
-    if old:
-        warnings.warn(f"llmsim.engine: {', '.join(old)} changed since the engine was compiled:"
-                      " running its sources (rebuild: python setup.py build_ext --inplace)",
-                      RuntimeWarning, stacklevel=2)
+    gone, old = missing(), stale()
+    why = (f"its build lacks {', '.join(gone)}" if gone else
+           f"{', '.join(old)} changed since it was compiled" if old else None)
+    if why:
+        warnings.warn(f"llmsim.engine: {why}: running its sources (rebuild: python setup.py "
+                      "build_ext --inplace)", RuntimeWarning, stacklevel=2)
         sys.meta_path.insert(0, Sources())
 
 

@@ -1,6 +1,7 @@
 """The engine's modules compiled by mypyc (setup.py) against their sources: the same
-records and summary, both simulators, with and without prefix caching, preempting; and
-how the engine chooses between them (llmsim/engine/__init__.py).
+records and summary, both simulators, with and without prefix caching (shared prefixes,
+no ids, sessions' keys over the output), preempting; and how the engine chooses between
+them (llmsim/engine/__init__.py).
 
 The comparisons are skipped where the modules were not built (no C compiler: the sources
 run); CI sets LLMSIM_REQUIRE_COMPILED=1, so there a missing build fails instead."""
@@ -21,6 +22,7 @@ import pytest
 import llmsim.engine as engine
 from llmsim import simulate
 from llmsim.policies import FCFS, MLFQ, SJF, SRPT, with_starvation_prevention
+from llmsim.traces.sessions import SessionSpec, synthesize_sessions
 from tests.helpers import RunLinearCost, deployment
 from tests.test_prefix_caching import busy_shared_workload
 
@@ -45,6 +47,12 @@ def cases():
         yield f"{name}-cached", shared, policy, deployment(
             num_gpu_blocks=500, block_size=16, enable_prefix_caching=True, num_replicas=2,
             router="cache-affinity")
+        yield f"{name}-cached-no-ids", plain, policy, deployment(  # anonymous blocks, named
+            num_gpu_blocks=300, block_size=16, enable_prefix_caching=True)  # when it preempts
+    sessions = synthesize_sessions(SessionSpec(sessions=30, session_rate=4.0, think_s=1.0,
+                                               system_tokens=300), np.random.default_rng(5))
+    yield "sessions", sessions, FCFS, deployment(  # keys over the output: set while decoding
+        num_gpu_blocks=500, block_size=16, max_num_seqs=12, enable_prefix_caching=True)
 
 
 def run_cases(out: Path) -> None:
@@ -75,7 +83,7 @@ def test_compiled_and_source_engines_give_the_same_results(tmp_path):
          f"run_cases(Path({str(tmp_path / 'python')!r}))")
     names = sorted(p.name for p in (tmp_path / "compiled").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "python").iterdir())
-    assert len(names) == 2 * 2 * 15
+    assert len(names) == 2 * 2 * (5 * 4 + 1)
     preempted = 0
     for name in names:
         a, b = tmp_path / "compiled" / name, tmp_path / "python" / name

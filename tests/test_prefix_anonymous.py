@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmsim import simulate
+from llmsim.engine import prefix_cache
 from llmsim.engine.config import EngineConfig
 from llmsim.engine.prefix_cache import CachingBlockPool
 from llmsim.engine.request import Request
@@ -48,7 +49,7 @@ def observed(pool: CachingBlockPool) -> tuple:
         held = {rid: [None] * n for rid, n in pool._held.items()}
         queue = ["dead"] * pool.keyed_free
     else:
-        held = {rid: [pool.key_of(b) for b in pool._blocks[rid][:n]]
+        held = {rid: [pool.key_of(b) for b in pool._blocks[rid][:n].tolist()]
                 for rid, n in pool._held.items()}
         queue = [pool.key_of(b) for b in pool.keyed_free_blocks()]
     pool.check()
@@ -125,14 +126,8 @@ def simulations(w, policy, dep, simulator, monkeypatch):
     """The simulation with the pool as it is, and with its blocks named from the start."""
     cost = RunLinearCost(0.005, 2e-5, 1e-7)
     as_is = simulate(w, policy, dep, cost=cost, simulator=simulator)
-    init = CachingBlockPool.__init__
-
-    def named_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self._name()
-
     with monkeypatch.context() as m:
-        m.setattr(CachingBlockPool, "__init__", named_init)
+        m.setattr(prefix_cache, "NAMED_FROM_START", True)
         named = simulate(w, policy, dep, cost=cost, simulator=simulator)
     return as_is, named
 
@@ -162,26 +157,27 @@ def results(summary: dict) -> dict:
                                     for r in summary["replicas"]]}
 
 
-def test_without_ids_caching_on_runs_as_caching_off_and_stays_anonymous(monkeypatch):
+def test_without_ids_caching_on_runs_as_caching_off_and_stays_anonymous():
     """No ids, no preemption: the pool never names its blocks, and the fast simulator takes
     the same decode runs as with caching off (its waiting head stuck behind full seats or
     the free blocks), for the same records."""
+    from llmsim.engine.fast import FastCluster
+    from llmsim.engine.router import RoundRobin
+
     rng = np.random.default_rng(2)
     n = 400
     w = replace(busy_shared_workload(3, n), meta={})  # no ids at all
     w = replace(w, prompt_tokens=rng.integers(100, 300, n), output_tokens=rng.integers(50, 150, n))
-    def named(self):
-        raise AssertionError("named")
-
-    monkeypatch.setattr(CachingBlockPool, "_name", named)
-    cost, dep = RunLinearCost(0.005, 2e-5, 1e-7), dict(block_size=16, num_gpu_blocks=4000)
-    on = simulate(w, FCFS, deployment(enable_prefix_caching=True, **dep), cost=cost)
-    off = simulate(w, FCFS, deployment(**dep), cost=cost)
-    assert on.summary["preemptions"] == off.summary["preemptions"] == 0
-    a, b = off.records.columns(), on.records.columns()
+    clusters = {caching: FastCluster(w, FCFS, RunLinearCost(0.005, 2e-5, 1e-7),
+                                     EngineConfig(block_size=16, num_gpu_blocks=4000,
+                                                  enable_prefix_caching=caching),
+                                     4000, RoundRobin())
+                for caching in (True, False)}
+    on, off = (clusters[c].run().columns() for c in (True, False))
     for name in COMPARED:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    runs = [s.summary["replicas"][0]["decode_runs"] for s in (on, off)]
-    assert runs[0] == runs[1] > 100
-    assert sum(r["prefix_evictions"] for r in on.summary["replicas"]) > 0  # DEAD blocks
-    # handed out again
+        np.testing.assert_array_equal(on[name], off[name], err_msg=name)
+    assert not on["preemptions"].any()
+    replicas = [clusters[c].replicas[0] for c in (True, False)]
+    assert replicas[0].pool.anonymous and replicas[0].pool.caching
+    assert replicas[0].decode_runs == replicas[1].decode_runs > 100
+    assert replicas[0].pool.evictions > 0  # finished requests' DEAD blocks handed out again

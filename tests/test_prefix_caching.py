@@ -275,11 +275,11 @@ def test_a_preempted_request_finds_its_own_blocks_again():
 def run_scheduler(w, engine: EngineConfig, policy, check: bool = False, observe=None,
                   compiled: bool | None = None, named: bool = False) -> CachingBlockPool:
     """Drive one replica's scheduler over `w` with a caching pool whose every "still
-    blocked" is confirmed (`confirm_blocked`), iterations one time unit long, checking the
+    blocked" is confirmed (`ConfirmedPool`), iterations one time unit long, checking the
     pool's invariants at every step if `check` and calling `observe(pool)` after every
     step if given; returns the pool, its `checked` count set. `compiled`: the pool's;
     `named`: its blocks named from the start (never anonymous, see `_name`)."""
-    pool = CachingBlockPool(engine.num_gpu_blocks, engine.block_size, compiled=compiled)
+    pool = ConfirmedPool(engine.num_gpu_blocks, engine.block_size, compiled=compiled)
     if named:
         pool._name()
     sched = Scheduler(engine, pool, policy)
@@ -290,7 +290,6 @@ def run_scheduler(w, engine: EngineConfig, policy, check: bool = False, observe=
                                                 int(w.output_tokens[i]), engine.block_size))
                for i in range(len(w))]
     pending = [r for r in pending if sched.can_accept(r)]
-    pool.checked = confirm_blocked(pool)
     now = 0.0
     for _ in range(20_000):
         while pending and pending[0].arrival <= now:
@@ -315,22 +314,22 @@ def run_scheduler(w, engine: EngineConfig, policy, check: bool = False, observe=
     return pool
 
 
-def confirm_blocked(pool: CachingBlockPool) -> list[int]:
-    """Make `pool.blocked` check each "still blocked" it answers with a real lookup and
-    admission test (which must fail); returns the count of answers checked so."""
-    checked = [0]
+class ConfirmedPool(CachingBlockPool):
+    """A caching pool that checks each "still blocked" it answers with a real lookup and
+    admission test (which must fail), and counts them (`checked`)."""
 
-    def blocked(req):
-        if not CachingBlockPool.blocked(pool, req):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.checked = 0
+
+    def blocked(self, req) -> bool:
+        if not super().blocked(req):
             return False
-        req.computed = pool.hit(req)
-        assert not pool.can_allocate(req, 1), f"request {req.id} was not blocked"
+        req.computed = self.hit(req)
+        assert not self.can_allocate(req, 1), f"request {req.id} was not blocked"
         req.computed = 0
-        checked[0] += 1
+        self.checked += 1
         return True
-
-    pool.blocked = blocked
-    return checked
 
 
 @settings(max_examples=150, deadline=None)
@@ -354,7 +353,7 @@ def test_a_hit_beside_a_free_elsewhere_can_unblock_the_head():
                           max_num_batched_tokens=36, block_size=16, num_gpu_blocks=24)
     pool = run_scheduler(shared_prefix_workload(rows, 3, 4), engine,
                          with_starvation_prevention(SJF, 3, 2), check=True)
-    assert pool.checked[0] > 0  # it did answer "still blocked", and rightly
+    assert pool.checked > 0  # it did answer "still blocked", and rightly
 
 
 def test_a_head_known_to_be_blocked_is_blocked():
@@ -366,10 +365,10 @@ def test_a_head_known_to_be_blocked_is_blocked():
             (2.707, 50, 2, 1, 17), (2.829, 7, 2, 1, 33)]
     engine = EngineConfig(enable_prefix_caching=True, num_gpu_blocks=32, block_size=2,
                           max_num_batched_tokens=12, max_num_seqs=5)
-    assert run_scheduler(shared_prefix_workload(rows, 2, 1, True), engine, FCFS).checked[0]
+    assert run_scheduler(shared_prefix_workload(rows, 2, 1, True), engine, FCFS).checked
     w = busy_shared_workload(3, 200)
     engine = EngineConfig(enable_prefix_caching=True, num_gpu_blocks=300)
-    assert sum(run_scheduler(w, engine, policy).checked[0]
+    assert sum(run_scheduler(w, engine, policy).checked
                for policy in (FCFS, SJF_UNCACHED)) > 100
 
 

@@ -19,8 +19,9 @@ import warnings
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-COMPILED = ("blocks", "cluster", "decoders", "fast", "histogram", "records", "reference",
-            "replica", "request", "scheduler", "waiting")  # setup.py reads this
+COMPILED = ("blocks", "cluster", "decoders", "fast", "histogram", "key_table", "prefix_cache",
+            "records", "reference", "replica", "request", "scheduler", "waiting")  # setup.py
+# reads this
 HERE = Path(__file__).parent
 
 

@@ -98,7 +98,8 @@ class KeyTable:
                     more = dups.get(cell)  # None once the last further holder took over
                     if table[cell] == b:  # the first holder goes: the next one takes over
                         table[cell] = more.pop(0) if more else -1
-                    else:
+                    else:  # a further holder goes
+                        assert more is not None
                         more.remove(b)
                     if more is not None and not more:
                         del dups[cell]
@@ -158,7 +159,7 @@ class KeyTable:
         """Invariants, given each block's cell; returns the number of blocks held."""
         rows = np.flatnonzero(self.row_page >= 0)
         assert (self.base[self.row_page[rows]] == rows << PAGE_BITS).all()
-        assert np.count_nonzero(self.base) == len(rows)
+        assert int(np.count_nonzero(self.base)) == len(rows)
         assert (self.table[:1 << PAGE_BITS] == -1).all() and (self.table[-2:] == -1).all()
         spare = self.spare[:self.spare_n].tolist()
         assert len(spare) == len(set(spare)) and not set(spare) & set(rows.tolist())

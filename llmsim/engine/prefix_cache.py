@@ -50,7 +50,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .blocks import BlockPool
+from .blocks import BlockPool, mypyc_attr
 from .key_table import EMPTY, MAX_KEY, KeyTable
 from .request import Request
 
@@ -64,12 +64,15 @@ DEAD, OWN, NONE = -1, -2, -3  # a block's cell when it holds a finished request'
 # (nobody can look it up, so it is not in the map, but it queues with the keyed blocks), an
 # own key (in `_own_key`), no key. The map ignores DEAD and OWN cells: eviction passes them.
 INF = 1 << 62
+NAMED_FROM_START = False  # True: every pool names its blocks when it is made, never counts
+# them anonymously (tests compare the two: the same results)
 
 
 def own_key(req_id: int, index: int) -> int:
     return -1 - (req_id << OWN_SHIFT | index)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (setup.py); tests subclass it
 class CachingBlockPool(BlockPool):
     """State is NumPy arrays indexed by block. The free queue's keyless part is a stack
     (`_plain`, top at `_plain_n`); its keyed part is a queue of blocks in the order they
@@ -126,6 +129,8 @@ class CachingBlockPool(BlockPool):
         self._c = CompiledArrays() if use_c else None  # bound to the arrays above (`_bind`)
         self._out = np.empty(nb, np.intp)  # what its steps hand back, read at once
         self._bind()
+        if NAMED_FROM_START:
+            self._name()
 
     def _bind(self) -> None:
         """Point the compiled steps at the arrays (again, after one was replaced)."""
@@ -166,8 +171,8 @@ class CachingBlockPool(BlockPool):
             return 0
         bs = self.block_size
         limit = (req.prompt_tokens + req.emitted - 1) // bs
-        given = req.block_hashes
-        n = min(limit, len(given)) if given is not None else 0
+        given = req.block_hashes if req.block_hashes is not None else EMPTY
+        n = min(limit, len(given))
         if n and self.flush is not None:
             self.flush(given[:n], None)
         self._pay()
@@ -178,7 +183,7 @@ class CachingBlockPool(BlockPool):
                 b = self._own.get(own_key(req.id, j))
                 if b is None:
                     break
-                own.append(b if b.__class__ is int else b[0])
+                own.append(b if isinstance(b, int) else b[0])
             if own:
                 found = np.concatenate([found, np.array(own, np.intp)])
         self._hits[req.id] = found
@@ -325,10 +330,11 @@ class CachingBlockPool(BlockPool):
     def _take_into(self, n: int, out: np.ndarray, at: int) -> bool:
         """`_take_out` compiled, into out[at:at + n], in one step; False (nothing done)
         where it must be NumPy's: a key held twice, or own keys."""
-        if self._own_key or self._map.dups:
+        c = self._c
+        if self._own_key or self._map.dups or c is None:
             return False
         head = self._lru_head
-        self._plain_n, self._lru_head, skipped = self._c.take(
+        self._plain_n, self._lru_head, skipped = c.take(
             n, self._plain_n, head, self._lru_base + head, out, at)
         if self._lru_head != head:  # it evicted
             k = self._lru_head - head - skipped
@@ -385,7 +391,7 @@ class CachingBlockPool(BlockPool):
         self._keyings += 1
         holders = self._own.setdefault(key, b)
         if holders != b:  # a duplicate
-            if holders.__class__ is int:
+            if isinstance(holders, int):
                 self._own[key] = [holders, b]
             else:
                 holders.append(b)
@@ -394,7 +400,7 @@ class CachingBlockPool(BlockPool):
     def _uncache_own(self, b: int) -> None:
         key = self._own_key.pop(b)
         holders = self._own[key]
-        if holders.__class__ is int:
+        if isinstance(holders, int):
             del self._own[key]
         else:
             holders.remove(b)
@@ -653,7 +659,9 @@ class CachingBlockPool(BlockPool):
 
     def keys_left(self, req: Request) -> np.ndarray:
         """`req`'s given keys not set yet."""
-        return req.block_hashes[self._keyed[req.id]:]
+        given = req.block_hashes
+        assert given is not None
+        return given[self._keyed[req.id]:]
 
     def key_members(self, due: list[tuple[Request, int, int]]) -> None:
         """Aggregate members' blocks full of their scheduled tokens get their given keys,
@@ -669,13 +677,15 @@ class CachingBlockPool(BlockPool):
         bs, runs = self.block_size, []
         for req, scheduled, base in due:
             blocks = self._attribute(req, scheduled)
-            start, stop = self._keyed[req.id], min(scheduled // bs, len(req.block_hashes))
+            given = req.block_hashes
+            assert given is not None  # only members with given keys fall due
+            start, stop = self._keyed[req.id], min(scheduled // bs, len(given))
             if stop > start:
                 runs.append((req, start, stop, base, blocks))
         if not runs:
             return
         self._keyings += 1
-        keys = np.concatenate([req.block_hashes[a:b] for req, a, b, _, _ in runs])
+        keys = np.concatenate([self.keys_left(req)[:b - a] for req, a, b, _, _ in runs])
         blocks = np.concatenate([held[a:b] for _, a, b, _, held in runs])
         ordered = np.sort(keys) if len(runs) > 1 else keys
         if len(runs) > 1 and (ordered[1:] == ordered[:-1]).any():  # in the order they filled
@@ -754,11 +764,11 @@ class CachingBlockPool(BlockPool):
         assert len(free) == self.free_blocks == len(plain) + len(keyed)
         assert free == set(np.flatnonzero(refs == 0).tolist())
         assert (self._cell[plain] == NONE).all() and (self._cell[keyed] != NONE).all()
-        assert self._map.check(self._cell) == np.count_nonzero(self._cell >= 0)
+        assert self._map.check(self._cell) == int(np.count_nonzero(self._cell >= 0))
         own = 0
         for key, holders in self._own.items():
-            holders = [holders] if holders.__class__ is int else holders
+            holders = [holders] if isinstance(holders, int) else holders
             assert holders and len(holders) == len(set(holders))
             assert all(self._own_key[b] == key and self._cell[b] == OWN for b in holders)
             own += len(holders)
-        assert own == len(self._own_key) == np.count_nonzero(self._cell == OWN)
+        assert own == len(self._own_key) == int(np.count_nonzero(self._cell == OWN))

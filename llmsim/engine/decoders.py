@@ -155,8 +155,8 @@ class DecoderAggregate:
         """Take a member out with its true progress written back."""
         slots = self._watched.pop(req.id, None) if self._watched else None
         if slots is not None:  # it sets its due keys now (settle); a member sharing one
-            pool = cast(CachingBlockPool, self.pool)  # sets its own first if it was due first
-            if (self._watch[slots] > 1).any():
+            pool = cast(CachingBlockPool, self.pool)
+            if (self._watch[slots] > 1).any():  # sets its own first if it was due first
                 self.flush_keys(pool.keys_left(req), None)
             self._watch[slots] -= 1
             self._due.pop(req.id, None)

@@ -216,9 +216,8 @@ class CachingBlockPool(BlockPool):
         """vLLM's admission gate with its hits: blocks for all its tokens, less the hit
         blocks, plus the hit blocks that sit in the free queue (touching takes them out)."""
         assert req.id not in self._held, f"request {req.id} already holds blocks"
-        if self.anonymous:  # nothing hits: `BlockPool`'s gate
-            whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
-            return -(-whole // self.block_size) <= self.free_blocks
+        if self.anonymous:  # nothing hits
+            return super().can_allocate(req, num_new_tokens)
         hits = self._hits.get(req.id, EMPTY)
         assert len(hits) * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
@@ -276,10 +275,8 @@ class CachingBlockPool(BlockPool):
 
     def append(self, req: Request, num_new_tokens: int) -> None:
         if self.anonymous:
-            need = self.missing(req, num_new_tokens)
-            assert need <= self.free_blocks
-            self._held[req.id] += need
-            self._take_anonymous(need)
+            self._pop_anonymous(self.missing(req, num_new_tokens))
+            super().append(req, num_new_tokens)
             self._upto[req.id] = req.computed + num_new_tokens
             return
         self._pay()
@@ -511,9 +508,9 @@ class CachingBlockPool(BlockPool):
 
     # -- anonymous blocks: counts until the first key anybody can look up ----------------
 
-    def _take_anonymous(self, n: int) -> None:
-        """`_pop` by counts: keyless free blocks first, then keyed (DEAD) ones, evicted."""
-        self.free_blocks -= n
+    def _pop_anonymous(self, n: int) -> None:
+        """`_pop`'s queue by counts (`BlockPool` counts the free blocks): keyless free
+        blocks first, then keyed (DEAD) ones, evicted."""
         if n <= self._plain_n:
             self._plain_n -= n
         else:
@@ -523,22 +520,20 @@ class CachingBlockPool(BlockPool):
             self._evictions += evicted
 
     def _allocate_anonymous(self, req: Request, num_new_tokens: int) -> None:
-        need = self.missing(req, num_new_tokens)
-        assert req.id not in self._held and req.computed == 0 and need <= self.free_blocks
-        self._held[req.id] = need
+        assert req.computed == 0
+        self._pop_anonymous(self.missing(req, num_new_tokens))
+        super().allocate(req, num_new_tokens)
         self._upto[req.id] = num_new_tokens
-        self._take_anonymous(need)
 
     def _free_anonymous(self, req: Request) -> None:
         """`free` for a finished request: its full blocks get DEAD keys and go to the
         queue's keyed part, its last one, if not full, to the keyless part."""
-        n = self._held.pop(req.id)
+        n = self._held[req.id]
         full = min(self._upto.pop(req.id) // self.block_size, n)
         assert n - full <= 1
         self._plain_n += n - full
         self.keyed_free += full
-        self.free_blocks += n
-        assert self.free_blocks <= self.num_blocks
+        super().free(req)
 
     def _name(self) -> None:
         """Give the blocks identities, before the first key anybody can look up is set: a
@@ -583,15 +578,10 @@ class CachingBlockPool(BlockPool):
         the fast simulator's decoders take blocks every few iterations, and one eviction
         of many keys costs little more than one of a few."""
         assert 0 <= n <= self.free_blocks
-        if self.anonymous:  # `_take_anonymous`, written out: decode runs take blocks often
-            self.free_blocks -= n
+        if self.anonymous:
+            self._pop_anonymous(n)
             self._loose_n += n
-            if n <= self._plain_n:
-                self._plain_n -= n
-            else:
-                self._evictions += n - self._plain_n
-                self.keyed_free -= n - self._plain_n
-                self._plain_n = 0
+            super().take(n)
             return
         self.free_blocks -= n
         self._owed += n
@@ -622,11 +612,10 @@ class CachingBlockPool(BlockPool):
     def settle(self, req: Request) -> None:
         assert req.id not in self._held
         if self.anonymous:  # `_attribute`'s count
-            n = self.blocks_for(req.computed)
-            more = n - self._parked.pop(req.id)
+            more = self.blocks_for(req.computed) - self._parked.pop(req.id)
             assert 0 <= more <= self._loose_n
             self._loose_n -= more
-            self._held[req.id] = n
+            super().settle(req)
             self._upto[req.id] = req.computed
             return
         blocks = self._attribute(req, req.computed)

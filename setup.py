@@ -12,8 +12,11 @@ import hashlib
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 NO_FMA = "-ffp-contract=off"  # the same IEEE operations as Python: no fused a + b * c
+ENGINE = Path("llmsim/engine")
+COMPILED: list[str] = []  # the engine's modules mypyc compiles (engine_modules)
 
 
 def engine_modules() -> list:
@@ -24,16 +27,12 @@ def engine_modules() -> list:
     except ImportError:  # `setup.py build_ext` in an environment without mypy
         print("mypy not installed: the engine's modules stay Python")
         return []
-    init = ast.parse(Path("llmsim/engine/__init__.py").read_text())
-    modules = next(ast.literal_eval(node.value) for node in init.body
-                   if isinstance(node, ast.Assign) and node.targets[0].id == "COMPILED")
-    # what is compiled, for the engine to tell an edited source from its build
-    Path("llmsim/engine/_native.sha256").write_text("".join(
-        f"{hashlib.sha256(Path(f'llmsim/engine/{m}.py').read_bytes()).hexdigest()}  {m}.py\n"
-        for m in modules))
+    init = ast.parse((ENGINE / "__init__.py").read_text())
+    COMPILED[:] = next(ast.literal_eval(node.value) for node in init.body
+                       if isinstance(node, ast.Assign) and node.targets[0].id == "COMPILED")
     extensions = mypycify(
         ["--ignore-missing-imports", "--follow-imports=silent",
-         *(f"llmsim/engine/{m}.py" for m in modules)],
+         *(str(ENGINE / f"{m}.py") for m in COMPILED)],
         opt_level="3", group_name="llmsim.engine._native")
     for ext in extensions:
         ext.optional = True
@@ -41,7 +40,29 @@ def engine_modules() -> list:
     return extensions
 
 
-setup(ext_modules=[
+class BuildExt(build_ext):
+    """Once the engine's shared library is built: the hashes of the sources it was built
+    from, for the engine to tell an edited source from its build (a failed build leaves
+    the old ones, which then disagree); and, built in place, no module left compiled that
+    is no longer in COMPILED (it would shadow its source)."""
+
+    def build_extension(self, ext) -> None:
+        super().build_extension(ext)  # a failure raises: an optional extension is skipped
+        if ext.name == "llmsim.engine._native__mypyc":
+            (ENGINE / "_native.sha256").write_text("".join(
+                f"{hashlib.sha256((ENGINE / f'{m}.py').read_bytes()).hexdigest()}  {m}.py\n"
+                for m in COMPILED))
+
+    def run(self) -> None:
+        super().run()  # builds, then copies in place (`inplace` is off while it builds)
+        if self.inplace:
+            for lib in ENGINE.glob("*.cpython-*.so"):
+                name = lib.name.split(".")[0]
+                if (ENGINE / f"{name}.py").exists() and name not in COMPILED:
+                    lib.unlink()
+
+
+setup(cmdclass={"build_ext": BuildExt}, ext_modules=[
     Extension(
         "llmsim.engine._runs", ["llmsim/engine/_runs.c"], optional=True,
         extra_compile_args=["-O2", NO_FMA],

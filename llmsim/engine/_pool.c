@@ -23,6 +23,7 @@
 #define PAGE_BITS 10 /* key_table.PAGE_BITS */
 #define PAGE_MASK ((1LL << PAGE_BITS) - 1)
 #define NONE_CELL (-3) /* prefix_cache.NONE */
+#define DEAD_CELL (-1) /* prefix_cache.DEAD */
 
 enum { REFS, CELL, SEQ, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, NARRAYS };
 static const char *array_names[NARRAYS] = {
@@ -430,29 +431,32 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(first);
 }
 
-/* release(blocks, partial, top, tail, number) -> (freed, keyed, top): a request lets go
-   of its blocks (CachingBlockPool.free): one reference less each; those no longer held
-   go, tail first, to the free queue: the last one, if `partial` (not full, keyless), onto
-   the keyless stack at `top`, the rest to the keyed queue from entry `tail`, numbered
-   from `number`. The queue must have room for all of them. */
+/* release(blocks, partial, top, tail, number, dead_from, dead_to) -> (freed, keyed, top):
+   a request lets go of its blocks (CachingBlockPool.free): blocks[dead_from:dead_to] get
+   DEAD cells (a finished request's blocks nobody can look up); one reference less each;
+   those no longer held go, tail first, to the free queue: the last one, if `partial` (not
+   full, keyless), onto the keyless stack at `top`, the rest to the keyed queue from entry
+   `tail`, numbered from `number`. The queue must have room for all of them. */
 static PyObject *
 Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 5, "release"))
+    if (!check(self, nargs, 7, "release"))
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t n, nb = LEN(CELL);
-    int64_t partial, top, tail, number;
+    int64_t partial, top, tail, number, dead_from, dead_to;
     int64_t *blocks = arg_array(&v, args[0], &n, "blocks", 0);
     if (!blocks)
         return NULL;
     if (!arg_long(args[1], &partial) || !arg_long(args[2], &top) || !arg_long(args[3], &tail)
-        || !arg_long(args[4], &number)) {
+        || !arg_long(args[4], &number) || !arg_long(args[5], &dead_from)
+        || !arg_long(args[6], &dead_to)) {
         release_views(&v);
         return NULL;
     }
     if (tail < 0 || tail + n > LEN(LRU) || top < 0
-        || (partial && (!n || top + 1 > LEN(PLAIN)))) {
+        || (partial && (!n || top + 1 > LEN(PLAIN)))
+        || (dead_from < dead_to && (dead_from < 0 || dead_to > n))) {
         release_views(&v);
         PyErr_SetString(PyExc_ValueError, "release: no room in the free queue");
         return NULL;
@@ -463,13 +467,15 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     int32_t *refs = REF;
-    int64_t *lru = I64(LRU), *seq = I64(SEQ), *plain = I64(PLAIN);
+    int64_t *lru = I64(LRU), *seq = I64(SEQ), *plain = I64(PLAIN), *cell = I64(CELL);
     int64_t freed = 0, keyed = 0;
     if (partial && refs[blocks[n - 1]] != 1) {  /* before anything changes */
         release_views(&v);
         PyErr_SetString(PyExc_AssertionError, "release: its partial last block is shared");
         return NULL;
     }
+    for (int64_t j = dead_from; j < dead_to; j++)
+        cell[blocks[j]] = DEAD_CELL;
     for (Py_ssize_t i = 0; i < n; i++)
         refs[blocks[i]]--;
     Py_ssize_t i = n;

@@ -105,7 +105,10 @@ class CachingBlockPool(BlockPool):
         self._map = KeyTable()  # given key -> block
         self._own: dict[int, int | list[int]] = {}  # own key -> block, or blocks in order
         self._own_key: dict[int, int] = {}  # block -> its own key
-        self._blocks: dict[int, np.ndarray] = {}  # request id -> its blocks, in order
+        self._blocks: dict[int, np.ndarray] = {}  # request id -> its blocks, in order, the
+        # first `_n[id]` of a buffer sized for all it can hold (growing copied none of them)
+        self._n: dict[int, int] = {}
+        self._spare: dict[int, list[np.ndarray]] = {}  # c -> freed buffers of >= 2**c blocks
         self._keyed: dict[int, int] = {}  # request id -> leading blocks keyed so far
         self._upto: dict[int, int] = {}  # request id -> tokens scheduled into its blocks
         self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
@@ -266,7 +269,11 @@ class CachingBlockPool(BlockPool):
                 self._touches += len(idle)
             refs[hits] = counts + 1
         self.hit_tokens += req.computed
-        self._blocks[req.id] = hits
+        buffer = self._buffer(max(self.blocks_for(req.prompt_tokens + req.output_tokens),
+                                  len(hits)))
+        buffer[:len(hits)] = hits
+        self._blocks[req.id] = buffer
+        self._n[req.id] = len(hits)
         self._held[req.id] = len(hits)
         self._keyed[req.id] = len(hits)
         self._upto[req.id] = req.computed + num_new_tokens
@@ -299,17 +306,34 @@ class CachingBlockPool(BlockPool):
     def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
         if n:
-            self._blocks[req.id] = np.concatenate([self._blocks[req.id], self._pop(n)])
+            at = self._n[req.id]
+            buffer = self._room(req.id, at + n)
+            self.free_blocks -= n
+            if self._c is None or not self._take_into(n, buffer, at):
+                buffer[at:at + n] = self._take_out(n)
+            self._n[req.id] = at + n
             self._held[req.id] += n
 
-    def _pop(self, n: int) -> np.ndarray:
-        """`n` blocks from the head of the free queue (vLLM's `get_new_blocks`): keyless
-        ones first, then the least recently freed keyed ones, whose keys are dropped."""
-        self.free_blocks -= n
-        return self._take_out(n)
+    def _buffer(self, n: int) -> np.ndarray:
+        """A buffer for `n` blocks or more: a freed one where one is spare (a NumPy array
+        made per request cost more than all the pool's steps on it but one)."""
+        c = (n - 1).bit_length()
+        spare = self._spare.get(c)
+        return spare.pop() if spare else np.empty(1 << c, np.intp)
+
+    def _room(self, rid: int, n: int) -> np.ndarray:
+        """Request `rid`'s buffer, made to hold `n` blocks if it holds fewer (a buffer is
+        sized for all a request can hold, but `_name` sizes them to what they hold)."""
+        buffer = self._blocks[rid]
+        if n > len(buffer):
+            buffer = self._blocks[rid] = np.concatenate(
+                [buffer, np.empty(max(n, 2 * len(buffer)) - len(buffer), np.intp)])
+        return buffer
 
     def _take_out(self, n: int) -> np.ndarray:
-        """`_pop` with the free count already lowered (a view of `_out` when compiled)."""
+        """`n` blocks from the head of the free queue (vLLM's `get_new_blocks`): keyless
+        ones first, then the least recently freed keyed ones, whose keys are dropped. The
+        caller lowered the free count (a view of `_out` when compiled)."""
         if self._c is not None and self._take_into(n, self._out, 0):
             return self._out[:n]
         top = self._plain_n
@@ -415,6 +439,7 @@ class CachingBlockPool(BlockPool):
         stop = min(tokens // self.block_size, len(given))
         if stop <= start:
             return
+        assert stop <= self._n[req.id]
         self._insert(given[start:stop], self._blocks[req.id][start:stop])
         self._keyed[req.id] = stop
         self._keyings += 1
@@ -439,7 +464,11 @@ class CachingBlockPool(BlockPool):
             self._name()  # preempted: its blocks get own keys, which it looks up again
         self._pay()
         rid = req.id
-        blocks = self._blocks.pop(rid)
+        n = self._n.pop(rid)  # not inside the slice: compiled by mypyc 2.4, a slice of
+        # a NumPy array evaluates its bounds twice
+        buffer = self._blocks.pop(rid)
+        self._spare.setdefault(len(buffer).bit_length() - 1, []).append(buffer)  # see below
+        blocks = buffer[:n]  # (nothing below hands a buffer out)
         del self._held[rid]
         start = self._keyed.pop(rid)
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
@@ -448,13 +477,11 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
         assert own == start, "given keys are set when their tokens are scheduled"
-        if own < stop:
-            if req.done:
-                self._cell[blocks[own:stop]] = DEAD
-            else:
-                self._cell[blocks[own:stop]] = OWN
-                for j, b in enumerate(blocks[own:stop].tolist(), own):
-                    self._cache_own(own_key(rid, j), b)
+        dead = own < stop and req.done  # DEAD cells, set below (in `release` if compiled)
+        if own < stop and not dead:
+            self._cell[blocks[own:stop]] = OWN
+            for j, b in enumerate(blocks[own:stop].tolist(), own):
+                self._cache_own(own_key(rid, j), b)
         if not len(blocks):
             return
         if self._c is not None:
@@ -462,11 +489,14 @@ class CachingBlockPool(BlockPool):
             if tail + len(blocks) > len(self._lru):
                 tail = self._compact(len(blocks))
             freed, n, self._plain_n = self._c.release(
-                blocks, stop < len(blocks), self._plain_n, tail, self._lru_base + tail)
+                blocks, stop < len(blocks), self._plain_n, tail, self._lru_base + tail,
+                own if dead else 0, stop if dead else 0)
             self._lru_tail = tail + n
             self.keyed_free += n
             self.free_blocks += freed
             return
+        if dead:
+            self._cell[blocks[own:stop]] = DEAD
         refs = self._refs
         counts = refs[blocks] - 1
         refs[blocks] = counts
@@ -555,6 +585,7 @@ class CachingBlockPool(BlockPool):
         at = 0
         for rid, n in (*self._held.items(), *self._parked.items()):
             self._blocks[rid] = rest[at:at + n].copy()
+            self._n[rid] = n
             self._keyed[rid] = 0
             at += n
         loose = self._loose_n
@@ -629,14 +660,18 @@ class CachingBlockPool(BlockPool):
         """Give `req` blocks taken for the aggregate until it holds those of `tokens` (the
         taken blocks are alike: fresh, keyless, held once)."""
         self._pay()
-        blocks = self._blocks[req.id]
-        n = self.blocks_for(tokens) - len(blocks)
-        if n > 0:
-            top = self._loose_n - n
-            assert top >= 0
-            blocks = self._blocks[req.id] = np.concatenate([blocks, self._loose[top:top + n]])
-            self._loose_n = top
-        return blocks
+        rid = req.id
+        at = self._n[rid]
+        n = self.blocks_for(tokens) - at
+        if n <= 0:
+            return self._blocks[rid][:at]
+        top = self._loose_n - n
+        assert top >= 0
+        buffer = self._room(rid, at + n)
+        buffer[at:at + n] = self._loose[top:top + n]
+        self._loose_n = top
+        self._n[rid] = at + n
+        return buffer[:at + n]
 
     def key_due(self, req: Request) -> int | None:
         """Scheduled tokens at which `req`'s next given key falls due (its next block is
@@ -707,7 +742,7 @@ class CachingBlockPool(BlockPool):
 
     def blocks_of(self, req: Request) -> list[int]:
         self._identify()
-        return self._blocks[req.id].tolist()
+        return self._blocks[req.id][:self._n[req.id]].tolist()
 
     def refs(self, b: int) -> int:
         self._identify()
@@ -737,7 +772,8 @@ class CachingBlockPool(BlockPool):
             return
         self._pay()
         refs = np.zeros(nb, np.int64)
-        for blocks in self._blocks.values():
+        for rid, buffer in self._blocks.items():
+            blocks = buffer[:self._n[rid]]
             assert len(set(blocks.tolist())) == len(blocks)
             refs[blocks] += 1
         refs[self._loose[:self._loose_n]] += 1

@@ -47,7 +47,7 @@ class BlockHashes:
         if n == 0:
             return None
         t, place, first = self._layout(block_size)
-        keys = first[t[:n] + lo]
+        keys = first[lo:hi][t[:n]]  # (a view, then a gather: adding lo to t cost ~1 us)
         keys += place[:n]
         return keys
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 from hypothesis import example, given, settings
@@ -273,12 +274,14 @@ def test_a_preempted_request_finds_its_own_blocks_again():
 
 
 def run_scheduler(w, engine: EngineConfig, policy, check: bool = False, observe=None,
-                  compiled: bool | None = None, named: bool = False) -> CachingBlockPool:
+                  compiled: bool | None = None, named: bool = False,
+                  private: bool = False) -> CachingBlockPool:
     """Drive one replica's scheduler over `w` with a caching pool whose every "still
     blocked" is confirmed (`ConfirmedPool`), iterations one time unit long, checking the
     pool's invariants at every step if `check` and calling `observe(pool)` after every
     step if given; returns the pool, its `checked` count set. `compiled`: the pool's;
-    `named`: its blocks named from the start (never anonymous, see `_name`)."""
+    `named`: its blocks named from the start (never anonymous, see `_name`); `private`:
+    requests know which of their keys no other has (`private_from`), as a cluster's do."""
     pool = ConfirmedPool(engine.num_gpu_blocks, engine.block_size, compiled=compiled)
     if named:
         pool._name()
@@ -289,6 +292,9 @@ def run_scheduler(w, engine: EngineConfig, policy, check: bool = False, observe=
                        block_hashes=hashes.keys(i, int(w.prompt_tokens[i]),
                                                 int(w.output_tokens[i]), engine.block_size))
                for i in range(len(w))]
+    if private:
+        for r in pending:
+            r.private_from = hashes.private_from(r.id, engine.block_size)
     pending = [r for r in pending if sched.can_accept(r)]
     now = 0.0
     for _ in range(20_000):
@@ -333,11 +339,44 @@ class ConfirmedPool(CachingBlockPool):
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=shared_rows, cfg=configs, policy=st.sampled_from(POLICIES))
-def test_pool_invariants_hold_at_every_iteration(rows, cfg, policy):
+@given(rows=shared_rows, cfg=configs, policy=st.sampled_from(POLICIES), private=st.booleans())
+def test_pool_invariants_hold_at_every_iteration(rows, cfg, policy, private):
     cfg = {k: v for k, v in cfg.items() if k not in ("num_replicas", "router")}
     engine = EngineConfig(enable_prefix_caching=True, **cfg)
-    run_scheduler(shared_prefix_workload(rows, 3, 4), engine, policy, check=True)
+    run_scheduler(shared_prefix_workload(rows, 3, 4), engine, policy, check=True,
+                  private=private)
+
+
+@settings(max_examples=120, deadline=None)
+@given(rows=shared_rows, cfg=configs, policy=st.sampled_from(POLICIES),
+       block_tokens=st.sampled_from([1, 4, 16]), covers_output=st.booleans(),
+       simulator=st.sampled_from(["reference", "fast"]))
+def test_keys_no_other_request_has_wait_for_free_with_the_same_results(
+        rows, cfg, policy, block_tokens, covers_output, simulator):
+    """A request's keys past `private_from` are set when it frees its blocks (in the map
+    if it is preempted) instead of as they fill: the same records, hits and evictions as
+    keying every block as it fills."""
+    w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
+    dep = deployment(enable_prefix_caching=True, **cfg)
+    cost = LinearCost(0.1, 0.002, 0.0003)
+    lazy = simulate(w, policy, dep, cost=cost, simulator=simulator)
+    with mock.patch.object(BlockHashes, "private_from", lambda self, i, block_size: 1 << 62):
+        eager = simulate(w, policy, dep, cost=cost, simulator=simulator)
+    a, b = eager.records.columns(), lazy.records.columns()
+    for name in COMPARED:
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+    np.testing.assert_array_equal(eager.records.itl.counts, lazy.records.itl.counts)
+    for r, f in zip(eager.summary["replicas"], lazy.summary["replicas"], strict=True):
+        assert (r["prefix_hit_tokens"], r["prefix_evictions"], r["iterations"]) == \
+            (f["prefix_hit_tokens"], f["prefix_evictions"], f["iterations"])
+
+
+def test_keys_past_the_last_trace_block_another_request_has_are_private():
+    h = BlockHashes.from_lists([[1, 2, 3], [1, 2, 4], [5], [], [8, 2, 3]], block_tokens=4)
+    # request 0 shares (1, 0), (2, 1) with request 1 and (2, 1), (3, 2) with request 4
+    assert [h.private_from(i, 2) for i in range(5)] == [6, 4, 0, 0, 6]
+    assert [h.private_from(i, 4) for i in range(5)] == [3, 2, 0, 0, 3]
+    assert h.private_from(1, 3) == 2 * 4 // 3  # engine blocks 0, 1 end in trace block 0, 1
 
 
 def test_a_hit_beside_a_free_elsewhere_can_unblock_the_head():

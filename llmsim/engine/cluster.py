@@ -66,6 +66,7 @@ class Cluster:
         req = Request(i, arrival, prompt, output)
         if self.hashes is not None:
             req.block_hashes = self.hashes.keys(i, prompt, output, self.block_size)
+            req.private_from = self.hashes.private_from(i, self.block_size)
         replicas = self.replicas
         replica = replicas[self.router(req, replicas)] if len(replicas) > 1 else replicas[0]
         if replica.can_accept(req):

@@ -18,7 +18,10 @@ request (`own_key`), so a preempted request finds its own blocks again, as in vL
 every request's blocks are hashed. A block is keyed once it is full of scheduled tokens,
 as vLLM's `cache_blocks` does when it allocates; an own key is set when the request frees
 the block instead: nobody else can look it up, so nothing tells the two apart, and the
-fast simulator's lockstep decoders need no per-block work while they decode.
+fast simulator's lockstep decoders need no per-block work while they decode. The same goes
+for given keys from a request's `private_from` on (no other request of the workload has
+them): they are set when it frees its blocks, in the map if it was preempted, and not at
+all (DEAD) if it is done.
 
 Given keys that cover output tokens (sessions, whose next turn resends this one's answer)
 fall due while a request decodes. The fast simulator's decoders key them lazily: the
@@ -295,13 +298,20 @@ class CachingBlockPool(BlockPool):
         """`_key` for a request scheduling tokens, after the fast simulator's decoders have
         set those of their due keys it is about to set too (`seat`: see `flush`)."""
         given = req.block_hashes
-        if given is None or self._keyed[req.id] >= len(given):
+        if given is None or self._keyed[req.id] >= self._shared(req):
             return
         if self.flush is not None:
-            start, stop = self._keyed[req.id], min(tokens // self.block_size, len(given))
+            start, stop = self._keyed[req.id], min(tokens // self.block_size, self._shared(req))
             if stop > start:
                 self.flush(given[start:stop], seat)
         self._key(req, tokens)
+
+    def _shared(self, req: Request) -> int:
+        """How many of `req`'s given keys are set as their blocks fill: those up to its
+        `private_from`, which another request may look up. The rest wait for `free`."""
+        given = req.block_hashes
+        assert given is not None
+        return min(len(given), req.private_from)
 
     def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
@@ -436,7 +446,7 @@ class CachingBlockPool(BlockPool):
         if given is None:
             return
         start = self._keyed[req.id]
-        stop = min(tokens // self.block_size, len(given))
+        stop = min(tokens // self.block_size, self._shared(req))
         if stop <= start:
             return
         assert stop <= self._n[req.id]
@@ -476,8 +486,12 @@ class CachingBlockPool(BlockPool):
         stop = min(self._upto.pop(rid) // self.block_size, len(blocks))
         given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
-        assert own == start, "given keys are set when their tokens are scheduled"
-        dead = own < stop and req.done  # DEAD cells, set below (in `release` if compiled)
+        assert own == start or start >= self._shared(req), "shared keys are set on time"
+        dead = start < stop and req.done  # DEAD cells, set below (in `release` if compiled)
+        if own > start and not dead:  # private given keys, looked up when it comes back
+            assert given is not None
+            self._insert(given[start:own], blocks[start:own])
+            self._keyings += 1
         if own < stop and not dead:
             self._cell[blocks[own:stop]] = OWN
             for j, b in enumerate(blocks[own:stop].tolist(), own):
@@ -490,13 +504,13 @@ class CachingBlockPool(BlockPool):
                 tail = self._compact(len(blocks))
             freed, n, self._plain_n = self._c.release(
                 blocks, stop < len(blocks), self._plain_n, tail, self._lru_base + tail,
-                own if dead else 0, stop if dead else 0)
+                start if dead else 0, stop if dead else 0)
             self._lru_tail = tail + n
             self.keyed_free += n
             self.free_blocks += freed
             return
         if dead:
-            self._cell[blocks[own:stop]] = DEAD
+            self._cell[blocks[start:stop]] = DEAD
         refs = self._refs
         counts = refs[blocks] - 1
         refs[blocks] = counts
@@ -653,7 +667,7 @@ class CachingBlockPool(BlockPool):
         self._held[req.id] = len(blocks)
         self._upto[req.id] = req.computed
         given = req.block_hashes
-        if given is not None and self._keyed[req.id] < len(given):
+        if given is not None and self._keyed[req.id] < self._shared(req):
             self._key(req, req.computed)
 
     def _attribute(self, req: Request, tokens: int) -> np.ndarray:
@@ -680,13 +694,13 @@ class CachingBlockPool(BlockPool):
         if given is None:
             return None
         keyed = self._keyed[req.id]
-        return None if keyed >= len(given) else (keyed + 1) * self.block_size
+        return None if keyed >= self._shared(req) else (keyed + 1) * self.block_size
 
     def keys_left(self, req: Request) -> np.ndarray:
-        """`req`'s given keys not set yet."""
+        """`req`'s given keys to set as its blocks fill, not set yet."""
         given = req.block_hashes
         assert given is not None
-        return given[self._keyed[req.id]:]
+        return given[self._keyed[req.id]:self._shared(req)]
 
     def key_members(self, due: list[tuple[Request, int, int]]) -> None:
         """Aggregate members' blocks full of their scheduled tokens get their given keys,
@@ -704,7 +718,7 @@ class CachingBlockPool(BlockPool):
             blocks = self._attribute(req, scheduled)
             given = req.block_hashes
             assert given is not None  # only members with given keys fall due
-            start, stop = self._keyed[req.id], min(scheduled // bs, len(given))
+            start, stop = self._keyed[req.id], min(scheduled // bs, self._shared(req))
             if stop > start:
                 runs.append((req, start, stop, base, blocks))
         if not runs:

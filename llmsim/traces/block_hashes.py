@@ -51,6 +51,29 @@ class BlockHashes:
         keys += place[:n]
         return keys
 
+    def private_from(self, i: int, block_size: int) -> int:
+        """The first of request i's engine blocks whose key no other request of the trace
+        has: each is in a trace block after the last one another request also has (the
+        same id at the same place). Only request i itself could look these keys up, after
+        a preemption, so the pool sets them only then (half of Mooncake's conversation
+        trace's blocks: 48% of its trace blocks appear in one request)."""
+        return int(self._shared_upto[i]) * self.block_tokens // block_size
+
+    @cached_property
+    def _shared_upto(self) -> np.ndarray:
+        """Per request, 1 + the place of its last trace block another request also has
+        (0: none)."""
+        numbers = self._numbers
+        counts = np.diff(self.offsets)
+        upto = np.zeros(len(counts), np.int64)
+        if not len(numbers):
+            return upto
+        place = np.arange(len(numbers), dtype=np.int64) - np.repeat(self.offsets[:-1], counts)
+        shared = np.bincount(numbers)[numbers] >= 2
+        some = counts > 0
+        upto[some] = np.maximum.reduceat(np.where(shared, place + 1, 0), self.offsets[:-1][some])
+        return upto
+
     def _layout(self, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For engine block j: the trace block t holding its last token, and j's place among
         the engine blocks ending in t (at most `span` of them), for every j a request of this

@@ -145,3 +145,15 @@ def test_read_only_keys_are_read_and_other_integer_widths_refused_with_a_reason(
     assert state(pools[0]) == state(pools[1]) and pools[0].hit_tokens == 12
     with pytest.raises(TypeError, match="keys: a 1-D contiguous array of 8-byte integers"):
         pools[0]._c.run(keys.astype(np.int32), pools[0]._out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(marked=st.lists(st.integers(0, 63), max_size=8),
+       keys=st.lists(st.integers(-(1 << 40), 1 << 40), max_size=20))
+def test_the_compiled_watch_test_is_numpys(marked, keys):
+    from llmsim.engine._pool import watched
+
+    watch = np.zeros(64, np.int32)
+    watch[marked] = 1
+    keys = np.array(keys, np.int64)
+    assert watched(watch, keys) == bool(watch[keys & 63].any())

@@ -508,6 +508,48 @@ static PyMethodDef Arrays_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* watched(watch, keys) -> bool: whether any key's slot (key & (len(watch) - 1), len(watch)
+   a power of two) counts a member in `watch` (int32): DecoderAggregate.flush_keys's test,
+   which a request's lookup asks first (NumPy took ~3 us for it: 60 ms of a run of 3,000
+   synthetic sessions). */
+static PyObject *
+pool_watched(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "watched takes 2 arguments");
+        return NULL;
+    }
+    Py_buffer watch_view;
+    if (!get_ints(args[0], &watch_view, 4, "watch", 0))
+        return NULL;
+    Py_ssize_t nwatch = watch_view.len / 4;
+    if (nwatch == 0 || (nwatch & (nwatch - 1))) {
+        PyBuffer_Release(&watch_view);
+        PyErr_SetString(PyExc_ValueError, "watched: watch's length must be a power of two");
+        return NULL;
+    }
+    Views v = {.n = 0};
+    Py_ssize_t nk;
+    const int64_t *keys = arg_array(&v, args[1], &nk, "keys", 0);
+    if (!keys) {
+        PyBuffer_Release(&watch_view);
+        return NULL;
+    }
+    const int32_t *watch = (const int32_t *)watch_view.buf;
+    int64_t mask = nwatch - 1;
+    int found = 0;
+    for (Py_ssize_t i = 0; i < nk && !found; i++)
+        found = watch[keys[i] & mask] != 0;
+    release_views(&v);
+    PyBuffer_Release(&watch_view);
+    return PyBool_FromLong(found);
+}
+
+static PyMethodDef module_methods[] = {
+    {"watched", (PyCFunction)(void (*)(void))pool_watched, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyTypeObject ArraysType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "llmsim.engine._pool.Arrays",
@@ -521,7 +563,7 @@ static PyTypeObject ArraysType = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_pool",
-    "The prefix-caching pool's per-block steps in C (see _pool.c).", -1, NULL,
+    "The prefix-caching pool's per-block steps in C (see _pool.c).", -1, module_methods,
 };
 
 PyMODINIT_FUNC

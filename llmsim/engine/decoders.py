@@ -42,6 +42,11 @@ from .blocks import BlockPool
 from .prefix_cache import CachingBlockPool
 from .request import Request
 
+try:  # flush_keys's test in C (_pool.c), where it was built
+    from ._pool import watched
+except ImportError:
+    watched = None
+
 WATCH_MASK = (1 << 16) - 1  # key slots watched: a false match only costs a flush
 
 
@@ -133,7 +138,10 @@ class DecoderAggregate:
         iteration being planned: then members seated after it set theirs of this iteration
         after it)."""
         heap, now = self._keys_due, self.tick + self.ahead
-        if not heap or heap[0][0] > now or not self._watch[keys & WATCH_MASK].any():
+        if not heap or heap[0][0] > now:
+            return
+        if not (self._watch[keys & WATCH_MASK].any() if watched is None
+                else watched(self._watch, keys)):
             return
         due_now = []  # (member, tokens scheduled, its base)
         while heap and heap[0][0] <= now:

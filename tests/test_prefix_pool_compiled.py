@@ -157,3 +157,25 @@ def test_the_compiled_watch_test_is_numpys(marked, keys):
     watch[marked] = 1
     keys = np.array(keys, np.int64)
     assert watched(watch, keys) == bool(watch[keys & 63].any())
+
+
+@settings(max_examples=150, deadline=None)
+@given(lists=st.lists(st.lists(st.integers(0, 30), max_size=12), min_size=1, max_size=8),
+       block_tokens=st.sampled_from([1, 3, 16, 512]), block_size=st.sampled_from([1, 4, 16]),
+       covers_output=st.booleans(), data=st.data())
+def test_the_compiled_key_gather_is_numpys(lists, block_tokens, block_size, covers_output,
+                                           data):
+    from llmsim.traces import block_hashes
+
+    h = block_hashes.BlockHashes.from_lists(lists, block_tokens, covers_output)
+    for i in range(len(lists)):
+        prompt, output = data.draw(st.integers(1, 5000)), data.draw(st.integers(1, 500))
+        compiled = h.keys(i, prompt, output, block_size)
+        gather, block_hashes.keys_into = block_hashes.keys_into, None
+        try:
+            numpy = h.keys(i, prompt, output, block_size)
+        finally:
+            block_hashes.keys_into = gather
+        assert (compiled is None) == (numpy is None)
+        if compiled is not None:
+            np.testing.assert_array_equal(compiled, numpy)

@@ -545,8 +545,43 @@ pool_watched(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(found);
 }
 
+/* keys_into(first, t, place, lo, out): out[j] = first[lo + t[j]] + place[j] for j <
+   len(out) (BlockHashes.keys: the engine's keys of a request's blocks, gathered from its
+   trace blocks' first keys; NumPy's gather and add took ~2.4 us a Mooncake request). */
+static PyObject *
+pool_keys_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "keys_into takes 5 arguments");
+        return NULL;
+    }
+    int64_t lo;
+    if (!arg_long(args[3], &lo))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t nfirst, nt, nplace, n;
+    const int64_t *first = arg_array(&v, args[0], &nfirst, "first", 0);
+    const int64_t *t = first ? arg_array(&v, args[1], &nt, "t", 0) : NULL;
+    const int64_t *place = t ? arg_array(&v, args[2], &nplace, "place", 0) : NULL;
+    int64_t *out = place ? arg_array(&v, args[4], &n, "out", 1) : NULL;
+    if (!out) {
+        release_views(&v);
+        return NULL;
+    }
+    if (n > nt || n > nplace || lo < 0 || (n && (lo + t[n - 1] >= nfirst || t[0] < 0))) {
+        release_views(&v);
+        PyErr_SetString(PyExc_IndexError, "keys_into: out of range");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < n; j++)  /* t is non-decreasing: t[0], t[n - 1] bound it */
+        out[j] = first[lo + t[j]] + place[j];
+    release_views(&v);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"watched", (PyCFunction)(void (*)(void))pool_watched, METH_FASTCALL, NULL},
+    {"keys_into", (PyCFunction)(void (*)(void))pool_keys_into, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,11 @@ from functools import cached_property
 
 import numpy as np
 
+try:  # the gather in C, where the engine's pool steps were built (setup.py)
+    from ..engine._pool import keys_into
+except ImportError:
+    keys_into = None
+
 POSITION_BITS = 24  # a trace block's place in its request, packed under its id to number them
 
 
@@ -38,7 +43,7 @@ class BlockHashes:
         Keys are dense slot numbers, as the pool's cache map wants: the trace block's number
         among the distinct (id, t) in the trace, times the engine blocks one can end in,
         plus j's place among them."""
-        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        lo, hi = self._bounds[i], self._bounds[i + 1]
         if hi == lo:
             return None
         covered = min((hi - lo) * self.block_tokens,
@@ -47,9 +52,18 @@ class BlockHashes:
         if n == 0:
             return None
         t, place, first = self._layout(block_size)
-        keys = first[lo:hi][t[:n]]  # (a view, then a gather: adding lo to t cost ~1 us)
+        if keys_into is not None:
+            keys = np.empty(n, np.int64)
+            keys_into(first, t, place, lo, keys)
+            return keys
+        keys = first[lo:hi][t[:n]]
         keys += place[:n]
         return keys
+
+    @cached_property
+    def _bounds(self) -> list[int]:
+        """`offsets` as Python ints (`keys` reads two a request)."""
+        return self.offsets.tolist()
 
     def private_from(self, i: int, block_size: int) -> int:
         """The first of request i's engine blocks whose key no other request of the trace

@@ -25,9 +25,16 @@
 #define NONE_CELL (-3) /* prefix_cache.NONE */
 #define DEAD_CELL (-1) /* prefix_cache.DEAD */
 
-enum { REFS, CELL, SEQ, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, NARRAYS };
+enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, NARRAYS };
 static const char *array_names[NARRAYS] = {
-    "refs", "cell", "seq", "plain", "lru", "base", "table", "row_page", "spare"};
+    "records", "plain", "lru", "base", "table", "row_page", "spare"};
+
+/* A block's record (prefix_cache.RECORD, read as two int64 per block): its cell in the map
+   (int32), its references (int32), its queue entry's number (int64). One cache line for
+   what a step reads and writes of a block: as three arrays, a taken block missed three. */
+#define CELL(b) (((int32_t *)(rec + 2 * (b)))[0])
+#define REFS(b) (((int32_t *)(rec + 2 * (b)))[1])
+#define SEQ(b) (rec[2 * (b) + 1])
 
 typedef struct {
     PyObject_HEAD
@@ -68,7 +75,7 @@ get_ints(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, const char *name, 
 
 #define I64(a) ((int64_t *)self->view[a].buf)
 #define LEN(a) (self->view[a].len / 8)
-#define REF ((int32_t *)self->view[REFS].buf)
+#define NBLOCKS (self->view[REC].len / 16)
 
 static void
 unbind(Arrays *self)
@@ -86,27 +93,28 @@ Arrays_dealloc(Arrays *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* bind(refs, cell, seq, plain, lru, base, table, row_page, spare). The steps trust what
+/* bind(records, plain, lru, base, table, row_page, spare). The steps trust what
    the arrays hold to keep the pool's invariants (CachingBlockPool.check): a block, row or
    cell they read from one is in range of the others. */
 static PyObject *
 Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != NARRAYS) {
-        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 9 arrays");
+        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 7 arrays");
         return NULL;
     }
     Py_buffer fresh[NARRAYS];
     for (int i = 0; i < NARRAYS; i++) {
-        if (!get_ints(args[i], &fresh[i], i == REFS ? 4 : 8, array_names[i], 1)) {
+        if (!get_ints(args[i], &fresh[i], 8, array_names[i], 1)) {
             while (i--)
                 PyBuffer_Release(&fresh[i]);
             return NULL;
         }
     }
-    Py_ssize_t nb = fresh[CELL].len / 8;  /* the steps index these by block, row and cell */
-    if (fresh[REFS].len / 4 != nb || fresh[SEQ].len / 8 != nb || fresh[PLAIN].len / 8 != nb
+    Py_ssize_t nb = fresh[REC].len / 16;  /* the steps index these by block, row and cell */
+    if (fresh[REC].len % 16 || fresh[PLAIN].len / 8 != nb
         || fresh[TABLE].len / 8 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
+        || fresh[TABLE].len / 8 > INT32_MAX  /* cells fit a record's int32 */
         || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8) {
         for (int i = 0; i < NARRAYS; i++)
             PyBuffer_Release(&fresh[i]);
@@ -242,17 +250,17 @@ Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     if (!check(self, nargs, 1, "idle"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t n, nb = LEN(CELL), idle = 0;
+    Py_ssize_t n, nb = NBLOCKS, idle = 0;
     int64_t *blocks = arg_array(&v, args[0], &n, "blocks", 0);
     if (!blocks)
         return NULL;
-    const int32_t *refs = REF;
+    const int64_t *rec = I64(REC);
     for (Py_ssize_t i = 0; i < n; i++) {
         if (!in_range(blocks[i], nb)) {
             release_views(&v);
             return NULL;
         }
-        idle += refs[blocks[i]] == 0;
+        idle += REFS(blocks[i]) == 0;
     }
     release_views(&v);
     return PyLong_FromSsize_t(idle);
@@ -267,7 +275,7 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     if (!check(self, nargs, 1, "touch"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t n, nb = LEN(CELL), idle = 0;
+    Py_ssize_t n, nb = NBLOCKS, idle = 0;
     int64_t *hits = arg_array(&v, args[0], &n, "hits", 0);
     if (!hits)
         return NULL;
@@ -276,17 +284,16 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             release_views(&v);
             return NULL;
         }
-    int32_t *refs = REF;
-    int64_t *seq = I64(SEQ), first = INT64_MAX;
+    int64_t *rec = I64(REC), first = INT64_MAX;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t b = hits[i];
-        if (refs[b] == 0) {
+        if (REFS(b) == 0) {
             idle++;
-            if (seq[b] < first)
-                first = seq[b];
-            seq[b] = -1;
+            if (SEQ(b) < first)
+                first = SEQ(b);
+            SEQ(b) = -1;
         }
-        refs[b]++;
+        REFS(b)++;
     }
     release_views(&v);
     return Py_BuildValue("nL", idle, (long long)first);
@@ -318,16 +325,15 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "take: bad counts");
         return NULL;
     }
-    const int64_t *lru = I64(LRU), *seq = I64(SEQ), *plain = I64(PLAIN);
-    int64_t *cell = I64(CELL), *table = I64(TABLE);
-    int32_t *refs = REF;
-    Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE), nb = LEN(CELL);
+    const int64_t *lru = I64(LRU), *plain = I64(PLAIN);
+    int64_t *rec = I64(REC), *table = I64(TABLE);
+    Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE), nb = NBLOCKS;
     int64_t got = n < top ? n : top, skipped = 0;
     out += at;
     top -= got;
     for (int64_t i = 0; i < got; i++) {
         out[i] = plain[top + i];
-        refs[out[i]] = 1;
+        REFS(out[i]) = 1;
     }
     while (got < n) {
         if (head >= nlru) {  /* counts that lie: the pool is corrupt, not this call's input */
@@ -337,18 +343,15 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
         if (head + AHEAD < nlru) {
             int64_t a = lru[head + AHEAD];  /* past the tail: anything, so checked */
-            if (a >= 0 && a < nb) {
-                PREFETCH(&seq[a], 0);
-                PREFETCH(&cell[a], 1);
-                PREFETCH(&refs[a], 1);
-            }
+            if (a >= 0 && a < nb)
+                PREFETCH(&rec[2 * a], 1);
         }
         int64_t b = lru[head];
-        if (seq[b] == number) {
+        if (SEQ(b) == number) {
             out[got++] = b;
-            int64_t c = cell[b];
-            cell[b] = NONE_CELL;
-            refs[b] = 1;
+            int64_t c = CELL(b);
+            CELL(b) = NONE_CELL;
+            REFS(b) = 1;
             if (c >= 0 && c < ntable)
                 table[c] = -1;
         }
@@ -386,9 +389,9 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "insert: bad arguments");
         return NULL;
     }
-    int64_t *base = I64(BASE), *table = I64(TABLE), *cell = I64(CELL);
+    int64_t *base = I64(BASE), *table = I64(TABLE), *rec = I64(REC);
     int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE);
-    Py_ssize_t nbase = LEN(BASE), nb = LEN(CELL);
+    Py_ssize_t nbase = LEN(BASE), nb = NBLOCKS;
     int64_t fresh = 0, fallback = 0, i;
     /* check: pages in the table, no key held; number the new pages (-1, -2, ... in base) */
     for (i = 0; i < nk; i++) {
@@ -425,7 +428,7 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
         int64_t c = row + (key & PAGE_MASK);
         table[c] = blocks[i];
-        cell[blocks[i]] = c;
+        CELL(blocks[i]) = (int32_t)c;
     }
     release_views(&v);
     return PyLong_FromLongLong(first);
@@ -443,7 +446,7 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     if (!check(self, nargs, 7, "release"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t n, nb = LEN(CELL);
+    Py_ssize_t n, nb = NBLOCKS;
     int64_t partial, top, tail, number, dead_from, dead_to;
     int64_t *blocks = arg_array(&v, args[0], &n, "blocks", 0);
     if (!blocks)
@@ -466,18 +469,17 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             release_views(&v);
             return NULL;
         }
-    int32_t *refs = REF;
-    int64_t *lru = I64(LRU), *seq = I64(SEQ), *plain = I64(PLAIN), *cell = I64(CELL);
+    int64_t *lru = I64(LRU), *plain = I64(PLAIN), *rec = I64(REC);
     int64_t freed = 0, keyed = 0;
-    if (partial && refs[blocks[n - 1]] != 1) {  /* before anything changes */
+    if (partial && REFS(blocks[n - 1]) != 1) {  /* before anything changes */
         release_views(&v);
         PyErr_SetString(PyExc_AssertionError, "release: its partial last block is shared");
         return NULL;
     }
     for (int64_t j = dead_from; j < dead_to; j++)
-        cell[blocks[j]] = DEAD_CELL;
+        CELL(blocks[j]) = DEAD_CELL;
     for (Py_ssize_t i = 0; i < n; i++)
-        refs[blocks[i]]--;
+        REFS(blocks[i])--;
     Py_ssize_t i = n;
     if (partial) {
         plain[top++] = blocks[--i];
@@ -485,9 +487,9 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     }
     while (i--) {
         int64_t b = blocks[i];
-        if (refs[b] == 0) {
+        if (REFS(b) == 0) {
             lru[tail + keyed] = b;
-            seq[b] = number + keyed;
+            SEQ(b) = number + keyed;
             keyed++;
         }
     }

@@ -149,6 +149,7 @@ class KeyTable:
             self.table = np.concatenate([self.table, np.full_like(self.table, -1)])
             self.row_page = np.concatenate([self.row_page, np.full(rows, -1, np.int64)])
             rows *= 2
+            assert rows << PAGE_BITS <= 1 << 31, "cells must fit a block record's int32"
         self.spare = np.empty(rows, np.int64)
         self.spare[:len(spare)] = spare
         self.spare_n = len(spare)

@@ -67,6 +67,8 @@ DEAD, OWN, NONE = -1, -2, -3  # a block's cell when it holds a finished request'
 # (nobody can look it up, so it is not in the map, but it queues with the keyed blocks), an
 # own key (in `_own_key`), no key. The map ignores DEAD and OWN cells: eviction passes them.
 INF = 1 << 62
+RECORD = np.dtype([("cell", np.int32), ("refs", np.int32), ("seq", np.int64)])  # a block's
+# state in one record (16 bytes): the compiled steps read and write one cache line a block
 NAMED_FROM_START = False  # True: every pool names its blocks when it is made, never counts
 # them anonymously (tests compare the two: the same results)
 
@@ -94,9 +96,12 @@ class CachingBlockPool(BlockPool):
         if compiled and CompiledArrays is None:
             raise RuntimeError("llmsim.engine._pool was not built (no C compiler at install)")
         nb = num_blocks
-        self._cell = np.full(nb, NONE, np.int64)  # block -> its cell in the map, or NONE/DEAD/OWN
-        self._refs = np.zeros(nb, np.int32)
-        self._seq = np.full(nb, -1, np.int64)  # block -> its entry's number in `_lru`
+        self._records = np.zeros(nb, RECORD)  # the three below are its fields
+        self._cell = self._records["cell"]  # block -> its cell in the map, or NONE/DEAD/OWN
+        self._cell[:] = NONE
+        self._refs = self._records["refs"]
+        self._seq = self._records["seq"]  # block -> its entry's number in `_lru`
+        self._seq[:] = -1
         self._plain = np.arange(nb - 1, -1, -1, dtype=np.intp)  # keyless free blocks
         self._plain_n = nb
         self._lru = np.empty(max(2 * nb, 1024), np.intp)  # keyed free blocks, oldest first
@@ -142,8 +147,8 @@ class CachingBlockPool(BlockPool):
         """Point the compiled steps at the arrays (again, after one was replaced)."""
         if self._c is not None:
             m = self._map
-            self._c.bind(self._refs, self._cell, self._seq, self._plain, self._lru,
-                         m.base, m.table, m.row_page, m.spare)
+            self._c.bind(self._records.view(np.int64), self._plain, self._lru, m.base,
+                         m.table, m.row_page, m.spare)
 
     # -- lookup ---------------------------------------------------------------------
 

@@ -163,17 +163,23 @@ arg_long(PyObject *obj, int64_t *out)
 }
 
 static int
+nargs_is(Py_ssize_t nargs, Py_ssize_t want, const char *name)
+{
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, want);
+        return 0;
+    }
+    return 1;
+}
+
+static int
 check(Arrays *self, Py_ssize_t nargs, Py_ssize_t want, const char *name)
 {
     if (!self->bound) {
         PyErr_SetString(PyExc_RuntimeError, "Arrays: bind() first");
         return 0;
     }
-    if (nargs != want) {
-        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", name, want);
-        return 0;
-    }
-    return 1;
+    return nargs_is(nargs, want, name);
 }
 
 static int
@@ -517,10 +523,8 @@ static PyMethodDef Arrays_methods[] = {
 static PyObject *
 pool_watched(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "watched takes 2 arguments");
+    if (!nargs_is(nargs, 2, "watched"))
         return NULL;
-    }
     Py_buffer watch_view;
     if (!get_ints(args[0], &watch_view, 4, "watch", 0))
         return NULL;
@@ -549,14 +553,13 @@ pool_watched(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* keys_into(first, t, place, lo, out): out[j] = first[lo + t[j]] + place[j] for j <
    len(out) (BlockHashes.keys: the engine's keys of a request's blocks, gathered from its
-   trace blocks' first keys; NumPy's gather and add took ~2.4 us a Mooncake request). */
+   trace blocks' first keys; with NumPy's gather and add, keys() took ~2.8 us a Mooncake
+   request, with this ~2.0). */
 static PyObject *
 pool_keys_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "keys_into takes 5 arguments");
+    if (!nargs_is(nargs, 5, "keys_into"))
         return NULL;
-    }
     int64_t lo;
     if (!arg_long(args[3], &lo))
         return NULL;

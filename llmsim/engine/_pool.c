@@ -12,9 +12,15 @@
    same order, so the two can be mixed: the rare cases (a key already held by another
    block, own keys from preemptions, a key table that must grow or reclaim rows) are left
    to Python, which calls no step where it sees one coming, and to which `insert` hands
-   back, before it has changed anything, the one it finds (check, then act). prefix_cache.py falls back to its NumPy code when this module was not
-   built; tests/test_prefix_pool_compiled.py holds the two to the same pools. An editable
-   install does not rebuild this on its own: after editing it, run `pip install -e .`. */
+   back, before it has changed anything, the one it finds (check, then act). prefix_cache.py
+   falls back to its NumPy code when this module was not built;
+   tests/test_prefix_pool_compiled.py holds the two to the same pools.
+
+   Two functions beside it serve the pool's callers the same way: `keys_into` gathers a
+   request's keys (BlockHashes.keys) and `watched` is the lockstep decoders' test before a
+   lookup (DecoderAggregate.flush_keys); each falls back to NumPy where this was not built.
+   An editable install does not rebuild this on its own: after editing it, run
+   `pip install -e .` (or `python setup.py build_ext --inplace`). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -71,6 +71,11 @@ def build(kind: str, n: int, data: Path, seed: int, profile: str):
     # before fitted profiles, a Deployment with no profile was priced by the roofline
     knows_roofline = hasattr(importlib.import_module("llmsim.simulate"), "fitted_cost_model")
     costs = {"profile": "roofline"} if profile == "roofline" and knows_roofline else {}
+    # The engine's own speed, caching off as recorded before prefix caching became the
+    # default (benchmarks/prefix_caching.py measures what caching costs); a checkout from
+    # before caching has no such field
+    off = ({"enable_prefix_caching": False}
+           if "enable_prefix_caching" in EngineConfig.__dataclass_fields__ else {})
     # Drawn in random order, so that every stretch of the run has the trace's mix. Drawn
     # in trace order (sorted draws, as before 2026-11-29), Azure's hour-to-hour mix (mean
     # output 129 to 268 tokens per tenth of the trace) made stretches of "0.9 x capacity"
@@ -80,17 +85,17 @@ def build(kind: str, n: int, data: Path, seed: int, profile: str):
     lengths = Workload(np.zeros(n), real.prompt_tokens[rows], real.output_tokens[rows],
                        source=f"{n} lengths drawn at random from {real.source}")
     if kind == "azure":
-        deployment = Deployment(**costs)
+        deployment = Deployment(engine=EngineConfig(**off), **costs)
         rate = AZURE_LOAD * capacity_rps(real, deployment)
         note = f"poisson at {AZURE_LOAD} x capacity = {rate:.2f} req/s"
     elif kind == "saturated":
-        deployment = Deployment(engine=EngineConfig(max_num_seqs=SATURATED_SEATS), **costs)
+        deployment = Deployment(engine=EngineConfig(max_num_seqs=SATURATED_SEATS, **off), **costs)
         rate = SATURATED_LOAD * capacity_rps(real, deployment)
         note = (f"poisson at {SATURATED_LOAD} x capacity = {rate:.2f} req/s, "
                 f"{SATURATED_SEATS} seats")
     else:
         deployment = Deployment(model="llama-3-8b", gpu="a100",
-                                engine=EngineConfig(max_num_seqs=128), **costs)
+                                engine=EngineConfig(max_num_seqs=128, **off), **costs)
         rate, note = ARXIV_RATE, f"poisson at {ARXIV_RATE} req/s"
     return lengths.with_arrivals(arrivals.poisson(n, rate, rng), note), deployment, note
 

@@ -43,7 +43,7 @@ source "$(dirname "$0")/vllm_cpu_server.sh"
 saturated() {  # $1: out file: all requests at once, fcfs, with the CPU accounting
     "$PY" benchmarks/cpu_accounting.py "$SERVER" "${1%.json}.cpu.json" -- \
         "$LLMSIM" replay --model tiny-llama --endpoint "http://127.0.0.1:$PORT" \
-        "${ENGINE[@]}" --max-num-seqs "$SEATS" --out "$1" --force \
+        "${ENGINE[@]}" "$CACHE" --max-num-seqs "$SEATS" --out "$1" --force \
         --requests "$REQUESTS" --rate 10000 --policy fcfs > "${1%.json}.cpu.txt"
 }
 

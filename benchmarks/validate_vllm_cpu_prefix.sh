@@ -58,25 +58,22 @@ run() {  # $1: name, $2: seed, then replay options
 }
 
 phase() {  # $1: off or on: a server with its prefix cache so, and that setting's runs
-    local cache=$1 flag=()
+    local cache=$1
     PREFIX_CACHING=--no-enable-prefix-caching
-    if [ "$cache" = on ]; then
-        PREFIX_CACHING=--enable-prefix-caching
-        flag=(--enable-prefix-caching)
-    fi
+    if [ "$cache" = on ]; then PREFIX_CACHING=--enable-prefix-caching; fi
     start_server client "$SEQS"
     [ "$cache" = on ] || [ -f "$OUT/fitted-steps.points.json" ] || "$PY" \
         benchmarks/vllm_cpu_costs.py --endpoint "http://127.0.0.1:$PORT" \
         --model-config "$MODEL/config.json" --max-num-seqs "$SEQS" --seqs 1,2,4 \
         --out "$OUT/fitted-steps.json" | tee "$OUT/steps.txt"
-    run "$cache-saturated" 100 --rate 10000 "${flag[@]}"
+    run "$cache-saturated" 100 --rate 10000
     if [ -z "$RATE" ]; then
         RATE=$("$PY" -c "import json; print(round($LOAD * json.load(open(
             '$OUT/run-off-saturated.json'))['request_throughput'], 4))")
         echo "study rate: $RATE req/s ($LOAD x the all-at-once throughput with the cache off)" \
             | tee "$OUT/rate.txt"
     fi
-    for rep in $(seq "$REPEATS"); do run "$cache-$rep" "$rep" --rate "$RATE" "${flag[@]}"; done
+    for rep in $(seq "$REPEATS"); do run "$cache-$rep" "$rep" --rate "$RATE"; done
     # 4. one request at a time: the first token of a fresh prompt, a cached prefix, a short one
     [ "$cache" = off ] || [ -f "$OUT/cached-prefill.json" ] || "$PY" \
         benchmarks/vllm_cpu_cached_prefill.py --endpoint "http://127.0.0.1:$PORT" \

@@ -37,7 +37,7 @@ for seats in $SEATS_LIST; do
     start_server fcfs "$seats"
     "$PY" benchmarks/cpu_accounting.py "$SERVER" "$OUT/cpu-$seats.json" -- \
         "$LLMSIM" replay --model tiny-llama --endpoint "http://127.0.0.1:$PORT" \
-        "${ENGINE[@]}" --max-num-seqs "$seats" --out "$run" --force \
+        "${ENGINE[@]}" "$CACHE" --max-num-seqs "$seats" --out "$run" --force \
         --requests "$REQUESTS" --rate 10000 --server-policy fcfs | tee "$OUT/cpu-$seats.txt"
     stop_server
 done

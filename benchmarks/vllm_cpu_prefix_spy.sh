@@ -26,13 +26,12 @@ source "$(dirname "$0")/vllm_cpu_server.sh"
 for cache in off on; do
     [ -f "$OUT/engine-$cache.txt" ] && continue
     PREFIX_CACHING=--no-enable-prefix-caching
-    flag=()
-    if [ "$cache" = on ]; then PREFIX_CACHING=--enable-prefix-caching; flag=(--enable-prefix-caching); fi
+    if [ "$cache" = on ]; then PREFIX_CACHING=--enable-prefix-caching; fi
     start_server client "$SEQS"
     worker=$(pgrep -g "$SERVER" -f 'VLLM::Worker' | head -1)
     engine=$(pgrep -g "$SERVER" -f 'VLLM::EngineCore' | head -1)
     replay "$OUT/run-$cache.json" --trace "$STUDY/trace.parquet" --seed 100 --rate 10000 \
-        --policy fcfs "${flag[@]}" > /dev/null 2>&1 &
+        --policy fcfs > /dev/null 2>&1 &
     client=$!
     sleep "$WARMUP"
     "$SPY" record --pid "$worker" --duration "$DURATION" --rate 50 --format raw --nonblocking \

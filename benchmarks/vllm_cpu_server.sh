@@ -2,7 +2,8 @@
 # validate_vllm_cpu_study.sh and vllm_cpu_ab.sh: start_server POLICY [SEATS], stop_server,
 # replay OUT [options].
 # Expects PY, LLMSIM, OUT, MODEL, PORT, SEQS (the default seats) and BATCH to be set;
-# PREFIX_CACHING=--enable-prefix-caching turns vLLM's prefix cache on (off by default).
+# PREFIX_CACHING=--enable-prefix-caching turns vLLM's prefix cache on (off by default here);
+# start_server sets CACHE to the flag it started the server with, which replay records.
 # llmsim's record of the server's other settings, for replay and `llmsim validate`:
 # (vLLM-CPU turns async scheduling off: vllm/platforms/cpu.py)
 ENGINE=(--max-num-batched-tokens "$BATCH" --block-size 16 --num-gpu-blocks 65536
@@ -20,6 +21,7 @@ trap stop_server EXIT
 start_server() {  # $1: LLMSIM_POLICY, $2: --max-num-seqs (default SEQS)
     SEATS=${2:-$SEQS}
     local log=$OUT/serve-$1-$SEATS.log
+    CACHE=${PREFIX_CACHING:---no-enable-prefix-caching}
     LLMSIM_POLICY=$1 VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 \
     VLLM_NO_USAGE_STATS=1 TOKENIZERS_PARALLELISM=false \
         setsid "$PY" -m vllm.entrypoints.openai.api_server --model "$MODEL" \
@@ -27,7 +29,7 @@ start_server() {  # $1: LLMSIM_POLICY, $2: --max-num-seqs (default SEQS)
         --max-model-len 8192 --max-num-seqs "$SEATS" --max-num-batched-tokens "$BATCH" \
         --scheduling-policy priority \
         --scheduler-cls llmsim.integrations.vllm.PolicyScheduler \
-        "${PREFIX_CACHING:---no-enable-prefix-caching}" > "$log" 2>&1 &
+        "$CACHE" > "$log" 2>&1 &
     SERVER=$!
     for _ in $(seq 1200); do
         curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && return 0
@@ -41,5 +43,5 @@ replay() {  # $1: out file, then replay options
     local out=$1
     shift
     "$LLMSIM" replay --model tiny-llama --endpoint "http://127.0.0.1:$PORT" "${ENGINE[@]}" \
-        --max-num-seqs "$SEATS" --out "$out" --force "$@"
+        "$CACHE" --max-num-seqs "$SEATS" --out "$out" --force "$@"
 }

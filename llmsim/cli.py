@@ -75,7 +75,7 @@ Tp = Annotated[int, typer.Option(help="Tensor-parallel degree of each replica.",
 Replicas = Annotated[int, typer.Option(help="Engine replicas behind the router.", min=1)]
 RouterOpt = Annotated[str, typer.Option(
     "--router", help="round-robin, least-tokens or cache-affinity (longest cached prefix, "
-                     "load-guarded; with --enable-prefix-caching).")]
+                     "load-guarded; needs prefix caching, on by default).")]
 MaxSeqs = Annotated[int, typer.Option(help="vLLM max_num_seqs.", min=1)]
 MaxTokens = Annotated[int, typer.Option(help="vLLM max_num_batched_tokens.", min=1)]
 BlockSize = Annotated[int, typer.Option(help="KV cache block size in tokens.", min=1)]
@@ -121,7 +121,7 @@ def _simulation_command(name: str, default: str, doc: str):
         out: Out = None, force: Force = False, simulator: SimulatorOpt = "fast",
         profile: ProfileOpt = None, scoring_delay_ms: ScoringDelay = 0.0,
         engine_overhead_ms: EngineOverhead = 0.0,
-        enable_prefix_caching: PrefixCaching = False,
+        enable_prefix_caching: PrefixCaching = True,
     ) -> None:
         names = [p.strip() for p in policies.split(",") if p.strip()]
         if name == "run" and len(names) > 1:

@@ -41,8 +41,10 @@ def cases():
     policies = {"fcfs": FCFS, "sjf": SJF, "srpt": SRPT, "mlfq": MLFQ,
                 "sjf+sp": with_starvation_prevention(SJF, 3, 2)}
     for name, policy in policies.items():
-        yield f"{name}-roomy", plain, policy, deployment(num_gpu_blocks=4000, block_size=16)
+        yield f"{name}-roomy", plain, policy, deployment(num_gpu_blocks=4000, block_size=16,
+                                                         enable_prefix_caching=False)
         yield f"{name}-tight", plain, policy, deployment(num_gpu_blocks=300, block_size=16,
+                                                         enable_prefix_caching=False,
                                                          max_num_batched_tokens=256)
         yield f"{name}-cached", shared, policy, deployment(
             num_gpu_blocks=500, block_size=16, enable_prefix_caching=True, num_replicas=2,

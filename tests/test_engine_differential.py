@@ -40,6 +40,7 @@ configs = st.fixed_dictionaries({
     "num_gpu_blocks": st.integers(1, 120),
     "num_replicas": st.integers(1, 3),
     "router": st.sampled_from(["round-robin", "least-tokens"]),
+    "enable_prefix_caching": st.booleans(),  # no ids: it changes only what preemption costs
 })
 
 # Low load and long outputs: few requests far apart, so that decoders run alone for long

@@ -103,7 +103,7 @@ def test_fcfs_preempts_the_last_admitted_which_recomputes_and_finishes_later(sim
     # Each grows one slot per decode; when the pool is dry, FCFS evicts B (admitted last).
     cost = LinearCost(base=1.0)
     res = sim(workload([(0.0, 8, 9), (0.0, 8, 9)]), FCFS,
-                   deployment(block_size=4, num_gpu_blocks=6), cost=cost)
+              deployment(block_size=4, num_gpu_blocks=6, enable_prefix_caching=False), cost=cost)
     r = res.records
     assert list(r.preemptions) == [0, 1]
     assert list(r.emitted_tokens) == [9, 9]
@@ -113,12 +113,14 @@ def test_fcfs_preempts_the_last_admitted_which_recomputes_and_finishes_later(sim
     assert total_fed == sum(8 + 9 - 1 for _ in range(2)) + int(r.recomputed_tokens.sum())
 
 
-def test_fcfs_preemption_timeline_by_hand(sim):
+@pytest.mark.parametrize("caching", [False, True], ids=["recompute", "cached"])
+def test_fcfs_preemption_timeline_by_hand(sim, caching):
     # block_size 2, 5 blocks (10 slots). A: prompt 4, out 4 -> needs up to 7 slots.
     # B: prompt 2, out 4 -> up to 5 slots. Both arrive at 0, A first.
     cost = LinearCost(base=1.0)
     res = sim(workload([(0.0, 4, 4), (0.0, 2, 4)]), FCFS,
-                   deployment(block_size=2, num_gpu_blocks=5), cost=cost)
+              deployment(block_size=2, num_gpu_blocks=5, enable_prefix_caching=caching),
+              cost=cost)
     # t0: A prefill 4 (2 blocks), B prefill 2 (1 block); free 2. tokens out at t=1: A1, B1.
     # t1: A feeds 1 (slot 5 -> 3 blocks), B feeds 1 (slot 3 -> 2 blocks); free 0. out t=2.
     # t2: A feeds 1 (slot 6 fits in 3 blocks); B (slot 4 fits in 2 blocks). out t=3: A3, B3.
@@ -126,15 +128,19 @@ def test_fcfs_preemption_timeline_by_hand(sim):
     #     its 4 computed tokens discarded). A feeds 1; no waiting admission after a preemption.
     #     At t=4 A emits its 4th token and finishes (4 blocks freed).
     # t4: B recomputes prompt 2 + 3 emitted = 5 tokens, emits its 4th at t=5, finishes.
+    #     With caching, B's two full blocks were freed tail first, so A's 4th block evicted
+    #     B's second and B finds its first again: it computes 3 tokens after 2 cached.
     r = res.records
     assert list(r.finish) == [4.0, 5.0]
     assert list(r.first_token) == [1.0, 1.0]
     assert list(r.preemptions) == [0, 1]
-    assert list(r.recomputed_tokens) == [0, 4]
-    # tokens conserved: each request's prompt + output - 1, plus what was recomputed
-    assert sum(s.num_tokens for s in cost.shapes) == (4 + 4 - 1) + (2 + 4 - 1) + 4
-    assert [s.num_tokens for s in cost.shapes] == [6, 2, 2, 1, 5]
-    assert cost.shapes[4].prefill_chunks == ((5, 0),)
+    assert list(r.recomputed_tokens) == [0, 4]  # thrown away, whether found again or not
+    assert list(r.cached_tokens) == [0, 0]  # the first admission's hits only, as vLLM counts
+    fed_again = 3 if caching else 5
+    # tokens conserved: each request's prompt + output - 1, plus what was computed again
+    assert sum(s.num_tokens for s in cost.shapes) == (4 + 4 - 1) + (2 + 4 - 1) + fed_again - 1
+    assert [s.num_tokens for s in cost.shapes] == [6, 2, 2, 1, fed_again]
+    assert cost.shapes[4].prefill_chunks == ((fed_again, 5 - fed_again),)
 
 
 def test_priority_victim_already_in_batch_returns_its_budget():

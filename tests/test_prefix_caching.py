@@ -472,7 +472,8 @@ def test_sessions_hit_the_cache_and_both_simulators_agree():
                 {"num_gpu_blocks": 3000}):
         ref = assert_same(w, cfg, FCFS, (0.01, 1e-4, 1e-6))
         assert ref.summary["prefix_hit_rate"] > 0.3
-        off = simulate(w, FCFS, deployment(**cfg), cost=LinearCost(0.01, 1e-4, 1e-6))
+        off = simulate(w, FCFS, deployment(**cfg, enable_prefix_caching=False),
+                       cost=LinearCost(0.01, 1e-4, 1e-6))
         assert ref.summary["ttft"]["mean"] < off.summary["ttft"]["mean"]
 
 

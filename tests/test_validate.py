@@ -126,6 +126,14 @@ def test_cli_prints_the_table_and_writes_json_and_png(tmp_path):
     assert (out / "cdf.png").stat().st_size > 1000
 
 
+def test_a_run_recorded_before_prefix_caching_was_modelled_is_simulated_without_it(tmp_path):
+    path, _ = fake_real_run(tmp_path / "r.json", workload(8))
+    assert load_measured_run(path).engine.enable_prefix_caching  # recorded: vLLM's default
+    old = _edit(path, lambda d: d["llmsim"]["engine"].pop("enable_prefix_caching"))
+    assert not load_measured_run(old).engine.enable_prefix_caching
+    assert load_measured_run(old).engine.max_num_seqs == ENGINE.max_num_seqs
+
+
 def test_a_run_with_block_ids_and_caching_is_simulated_with_the_prefix_cache(tmp_path):
     from dataclasses import replace
 

@@ -50,7 +50,8 @@ def model_config(tmp_path_factory):
 def deployment_of(setup: Setup) -> Deployment:
     return Deployment(engine=EngineConfig(
         max_num_seqs=setup.max_num_seqs, max_num_batched_tokens=setup.max_num_batched_tokens,
-        block_size=setup.block_size, num_gpu_blocks=setup.num_blocks))
+        block_size=setup.block_size, num_gpu_blocks=setup.num_blocks,
+        enable_prefix_caching=False))  # as VllmEngine and vllm_scheduler default
 
 
 # -- random workloads -----------------------------------------------------------------------
@@ -175,8 +176,8 @@ def test_vllm_defaults_llmsim_assumes(model_config):
     assert config.max_num_active_seqs is None  # seats: max_num_seqs
     assert config.enable_chunked_prefill is True
     assert config.max_num_scheduled_tokens is None  # budget: max_num_batched_tokens
-    # Not modelled, pinned by the two tests below: async scheduling (None: on, unless the
-    # executor cannot) and prefix caching.
+    # Pinned by the two tests below: async scheduling (None: on, unless the executor
+    # cannot), not modelled, and prefix caching, on in llmsim too.
     assert config.async_scheduling is None
     assert CacheConfig().enable_prefix_caching is True
 

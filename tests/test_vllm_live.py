@@ -265,6 +265,7 @@ def cli_replay(server, folder, *args) -> dict:
     out = folder / "real.json"
     res = runner.invoke(cli, ["replay", "--model", server.model, "--endpoint", server.base,
                               "--trace", str(csv), "--max-num-seqs", "1",
+                              "--no-enable-prefix-caching",  # as the server runs (vllm_live.py)
                               "--max-num-batched-tokens", str(BUDGET), "--timeout", "300",
                               "--out", str(out), *args])
     assert res.exit_code == 0, res.output

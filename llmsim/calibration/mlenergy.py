@@ -113,7 +113,10 @@ def load_mlenergy(folder: str | Path, gpus: tuple[str, ...] = ("H100", "B200"),
             engine = EngineConfig(max_num_seqs=mns, max_num_batched_tokens=8192,
                                   block_size=block,
                                   gpu_memory_utilization=gpu_memory_utilization,
-                                  num_gpu_blocks=blocks)
+                                  num_gpu_blocks=blocks,
+                                  # the bundled fits recompute preempted requests whole;
+                                  # vLLM (caching on) re-finds their blocks: not yet refitted
+                                  enable_prefix_caching=False)
             hist = c["output_length_distribution"]
             out = output_lengths(hist, int(sum(hist["counts"])))
             name = mid.split("/")[-1]

@@ -14,7 +14,7 @@ class EngineConfig:
     num_gpu_blocks: int | None = None  # override the pool size derived from memory
     async_scheduling: bool = True  # vLLM overlaps step k+1's CPU work with step k's GPU work
     # (its default since it became stable); the physical cost model prices max(CPU, GPU)
-    enable_prefix_caching: bool = False  # vLLM's automatic prefix caching (prefix_cache.py)
+    enable_prefix_caching: bool = True  # vLLM V1's automatic prefix caching, its default
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):

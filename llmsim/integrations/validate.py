@@ -7,9 +7,9 @@ wait, so what the server saw), with the prompt and output lengths the server rep
 the engine settings recorded with the run, under the same policy: the integer priorities
 the client sent if it sent any (vLLM's priority scheduling), else the recorded policy name
 (a server-side llmsim scheduler), else FCFS (vLLM's default). Failed requests are left out
-on both sides, and counted. A run recorded with `--enable-prefix-caching` whose workload
-had block ids (the replay writes them beside the lengths) is simulated with llmsim's
-prefix cache over those ids, the server's cache over the prompts they shaped.
+on both sides, and counted. A run recorded with prefix caching on (vLLM's default) whose
+workload had block ids (the replay writes them beside the lengths) is simulated with
+llmsim's prefix cache over those ids, the server's cache over the prompts they shaped.
 
 Both sides are summarised the same way, over the same requests: TTFT, TPOT (per request:
 (E2E - TTFT) / (output tokens - 1), requests of more than one token) and E2E by mean, P50,
@@ -113,8 +113,11 @@ def load_measured_run(path: str | Path) -> MeasuredRun:
     if priorities is not None and len(priorities) != n:
         raise ResultsFileError(f"{path}: llmsim.priorities has {len(priorities)} entries, "
                                f"errors has {n}")
+    recorded = dict(meta.get("engine") or {})
+    # runs recorded before llmsim modelled prefix caching say nothing of it: they ran without
+    recorded.setdefault("enable_prefix_caching", False)
     try:
-        engine = EngineConfig(**(meta.get("engine") or {}))
+        engine = EngineConfig(**recorded)
     except (TypeError, ValueError) as e:
         raise ResultsFileError(f"{path}: llmsim.engine: {e}") from None
     return MeasuredRun(str(path), nums["start_times"], inp.astype(np.int64), out.astype(np.int64),

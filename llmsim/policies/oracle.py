@@ -36,5 +36,5 @@ SJF_UNCACHED = Policy(
     "sjf-uncached", by_uncached_work, victim="priority", cache_aware=True,
     description="oracle shortest job first on the tokens left to compute: prompt tokens not "
                 "found in the prefix cache on arrival, plus the true output length (with "
-                "--enable-prefix-caching; without it, prompt + output)",
+                "--no-enable-prefix-caching, prompt + output)",
 )

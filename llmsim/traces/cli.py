@@ -125,7 +125,7 @@ def sessions(out: Annotated[Path, typer.Argument(help="Parquet file to write.")]
                  help="Tokens per block id (the engine's block size is best).", min=1)] = 16,
              seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0) -> None:
     """Synthesise multi-turn chat sessions with shared system prompts, with the block ids
-    prefix caching needs (`llmsim run --trace OUT --enable-prefix-caching`)."""
+    prefix caching needs (`llmsim run --trace OUT`: caching is on by default)."""
     import numpy as np
 
     from .native import write_parquet

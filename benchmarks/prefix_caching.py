@@ -18,7 +18,10 @@ The same on synthetic multi-turn sessions (`--sessions`, default 3,000: `Session
 defaults, seed 0, 2 replicas), whose ids go on over each answer (the next turn resends it),
 so blocks get keys while requests decode. And on requests without ids (`--azure`, default
 100,000: engine_scale.py's `azure` workload, Azure conversation lengths at 0.9 of one H100's
-capacity, roofline costs), where nothing can hit and the pool's blocks stay anonymous.
+capacity, roofline costs), where nothing can hit and the pool's blocks stay anonymous. And
+under the preemptive policies (`--preempting`, default srpt,mlfq: the bundled 3,000-request
+sample at its capacity, one H100, `llmsim compare --load 1.0`'s run), where requests have no
+ids but preemptions give them own keys, which they find again.
 
     python benchmarks/prefix_caching.py                    # the whole trace, 8 replicas
     python benchmarks/prefix_caching.py --requests 3000 --replicas 2 --sessions 0
@@ -47,6 +50,8 @@ def main() -> None:
                     help="synthetic sessions for the second speed figure (0: skip it)")
     ap.add_argument("--azure", type=int, default=100_000,
                     help="requests of the workload without ids, the third figure (0: skip it)")
+    ap.add_argument("--preempting", default="srpt,mlfq",
+                    help="preemptive policies for the fourth figure ('': skip it)")
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     path = args.data / TRACE
@@ -117,16 +122,33 @@ def main() -> None:
         print(f"azure ({len(w):,} requests without ids, {note}, 1 replica, roofline): caching "
               f"off {t_off:.2f}, on {t_on:.2f}: on/off = {t_on / t_off:.2f}x")
 
+    preempting = [p for p in args.preempting.split(",") if p]
+    if preempting:
+        from llmsim.workload_spec import WorkloadSpec
 
-def speed(w, deployment, repeats: int) -> tuple[float, float]:
-    """Median CPU seconds of the fast simulator, FCFS, caching off and on (alternating)."""
+        one = Deployment()  # llama-3-8b, one H100, fitted costs, vLLM's defaults
+        w, _ = WorkloadSpec(None, load=1.0, seed=0).build(one, one.cost_model())
+
+    def engine(caching: bool) -> Deployment:
+        return Deployment(engine=EngineConfig(enable_prefix_caching=caching))
+
+    for policy in preempting:
+        t_off, t_on = speed(w, engine, args.repeats, policy)
+        s = {c: simulate(w, get_policy(policy), engine(c)).summary for c in (False, True)}
+        print(f"{policy} (bundled sample, {len(w):,} requests at capacity, 1 H100; preemptions "
+              f"{s[False]['preemptions']:,} off, {s[True]['preemptions']:,} on): caching off "
+              f"{t_off:.2f}, on {t_on:.2f}: on/off = {t_on / t_off:.2f}x")
+
+
+def speed(w, deployment, repeats: int, policy: str = "fcfs") -> tuple[float, float]:
+    """Median CPU seconds of the fast simulator, caching off and on (alternating)."""
     from llmsim import get_policy, simulate
 
     runs = {False: [], True: []}
     for _ in range(repeats):
         for caching in (False, True):
             t = time.process_time()
-            simulate(w, get_policy("fcfs"), deployment(caching))
+            simulate(w, get_policy(policy), deployment(caching))
             runs[caching].append(time.process_time() - t)
     return statistics.median(runs[False]), statistics.median(runs[True])
 

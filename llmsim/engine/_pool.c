@@ -10,9 +10,10 @@
    its methods take a request's blocks or keys and the pool's counters, and return the new
    counters. Each does what the Python code it stands for does, to the same arrays, in the
    same order, so the two can be mixed: the rare cases (a key already held by another
-   block, own keys from preemptions, a key table that must grow or reclaim rows) are left
-   to Python, which calls no step where it sees one coming, and to which `insert` hands
-   back, before it has changed anything, the one it finds (check, then act). prefix_cache.py
+   block, a key table that must grow or reclaim rows) are left to Python, which calls no
+   step where it sees one coming, and to which `insert` hands back, before it has changed
+   anything, the one it finds (check, then act). Own keys (preemptions) live in Python's
+   dicts: `take` lists the blocks it evicted that had one. prefix_cache.py
    falls back to its NumPy code when this module was not built;
    tests/test_prefix_pool_compiled.py holds the two to the same pools.
 
@@ -30,6 +31,7 @@
 #define PAGE_MASK ((1LL << PAGE_BITS) - 1)
 #define NONE_CELL (-3) /* prefix_cache.NONE */
 #define DEAD_CELL (-1) /* prefix_cache.DEAD */
+#define OWN_CELL (-2) /* prefix_cache.OWN */
 
 enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, NARRAYS };
 static const char *array_names[NARRAYS] = {
@@ -311,28 +313,35 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("nL", idle, (long long)first);
 }
 
-/* take(n, top, head, number, out, at) -> (top, head, dead entries skipped): n free blocks
-   to out[at:at + n], each held once (CachingBlockPool._take_out): the keyless ones first,
-   from the top of their stack (at `top`), bottom first; then the least recently freed
-   keyed ones, from queue entry `head` (numbered `number`), skipping dead entries, their
-   keys dropped: their cells become NONE and their map cells empty (`_evict` with
-   KeyTable.remove, where no key is held twice and no block has an own key: the caller
-   makes sure of that). There must be n free blocks. */
+/* take(n, top, head, number, out, at, owned) -> (top, head, dead entries skipped, owned
+   blocks): n free blocks to out[at:at + n], each held once (CachingBlockPool._take_out):
+   the keyless ones first, from the top of their stack (at `top`), bottom first; then the
+   least recently freed keyed ones, from queue entry `head` (numbered `number`), skipping
+   dead entries, their keys dropped: their cells become NONE and their map cells empty
+   (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure of
+   that). Evicted blocks that had an own key (cell OWN) are listed in `owned`, in order,
+   for the caller to drop those keys from its dicts. There must be n free blocks. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 6, "take"))
+    if (!check(self, nargs, 7, "take"))
         return NULL;
-    int64_t n, top, head, number, at;
+    int64_t n, top, head, number, at, nown = 0;
     Views v = {.n = 0};
-    Py_ssize_t nout;
+    Py_ssize_t nout, nowned;
     if (!arg_long(args[0], &n) || !arg_long(args[1], &top) || !arg_long(args[2], &head)
         || !arg_long(args[3], &number) || !arg_long(args[5], &at))
         return NULL;
     int64_t *out = arg_array(&v, args[4], &nout, "out", 1);
     if (!out)
         return NULL;
-    if (n < 0 || at < 0 || at + n > nout || top < 0 || top > LEN(PLAIN) || head < 0) {
+    int64_t *owned = arg_array(&v, args[6], &nowned, "owned", 1);
+    if (!owned) {
+        release_views(&v);
+        return NULL;
+    }
+    if (n < 0 || at < 0 || at + n > nout || n > nowned || top < 0 || top > LEN(PLAIN)
+        || head < 0) {
         release_views(&v);
         PyErr_SetString(PyExc_ValueError, "take: bad counts");
         return NULL;
@@ -366,6 +375,8 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             REFS(b) = 1;
             if (c >= 0 && c < ntable)
                 table[c] = -1;
+            else if (c == OWN_CELL)
+                owned[nown++] = b;
         }
         else
             skipped++;
@@ -373,7 +384,8 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         number++;
     }
     release_views(&v);
-    return Py_BuildValue("LLL", (long long)top, (long long)head, (long long)skipped);
+    return Py_BuildValue("LLLL", (long long)top, (long long)head, (long long)skipped,
+                         (long long)nown);
 }
 
 /* insert(keys, blocks, spare_n) -> spare_n, or -1: cache blocks under keys (distinct):

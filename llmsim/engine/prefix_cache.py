@@ -43,8 +43,8 @@ over them (`key_table.py`). A block remembers its cell in the map, so eviction n
 lookup. Own keys, set only by preemptions, stay in a dict. Where `_pool.c` was built, its
 `Arrays` does the common per-block steps on these same arrays, one C call each (a
 caching-on run of Mooncake's trace takes half the time it took without); the NumPy code
-here stays the reference and does the rare cases: a key held twice, own keys, a map that
-must reclaim or grow.
+here stays the reference and does the rare cases: a key held twice, a map that must
+reclaim or grow, and setting and looking up own keys.
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ class CachingBlockPool(BlockPool):
         use_c = CompiledArrays is not None if compiled is None else compiled
         self._c = CompiledArrays() if use_c else None  # bound to the arrays above (`_bind`)
         self._out = np.empty(nb, np.intp)  # what its steps hand back, read at once
+        self._owned = np.empty(nb, np.intp)  # blocks `take` evicted that had own keys
         self._bind()
         if NAMED_FROM_START:
             self._name()
@@ -366,13 +367,16 @@ class CachingBlockPool(BlockPool):
 
     def _take_into(self, n: int, out: np.ndarray, at: int) -> bool:
         """`_take_out` compiled, into out[at:at + n], in one step; False (nothing done)
-        where it must be NumPy's: a key held twice, or own keys."""
+        where it must be NumPy's: a key held twice."""
         c = self._c
-        if self._own_key or self._map.dups or c is None:
+        if self._map.dups or c is None:
             return False
         head = self._lru_head
-        self._plain_n, self._lru_head, skipped = c.take(
-            n, self._plain_n, head, self._lru_base + head, out, at)
+        self._plain_n, self._lru_head, skipped, owned = c.take(
+            n, self._plain_n, head, self._lru_base + head, out, at, self._owned)
+        if owned:  # own keys (preemptions) live in dicts
+            for b in self._owned[:owned].tolist():
+                self._uncache_own(b)
         if self._lru_head != head:  # it evicted
             k = self._lru_head - head - skipped
             self._dead -= skipped
@@ -670,29 +674,30 @@ class CachingBlockPool(BlockPool):
             super().settle(req)
             self._upto[req.id] = req.computed
             return
-        blocks = self._attribute(req, req.computed)
-        self._held[req.id] = len(blocks)
+        self._held[req.id] = self._attribute(req, req.computed)
         self._upto[req.id] = req.computed
         given = req.block_hashes
         if given is not None and self._keyed[req.id] < self._shared(req):
             self._key(req, req.computed)
 
-    def _attribute(self, req: Request, tokens: int) -> np.ndarray:
+    def _attribute(self, req: Request, tokens: int) -> int:
         """Give `req` blocks taken for the aggregate until it holds those of `tokens` (the
-        taken blocks are alike: fresh, keyless, held once)."""
+        taken blocks are alike: fresh, keyless, held once); returns how many it holds.
+        (Called for every lockstep decoder leaving the aggregate, mostly with nothing to
+        give: no view of its blocks is made.)"""
         self._pay()
         rid = req.id
         at = self._n[rid]
         n = self.blocks_for(tokens) - at
         if n <= 0:
-            return self._blocks[rid][:at]
+            return at
         top = self._loose_n - n
         assert top >= 0
         buffer = self._room(rid, at + n)
         buffer[at:at + n] = self._loose[top:top + n]
         self._loose_n = top
         self._n[rid] = at + n
-        return buffer[:at + n]
+        return at + n
 
     def key_due(self, req: Request) -> int | None:
         """Scheduled tokens at which `req`'s next given key falls due (its next block is
@@ -722,7 +727,9 @@ class CachingBlockPool(BlockPool):
             return
         bs, runs = self.block_size, []
         for req, scheduled, base in due:
-            blocks = self._attribute(req, scheduled)
+            held = self._attribute(req, scheduled)  # first: it may replace the buffer (and
+            # mypyc 2.4 evaluates a NumPy slice's bounds twice)
+            blocks = self._blocks[req.id][:held]
             given = req.block_hashes
             assert given is not None  # only members with given keys fall due
             start, stop = self._keyed[req.id], min(scheduled // bs, self._shared(req))

@@ -119,7 +119,6 @@ class CachingBlockPool(BlockPool):
         self._n: dict[int, int] = {}
         self._spare: dict[int, list[np.ndarray]] = {}  # c -> freed buffers of >= 2**c blocks
         self._keyed: dict[int, int] = {}  # request id -> leading blocks keyed so far
-        self._upto: dict[int, int] = {}  # request id -> tokens scheduled into its blocks
         self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
         self._keyings = 0  # times keys were set so far (see `blocked`)
         self._touches = 0  # idle cached blocks hits took out of the free queue (`blocked`)
@@ -286,7 +285,7 @@ class CachingBlockPool(BlockPool):
         self._n[req.id] = len(hits)
         self._held[req.id] = len(hits)
         self._keyed[req.id] = len(hits)
-        self._upto[req.id] = req.computed + num_new_tokens
+        req.scheduled_kv = req.computed + num_new_tokens
         self._grow(req, self.missing(req, num_new_tokens))
         self._key_scheduled(req, req.computed + num_new_tokens, None)
 
@@ -294,11 +293,11 @@ class CachingBlockPool(BlockPool):
         if self.anonymous:
             self._pop_anonymous(self.missing(req, num_new_tokens))
             super().append(req, num_new_tokens)
-            self._upto[req.id] = req.computed + num_new_tokens
+            req.scheduled_kv = req.computed + num_new_tokens
             return
         self._pay()
         self._grow(req, self.missing(req, num_new_tokens))
-        self._upto[req.id] = req.computed + num_new_tokens
+        req.scheduled_kv = req.computed + num_new_tokens
         self._key_scheduled(req, req.computed + num_new_tokens, req.seat)
 
     def _key_scheduled(self, req: Request, tokens: int, seat: int | None) -> None:
@@ -494,7 +493,7 @@ class CachingBlockPool(BlockPool):
         start = self._keyed.pop(rid)
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
         # the same iteration then takes back
-        stop = min(self._upto.pop(rid) // self.block_size, len(blocks))
+        stop = min(req.scheduled_kv // self.block_size, len(blocks))
         given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
         assert own == start or start >= self._shared(req), "shared keys are set on time"
@@ -578,13 +577,13 @@ class CachingBlockPool(BlockPool):
         assert req.computed == 0
         self._pop_anonymous(self.missing(req, num_new_tokens))
         super().allocate(req, num_new_tokens)
-        self._upto[req.id] = num_new_tokens
+        req.scheduled_kv = num_new_tokens
 
     def _free_anonymous(self, req: Request) -> None:
         """`free` for a finished request: its full blocks get DEAD keys and go to the
         queue's keyed part, its last one, if not full, to the keyless part."""
         n = self._held[req.id]
-        full = min(self._upto.pop(req.id) // self.block_size, n)
+        full = min(req.scheduled_kv // self.block_size, n)
         assert n - full <= 1
         self._plain_n += n - full
         self.keyed_free += full
@@ -672,10 +671,10 @@ class CachingBlockPool(BlockPool):
             assert 0 <= more <= self._loose_n
             self._loose_n -= more
             super().settle(req)
-            self._upto[req.id] = req.computed
+            req.scheduled_kv = req.computed
             return
         self._held[req.id] = self._attribute(req, req.computed)
-        self._upto[req.id] = req.computed
+        req.scheduled_kv = req.computed
         given = req.block_hashes
         if given is not None and self._keyed[req.id] < self._shared(req):
             self._key(req, req.computed)

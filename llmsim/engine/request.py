@@ -47,6 +47,8 @@ class Request:
     cached: int = -1  # prompt tokens found in the prefix cache at its first admission
     cached_hint: int = 0  # prompt tokens its replica held cached when it arrived (policies)
     seat: int = 0  # admission sequence number: running order is increasing seat
+    scheduled_kv: int = 0  # prefix caching: tokens scheduled into its blocks while it holds
+    # them (which of its full blocks get keys when it frees them; prefix_cache.py)
     queued_key: tuple = ()  # the sort key of its live entry in the waiting queue (a plain
     # `tuple`: the queue tests entries by identity, and a compiled fixed-shape tuple would be
     # unboxed and boxed anew)

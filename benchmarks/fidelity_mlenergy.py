@@ -12,6 +12,7 @@ prices every run with the datasheet roofline (the default before fitted profiles
 bundled profile's prompt lengths, for comparison.
 
     python benchmarks/fidelity_mlenergy.py [--gpus h100,b200] [--bundle]
+    python benchmarks/fidelity_mlenergy.py --prefix-caching   # the runs simulated with it
     python benchmarks/fidelity_mlenergy.py --roofline
 
 CPU: one unit-time simulation per (run, prompt-length setting), cached in
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +49,10 @@ def main() -> None:
     ap.add_argument("--prompt-sigmas", default="0.7,1.0")
     ap.add_argument("--bundle", action="store_true",
                     help="write the all-model fits as llmsim's bundled profiles")
+    ap.add_argument("--prefix-caching", action="store_true",
+                    help="simulate the runs with prefix caching, as their vLLM ran (the "
+                         "bundled fits recompute preempted requests whole); the figure gets "
+                         "a -prefix-caching suffix")
     ap.add_argument("--roofline", action="store_true",
                     help="only price every run with the datasheet roofline")
     ap.add_argument("--bound", action="append", default=[], metavar="NAME=LO:HI",
@@ -66,7 +72,8 @@ def main() -> None:
     for name in args.gpus.split(","):
         gpu = get_gpu(name)
         t0 = time.process_time()
-        points, _ = load_mlenergy(args.data, (gpu.name.upper(),))
+        points, _ = load_mlenergy(args.data, (gpu.name.upper(),),
+                                  prefix_caching=args.prefix_caching)
         dense = [p for p in points if not p.model.is_moe]
         moe = [p for p in points if p.model.is_moe]
 
@@ -99,7 +106,10 @@ def main() -> None:
         e = F.errors(dense, preds)
         print(f"{'all dense, in the fit':<28} {len(dense):>4} {100 * e['itl_mape']:>9.1f}% "
               f"{100 * e['tps_mape']:>6.1f}% {100 * e['running_mape']:>6.1f}%")
-        img = ROOT / "docs" / "img" / f"fidelity-{gpu.name}.png"
+        print("fitted on every dense model: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in asdict(fitted.params).items() if k in fitted.free))
+        suffix = "-prefix-caching" if args.prefix_caching else ""
+        img = ROOT / "docs" / "img" / f"fidelity-{gpu.name}{suffix}.png"
         pts = [p for h in held for p in h.points] + moe
         prd = [q for h in held for q in h.predictions] + moe_preds
         plot_fit(pts, prd, f"{gpu.name.upper()}: real vLLM (ML.ENERGY v3) vs llmsim, each "

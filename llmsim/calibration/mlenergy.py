@@ -76,10 +76,13 @@ def output_lengths(hist: dict, n: int | None = None) -> np.ndarray:
 
 
 def load_mlenergy(folder: str | Path, gpus: tuple[str, ...] = ("H100", "B200"),
-                  gpu_memory_utilization: float = 0.9
+                  gpu_memory_utilization: float = 0.9, prefix_caching: bool = False
                   ) -> tuple[list[MeasuredPoint], list[Skipped]]:
     """Every configuration of every known model in `folder` on these GPUs; what cannot be
-    simulated is returned as Skipped with the reason."""
+    simulated is returned as Skipped with the reason. `prefix_caching`: simulate the runs
+    with it, as the benchmark's vLLM ran them (its default): a preempted request finds its
+    own blocks again. The bundled fits were made without it (a preempted request recomputes
+    everything)."""
     folder = Path(folder)
     files = sorted(folder.glob("*__lm-arena-chat.json"))
     if not files:
@@ -114,9 +117,7 @@ def load_mlenergy(folder: str | Path, gpus: tuple[str, ...] = ("H100", "B200"),
                                   block_size=block,
                                   gpu_memory_utilization=gpu_memory_utilization,
                                   num_gpu_blocks=blocks,
-                                  # the bundled fits recompute preempted requests whole;
-                                  # vLLM (caching on) re-finds their blocks: not yet refitted
-                                  enable_prefix_caching=False)
+                                  enable_prefix_caching=prefix_caching)
             hist = c["output_length_distribution"]
             out = output_lengths(hist, int(sum(hist["counts"])))
             name = mid.split("/")[-1]

@@ -132,6 +132,10 @@ def test_a_run_recorded_before_prefix_caching_was_modelled_is_simulated_without_
     old = _edit(path, lambda d: d["llmsim"]["engine"].pop("enable_prefix_caching"))
     assert not load_measured_run(old).engine.enable_prefix_caching
     assert load_measured_run(old).engine.max_num_seqs == ENGINE.max_num_seqs
+    for bad in ("fast", [1, 2]):
+        _edit(path, lambda d, bad=bad: d["llmsim"].__setitem__("engine", bad))
+        with pytest.raises(ResultsFileError, match="llmsim.engine is not an object"):
+            load_measured_run(path)
 
 
 def test_a_run_with_block_ids_and_caching_is_simulated_with_the_prefix_cache(tmp_path):

@@ -113,9 +113,11 @@ def load_measured_run(path: str | Path) -> MeasuredRun:
     if priorities is not None and len(priorities) != n:
         raise ResultsFileError(f"{path}: llmsim.priorities has {len(priorities)} entries, "
                                f"errors has {n}")
-    recorded = dict(meta.get("engine") or {})
+    recorded = meta.get("engine") or {}
+    if not isinstance(recorded, dict):
+        raise ResultsFileError(f"{path}: llmsim.engine is not an object of engine settings")
     # runs recorded before llmsim modelled prefix caching say nothing of it: they ran without
-    recorded.setdefault("enable_prefix_caching", False)
+    recorded = {"enable_prefix_caching": False, **recorded}
     try:
         engine = EngineConfig(**recorded)
     except (TypeError, ValueError) as e:

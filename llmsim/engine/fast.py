@@ -348,8 +348,8 @@ def _priced_run(k: int, until: float, now: float, context: int, n: int,
     j = 0
     while j < k:
         need = by_phase[(phase - j) % bs]
-        if used + need > cap:
-            break
+        if used + need > cap or now >= until:  # an iteration that would start at `until`
+            break  # starts after what happens then (an arrival): not priced here, once later
         if affine is not None:
             t = affine[0] + affine[1] * context
             if t < affine[2]:
@@ -358,8 +358,7 @@ def _priced_run(k: int, until: float, now: float, context: int, n: int,
             t = cost.iteration_time(IterationShape(n, n, (), n, context, n))
         end = now + t
         if end > until:
-            if now < until:
-                flight = (need, t)
+            flight = (need, t)
             break
         used += need
         block_seconds += used * t

@@ -356,11 +356,16 @@ def test_keys_no_other_request_has_wait_for_free_with_the_same_results(
     """A request's keys past `private_from` are set when it frees its blocks (in the map
     if it is preempted) instead of as they fill: the same records, hits and evictions as
     keying every block as it fills."""
-    w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
     dep = deployment(enable_prefix_caching=True, **cfg)
     cost = LinearCost(0.1, 0.002, 0.0003)
-    lazy = simulate(w, policy, dep, cost=cost, simulator=simulator)
-    with mock.patch.object(BlockHashes, "private_from", lambda self, i, block_size: 1 << 62):
+    lazy = simulate(shared_prefix_workload(rows, 3, block_tokens, covers_output), policy, dep,
+                    cost=cost, simulator=simulator)
+    # as if another request had every trace block: a fresh workload, whose keys are made
+    # with that (a workload's hash ids keep what they worked out)
+    everything = property(lambda self: np.full(len(self), 1 << 40, np.int64))
+    with mock.patch.object(BlockHashes, "_shared_upto", everything):
+        w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
+        assert w.meta["hash_ids"].private_from(0, 1) >= 1 << 40
         eager = simulate(w, policy, dep, cost=cost, simulator=simulator)
     a, b = eager.records.columns(), lazy.records.columns()
     for name in COMPARED:

@@ -165,17 +165,18 @@ def test_the_compiled_watch_test_is_numpys(marked, keys):
        covers_output=st.booleans(), data=st.data())
 def test_the_compiled_key_gather_is_numpys(lists, block_tokens, block_size, covers_output,
                                            data):
-    from llmsim.traces import block_hashes
+    from llmsim.engine import prefix_keys
+    from llmsim.traces.block_hashes import BlockHashes
 
-    h = block_hashes.BlockHashes.from_lists(lists, block_tokens, covers_output)
+    h = BlockHashes.from_lists(lists, block_tokens, covers_output)
     for i in range(len(lists)):
         prompt, output = data.draw(st.integers(1, 5000)), data.draw(st.integers(1, 500))
         compiled = h.keys(i, prompt, output, block_size)
-        gather, block_hashes.keys_into = block_hashes.keys_into, None
+        gather, prefix_keys.keys_into = prefix_keys.keys_into, None
         try:
             numpy = h.keys(i, prompt, output, block_size)
         finally:
-            block_hashes.keys_into = gather
+            prefix_keys.keys_into = gather
         assert (compiled is None) == (numpy is None)
         if compiled is not None:
             np.testing.assert_array_equal(compiled, numpy)

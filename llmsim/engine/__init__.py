@@ -20,8 +20,8 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 COMPILED = ("blocks", "cluster", "decoders", "fast", "histogram", "key_table", "prefix_cache",
-            "records", "reference", "replica", "request", "scheduler", "waiting")  # setup.py
-# reads this
+            "prefix_keys", "records", "reference", "replica", "request", "scheduler",
+            "waiting")  # setup.py reads this
 HERE = Path(__file__).parent
 
 

@@ -19,6 +19,7 @@ from .config import EngineConfig
 from .cost import CostModel
 from .policy import Policy
 from .prefix_cache import CachingBlockPool
+from .prefix_keys import PrefixKeys
 from .records import Records
 from .replica import Replica, iteration_limit
 from .request import Request, State
@@ -42,11 +43,12 @@ class Cluster:
         limit = iteration_limit(workload)
         pool = CachingBlockPool if engine.enable_prefix_caching else BlockPool
         # prefix caching: the trace's block ids, made the engine's keys as requests arrive
-        self.hashes = workload.meta.get("hash_ids") if engine.enable_prefix_caching else None
-        if self.hashes is not None and len(self.hashes) != len(workload):
-            raise ValueError(f"the workload's hash_ids cover {len(self.hashes)} requests, it has "
+        hashes = workload.meta.get("hash_ids") if engine.enable_prefix_caching else None
+        if hashes is not None and len(hashes) != len(workload):
+            raise ValueError(f"the workload's hash_ids cover {len(hashes)} requests, it has "
                              f"{len(workload)}: select rows with Workload.select")
-        self.block_size = engine.block_size
+        self.keys: PrefixKeys | None = (hashes.engine_keys(engine.block_size)
+                                        if hashes is not None else None)
         self.replicas = [
             self.make_replica(i, Scheduler(engine, pool(num_gpu_blocks, engine.block_size),
                                            policy), cost, limit)
@@ -64,9 +66,10 @@ class Cluster:
         """Request `i` reaches the router at `release` (its arrival, or later if a ranker
         scored it first)."""
         req = Request(i, arrival, prompt, output)
-        if self.hashes is not None:
-            req.block_hashes = self.hashes.keys(i, prompt, output, self.block_size)
-            req.private_from = self.hashes.private_from(i, self.block_size)
+        keys = self.keys
+        if keys is not None:
+            req.block_hashes = keys.keys(i, prompt, output)
+            req.private_from = keys.private_from(i)
         replicas = self.replicas
         replica = replicas[self.router(req, replicas)] if len(replicas) > 1 else replicas[0]
         if replica.can_accept(req):

@@ -13,10 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-try:  # the gather in C, where the engine's pool steps were built (setup.py)
-    from ..engine._pool import keys_into
-except ImportError:
-    keys_into = None
+from ..engine.prefix_keys import PrefixKeys
 
 POSITION_BITS = 24  # a trace block's place in its request, packed under its id to number them
 
@@ -43,22 +40,7 @@ class BlockHashes:
         Keys are dense slot numbers, as the pool's cache map wants: the trace block's number
         among the distinct (id, t) in the trace, times the engine blocks one can end in,
         plus j's place among them."""
-        lo, hi = self._bounds[i], self._bounds[i + 1]
-        if hi == lo:
-            return None
-        covered = min((hi - lo) * self.block_tokens,
-                      prompt + output - 1 if self.covers_output else prompt)
-        n = covered // block_size
-        if n == 0:
-            return None
-        t, place, first = self._layout(block_size)
-        if keys_into is not None:
-            keys = np.empty(n, np.int64)
-            keys_into(first, t, place, lo, keys)
-            return keys
-        keys = first[lo:hi][t[:n]]
-        keys += place[:n]
-        return keys
+        return self.engine_keys(block_size).keys(i, prompt, output)
 
     @cached_property
     def _bounds(self) -> memoryview:
@@ -72,7 +54,7 @@ class BlockHashes:
         same id at the same place). Only request i itself could look these keys up, after
         a preemption, so the pool sets them only then (half of Mooncake's conversation
         trace's blocks: 48% of its trace blocks appear in one request)."""
-        return int(self._shared_upto[i]) * self.block_tokens // block_size
+        return self.engine_keys(block_size).private_from(i)
 
     @cached_property
     def _shared_upto(self) -> np.ndarray:
@@ -89,24 +71,28 @@ class BlockHashes:
         upto[some] = np.maximum.reduceat(np.where(shared, place + 1, 0), self.offsets[:-1][some])
         return upto
 
-    def _layout(self, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For engine block j: the trace block t holding its last token, and j's place among
-        the engine blocks ending in t (at most `span` of them), for every j a request of this
-        trace can have; the same for every request, so worked out once per block size. And
-        each trace block's first key, its number times `span` (a request's keys are a
-        gather from it, plus the places)."""
-        layout = self._layouts.get(block_size)
-        if layout is None:
+    def engine_keys(self, block_size: int) -> PrefixKeys:
+        """`keys` and `private_from` for one block size, compiled with the engine (what a
+        cluster asks as each request arrives). Engine block j ends in trace block t, and is
+        the j - t * block_tokens // block_size-th of the engine blocks that can end in one
+        (at most `span`); the same for every request, so worked out once per block size. A
+        request's keys are then a gather from each trace block's first key (its number times
+        `span`), plus the places."""
+        made = self._engine_keys.get(block_size)
+        if made is None:
             longest = int(np.diff(self.offsets).max(initial=0))
             j = np.arange(longest * self.block_tokens // block_size + 1, dtype=np.int64)
             t = ((j + 1) * block_size - 1) // self.block_tokens
             place = j - t * self.block_tokens // block_size
             span = self.block_tokens // block_size + 2
-            layout = self._layouts[block_size] = (t, place, self._numbers * span)
-        return layout
+            made = self._engine_keys[block_size] = PrefixKeys(
+                self._bounds, self._numbers * span, t, place,
+                memoryview(self._shared_upto), self.block_tokens, self.covers_output,
+                block_size)
+        return made
 
     @cached_property
-    def _layouts(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _engine_keys(self) -> dict[int, PrefixKeys]:
         return {}
 
     @cached_property

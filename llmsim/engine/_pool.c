@@ -200,26 +200,34 @@ in_range(int64_t b, Py_ssize_t n)
     return 1;
 }
 
-/* run(keys, out) -> n: the blocks holding the longest run of cached keys from the first,
-   written to out[:n] (KeyTable.run). */
+/* run(keys, n, out) -> found: the blocks holding the longest run of cached keys from the
+   first of keys[:n], written to out[:found] (KeyTable.run). */
 static PyObject *
 Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 2, "run"))
+    if (!check(self, nargs, 3, "run"))
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t nk, nout;
+    int64_t n;
+    if (!arg_long(args[1], &n))
+        return NULL;
     int64_t *keys = arg_array(&v, args[0], &nk, "keys", 0);
-    int64_t *out = keys ? arg_array(&v, args[1], &nout, "out", 1) : NULL;
+    int64_t *out = keys ? arg_array(&v, args[2], &nout, "out", 1) : NULL;
     if (!out) {
         release_views(&v);
         return NULL;
     }
+    if (n < 0 || n > nk) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "run: n out of range");
+        return NULL;
+    }
     const int64_t *base = I64(BASE), *table = I64(TABLE);
     Py_ssize_t nbase = LEN(BASE), i = 0;
-    if (nk > nout)
-        nk = nout;
-    for (; i < nk; i++) {
+    if (n > nout)
+        n = nout;
+    for (; i < n; i++) {
         int64_t key = keys[i], page = key >> PAGE_BITS;
         if (key < 0 || page >= nbase)
             break;
@@ -388,7 +396,8 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
                          (long long)nown);
 }
 
-/* insert(keys, blocks, spare_n) -> spare_n, or -1: cache blocks under keys (distinct):
+/* insert(keys, blocks, start, stop, spare_n) -> spare_n, or -1: cache blocks[start:stop]
+   under keys[start:stop] (distinct):
    map the pages that have no row from the spare rows (the first such page seen takes the
    lowest of the rows handed out, as KeyTable._distinct orders them), write the blocks
    into their cells and each block's cell into `cell` (KeyTable.insert, then
@@ -397,22 +406,28 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 3, "insert"))
+    if (!check(self, nargs, 5, "insert"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t nk, nblocks;
-    int64_t spare_n;
-    int64_t *keys = arg_array(&v, args[0], &nk, "keys", 0);
+    Py_ssize_t nkeys, nblocks;
+    int64_t start, stop, spare_n;
+    if (!arg_long(args[2], &start) || !arg_long(args[3], &stop) || !arg_long(args[4], &spare_n))
+        return NULL;
+    int64_t *keys = arg_array(&v, args[0], &nkeys, "keys", 0);
     int64_t *blocks = keys ? arg_array(&v, args[1], &nblocks, "blocks", 0) : NULL;
-    if (!blocks || !arg_long(args[2], &spare_n)) {
+    if (!blocks) {
         release_views(&v);
         return NULL;
     }
-    if (nk != nblocks || spare_n < 0 || spare_n > LEN(SPARE)) {
+    if (start < 0 || stop < start || stop > nkeys || stop > nblocks || spare_n < 0
+        || spare_n > LEN(SPARE)) {
         release_views(&v);
         PyErr_SetString(PyExc_ValueError, "insert: bad arguments");
         return NULL;
     }
+    keys += start;
+    blocks += start;
+    Py_ssize_t nk = stop - start;
     int64_t *base = I64(BASE), *table = I64(TABLE), *rec = I64(REC);
     int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE);
     Py_ssize_t nbase = LEN(BASE), nb = NBLOCKS;
@@ -458,8 +473,8 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(first);
 }
 
-/* release(blocks, partial, top, tail, number, dead_from, dead_to) -> (freed, keyed, top):
-   a request lets go of its blocks (CachingBlockPool.free): blocks[dead_from:dead_to] get
+/* release(blocks, n, partial, top, tail, number, dead_from, dead_to) -> (freed, keyed, top):
+   a request lets go of its blocks, blocks[:n] (CachingBlockPool.free): blocks[dead_from:dead_to] get
    DEAD cells (a finished request's blocks nobody can look up); one reference less each;
    those no longer held go, tail first, to the free queue: the last one, if `partial` (not
    full, keyless), onto the keyless stack at `top`, the rest to the keyed queue from entry
@@ -467,18 +482,21 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 7, "release"))
+    if (!check(self, nargs, 8, "release"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t n, nb = NBLOCKS;
-    int64_t partial, top, tail, number, dead_from, dead_to;
-    int64_t *blocks = arg_array(&v, args[0], &n, "blocks", 0);
+    Py_ssize_t nbuffer, nb = NBLOCKS;
+    int64_t n, partial, top, tail, number, dead_from, dead_to;
+    if (!arg_long(args[1], &n) || !arg_long(args[2], &partial) || !arg_long(args[3], &top)
+        || !arg_long(args[4], &tail) || !arg_long(args[5], &number)
+        || !arg_long(args[6], &dead_from) || !arg_long(args[7], &dead_to))
+        return NULL;
+    int64_t *blocks = arg_array(&v, args[0], &nbuffer, "blocks", 0);
     if (!blocks)
         return NULL;
-    if (!arg_long(args[1], &partial) || !arg_long(args[2], &top) || !arg_long(args[3], &tail)
-        || !arg_long(args[4], &number) || !arg_long(args[5], &dead_from)
-        || !arg_long(args[6], &dead_to)) {
+    if (n < 0 || n > nbuffer) {
         release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "release: n out of range");
         return NULL;
     }
     if (tail < 0 || tail + n > LEN(LRU) || top < 0
@@ -500,18 +518,17 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_AssertionError, "release: its partial last block is shared");
         return NULL;
     }
-    for (int64_t j = dead_from; j < dead_to; j++)
-        CELL(blocks[j]) = DEAD_CELL;
-    for (Py_ssize_t i = 0; i < n; i++)
-        REFS(blocks[i])--;
-    Py_ssize_t i = n;
+    Py_ssize_t i = n;  /* one pass, tail first (a request's blocks are distinct) */
     if (partial) {
-        plain[top++] = blocks[--i];
+        REFS(blocks[--i])--;
+        plain[top++] = blocks[i];
         freed++;
     }
     while (i--) {
         int64_t b = blocks[i];
-        if (REFS(b) == 0) {
+        if (i >= dead_from && i < dead_to)
+            CELL(b) = DEAD_CELL;
+        if (--REFS(b) == 0) {
             lru[tail + keyed] = b;
             SEQ(b) = number + keyed;
             keyed++;

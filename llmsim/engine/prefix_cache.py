@@ -153,14 +153,14 @@ class CachingBlockPool(BlockPool):
 
     # -- lookup ---------------------------------------------------------------------
 
-    def _cached_run(self, keys: np.ndarray) -> np.ndarray:
-        """The blocks holding the longest run of cached keys from the first."""
-        if not len(keys):
+    def _cached_run(self, keys: np.ndarray, n: int) -> np.ndarray:
+        """The blocks holding the longest run of cached keys from the first of keys[:n]."""
+        if not n:
             return EMPTY
         if self._c is None:
-            return self._map.run(keys)
-        n = self._c.run(keys, self._out)
-        return self._out[:n].copy() if n else EMPTY
+            return self._map.run(keys[:n])
+        found = self._c.run(keys, n, self._out)
+        return self._out[:found].copy() if found else EMPTY
 
     def peek(self, req: Request) -> int:
         """Tokens of `req`'s prompt this pool holds cached (its given keys only: a new
@@ -169,11 +169,11 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None or self.anonymous:
             return 0
-        keys = given[:(req.prompt_tokens - 1) // self.block_size]
+        n = min(len(given), (req.prompt_tokens - 1) // self.block_size)
         if self.flush is not None:
-            self.flush(keys, None)
+            self.flush(given[:n], None)
         self._pay()
-        return len(self._cached_run(keys)) * self.block_size
+        return len(self._cached_run(given, n)) * self.block_size
 
     def hit(self, req: Request) -> int:
         """Tokens of `req`'s longest cached prefix of full blocks, capped at num_tokens - 1
@@ -188,7 +188,7 @@ class CachingBlockPool(BlockPool):
         if n and self.flush is not None:
             self.flush(given[:n], None)
         self._pay()
-        found = self._cached_run(given[:n]) if n else EMPTY
+        found = self._cached_run(given, n)
         if len(found) == n < limit and self._own:  # its own blocks, kept since a preemption
             own = []
             for j in range(n, limit):
@@ -459,17 +459,19 @@ class CachingBlockPool(BlockPool):
         if stop <= start:
             return
         assert stop <= self._n[req.id]
-        self._insert(given[start:stop], self._blocks[req.id][start:stop])
+        self._insert(given, self._blocks[req.id], start, stop)
         self._keyed[req.id] = stop
         self._keyings += 1
 
-    def _insert(self, keys: np.ndarray, blocks: np.ndarray) -> None:
-        """Cache `blocks` under `keys` in the map, and remember their cells."""
+    def _insert(self, keys: np.ndarray, blocks: np.ndarray, start: int, stop: int) -> None:
+        """Cache blocks[start:stop] under keys[start:stop] in the map, and remember their
+        cells."""
         if self._c is not None:
-            spare = self._c.insert(keys, blocks, self._map.spare_n)
+            spare = self._c.insert(keys, blocks, start, stop, self._map.spare_n)
             if spare >= 0:
                 self._map.spare_n = spare
                 return
+        keys, blocks = keys[start:stop], blocks[start:stop]
         self._cell[blocks] = self._map.insert(keys, blocks)
         self._bind()  # the map may have grown its arrays
 
@@ -483,42 +485,42 @@ class CachingBlockPool(BlockPool):
             self._name()  # preempted: its blocks get own keys, which it looks up again
         self._pay()
         rid = req.id
-        n = self._n.pop(rid)  # not inside the slice: compiled by mypyc 2.4, a slice of
-        # a NumPy array evaluates its bounds twice
-        buffer = self._blocks.pop(rid)
-        blocks = buffer[:n]
+        n = self._n.pop(rid)
+        buffer = self._blocks.pop(rid)  # its blocks are buffer[:n]
         # spare for the next request at once: nothing below asks for a buffer
         self._spare.setdefault(len(buffer).bit_length() - 1, []).append(buffer)
         del self._held[rid]
         start = self._keyed.pop(rid)
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
         # the same iteration then takes back
-        stop = min(req.scheduled_kv // self.block_size, len(blocks))
+        stop = min(req.scheduled_kv // self.block_size, n)
         given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
         assert own == start or start >= self._shared(req), "shared keys are set on time"
         dead = start < stop and req.done  # DEAD cells, set below (in `release` if compiled)
         if own > start and not dead:  # private given keys, looked up when it comes back
             assert given is not None
-            self._insert(given[start:own], blocks[start:own])
+            self._insert(given, buffer, start, own)
             self._keyings += 1
         if own < stop and not dead:
-            self._cell[blocks[own:stop]] = OWN
-            for j, b in enumerate(blocks[own:stop].tolist(), own):
+            owned = buffer[own:stop]
+            self._cell[owned] = OWN
+            for j, b in enumerate(owned.tolist(), own):
                 self._cache_own(own_key(rid, j), b)
-        if not len(blocks):
+        if not n:
             return
         if self._c is not None:
             tail = self._lru_tail
-            if tail + len(blocks) > len(self._lru):
-                tail = self._compact(len(blocks))
-            freed, n, self._plain_n = self._c.release(
-                blocks, stop < len(blocks), self._plain_n, tail, self._lru_base + tail,
+            if tail + n > len(self._lru):
+                tail = self._compact(n)
+            freed, keyed_n, self._plain_n = self._c.release(
+                buffer, n, stop < n, self._plain_n, tail, self._lru_base + tail,
                 start if dead else 0, stop if dead else 0)
-            self._lru_tail = tail + n
-            self.keyed_free += n
+            self._lru_tail = tail + keyed_n
+            self.keyed_free += keyed_n
             self.free_blocks += freed
             return
+        blocks = buffer[:n]
         if dead:
             self._cell[blocks[start:stop]] = DEAD
         refs = self._refs
@@ -745,9 +747,9 @@ class CachingBlockPool(BlockPool):
                                    for _, a, b, base, _ in runs])
             seat = np.concatenate([np.full(b - a, req.seat) for req, a, b, _, _ in runs])
             for i in np.lexsort((seat, tick)).tolist():
-                self._insert(keys[i:i + 1], blocks[i:i + 1])
+                self._insert(keys, blocks, i, i + 1)
         else:
-            self._insert(keys, blocks)
+            self._insert(keys, blocks, 0, len(keys))
         for req, _, stop, _, _ in runs:
             self._keyed[req.id] = stop
 

@@ -180,3 +180,15 @@ def test_the_compiled_key_gather_is_numpys(lists, block_tokens, block_size, cove
         assert (compiled is None) == (numpy is None)
         if compiled is not None:
             np.testing.assert_array_equal(compiled, numpy)
+
+
+def test_the_compiled_move_copies_a_range_and_refuses_one_out_of_range():
+    from llmsim.engine._pool import move
+
+    src, dst = np.arange(10, dtype=np.int64), np.full(6, -1, np.int64)
+    move(src, 7, dst, 2, 3)
+    assert dst.tolist() == [-1, -1, 7, 8, 9, -1]
+    for lo, at, n in ((8, 0, 3), (0, 4, 3), (-1, 0, 1)):
+        with pytest.raises(IndexError, match="move: out of range"):
+            move(src, lo, dst, at, n)
+    assert dst.tolist() == [-1, -1, 7, 8, 9, -1]

@@ -17,9 +17,10 @@
    falls back to its NumPy code when this module was not built;
    tests/test_prefix_pool_compiled.py holds the two to the same pools.
 
-   Two functions beside it serve the pool's callers the same way: `keys_into` gathers a
-   request's keys (BlockHashes.keys) and `watched` is the lockstep decoders' test before a
-   lookup (DecoderAggregate.flush_keys); each falls back to NumPy where this was not built.
+   Functions beside it serve the pool's callers the same way: `keys_into` gathers a
+   request's keys (PrefixKeys.keys), `watched` is the lockstep decoders' test before a
+   lookup (DecoderAggregate.flush_keys) and `move` copies blocks between two buffers; each
+   falls back to NumPy where this was not built.
    An editable install does not rebuild this on its own: after editing it, run
    `pip install -e .` (or `python setup.py build_ext --inplace`). */
 
@@ -619,9 +620,39 @@ pool_keys_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* move(src, lo, dst, at, n): dst[at:at + n] = src[lo:lo + n] (blocks handed from the fast
+   simulator's aggregate to a request leaving it, CachingBlockPool._attribute: NumPy's two
+   slices and assignment took ~1 us a call). */
+static PyObject *
+pool_move(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!nargs_is(nargs, 5, "move"))
+        return NULL;
+    int64_t lo, at, n;
+    if (!arg_long(args[1], &lo) || !arg_long(args[3], &at) || !arg_long(args[4], &n))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t nsrc, ndst;
+    const int64_t *src = arg_array(&v, args[0], &nsrc, "src", 0);
+    int64_t *dst = src ? arg_array(&v, args[2], &ndst, "dst", 1) : NULL;
+    if (!dst) {
+        release_views(&v);
+        return NULL;
+    }
+    if (n < 0 || lo < 0 || at < 0 || lo + n > nsrc || at + n > ndst) {
+        release_views(&v);
+        PyErr_SetString(PyExc_IndexError, "move: out of range");
+        return NULL;
+    }
+    memmove(dst + at, src + lo, (size_t)n * sizeof *dst);
+    release_views(&v);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"watched", (PyCFunction)(void (*)(void))pool_watched, METH_FASTCALL, NULL},
     {"keys_into", (PyCFunction)(void (*)(void))pool_keys_into, METH_FASTCALL, NULL},
+    {"move", (PyCFunction)(void (*)(void))pool_move, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

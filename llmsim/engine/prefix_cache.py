@@ -59,8 +59,9 @@ from .request import Request
 
 try:  # the per-block steps compiled (_pool.c); optional (setup.py)
     from ._pool import Arrays as CompiledArrays
+    from ._pool import move
 except ImportError:
-    CompiledArrays = None
+    CompiledArrays = move = None
 
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
 DEAD, OWN, NONE = -1, -2, -3  # a block's cell when it holds a finished request's own block
@@ -695,7 +696,10 @@ class CachingBlockPool(BlockPool):
         top = self._loose_n - n
         assert top >= 0
         buffer = self._room(rid, at + n)
-        buffer[at:at + n] = self._loose[top:top + n]
+        if self._c is not None:
+            move(self._loose, top, buffer, at, n)
+        else:
+            buffer[at:at + n] = self._loose[top:top + n]
         self._loose_n = top
         self._n[rid] = at + n
         return at + n

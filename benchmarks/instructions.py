@@ -46,7 +46,10 @@ if mode != "setup":
 
 def count(tree: Path, mode: str, args: argparse.Namespace) -> int:
     """Instructions executed by one run of RUN (callgrind's total)."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # one BLAS thread: OpenBLAS's idle threads spin for as long as the machine lets them,
+    # which moved the counts by up to 30M instructions between identical runs
+    env = {**os.environ, "PYTHONPATH": str(tree), "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          "-c", RUN, mode, str(args.requests), str(args.sessions), str(args.replicas),

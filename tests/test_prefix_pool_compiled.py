@@ -192,3 +192,27 @@ def test_the_compiled_move_copies_a_range_and_refuses_one_out_of_range():
         with pytest.raises(IndexError, match="move: out of range"):
             move(src, lo, dst, at, n)
     assert dst.tolist() == [-1, -1, 7, 8, 9, -1]
+
+
+def test_a_reclaim_keeps_the_empty_rows_of_the_pages_being_inserted_into():
+    """The map's spare rows run out while an insertion maps a new page: the compiled insert
+    reclaims the empty rows, but not the one of a page the same insertion writes into."""
+    pools = [CachingBlockPool(20, 1, compiled=c) for c in (True, False)]
+    page = 1 << 10  # keys a page apart: each maps a row of its own
+    for pool in pools:
+        a = Request(0, 0.0, 15, 1, block_hashes=np.arange(14, dtype=np.int64) * page)
+        pool.allocate(a, 15)  # its 14 keys take the 14 spare rows
+        a.emitted = 1
+        pool.free(a)
+        b = Request(1, 0.0, 15, 1)  # evicts a's last block (keyed DEAD: it is done), then
+        # those of pages 13 .. 5: their rows are empty
+        assert pool.can_allocate(b, 15)
+        pool.allocate(b, 15)
+        assert pool._map.spare_n == 0 and pool.evictions == 10
+        c = Request(2, 0.0, 3, 1, block_hashes=np.array([13 * page + 5, 20 * page]))
+        c.computed = pool.hit(c)
+        assert c.computed == 0 and pool.can_allocate(c, 3)
+        pool.allocate(c, 3)  # its blocks evict those of pages 4 .. 2; then the empty rows
+        # come back, but page 13's, and one goes to page 20
+        assert pool._map.spare_n == 10 and pool.key_of(pool.blocks_of(c)[0]) == 13 * page + 5
+    assert state(pools[0]) == state(pools[1])

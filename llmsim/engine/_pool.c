@@ -397,13 +397,64 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
                          (long long)nown);
 }
 
+/* 1 if no cell of row r holds a block */
+static int
+row_empty(const int64_t *table, int64_t r)
+{
+    const int64_t *cell = table + (r << PAGE_BITS);
+    for (int64_t k = 0; k < (1 << PAGE_BITS); k++)
+        if (cell[k] >= 0)
+            return 0;
+    return 1;
+}
+
+/* KeyTable._reclaim for an insertion of keys[:nk] that maps `fresh` new pages with
+   `spare_n` spare rows: the rows in use that hold nothing, but those of the insertion's
+   pages that have one, become spare, in ascending order after the spare rows there are,
+   when that leaves at least `fresh` and half the rows spare (else KeyTable doubles the
+   rows: Python's). Returns how many became spare (0: none, nothing changed), -1 on error.
+   Check, then act: rows are counted before any is taken back. */
+static int64_t
+reclaim(Arrays *self, const int64_t *keys, Py_ssize_t nk, int64_t fresh, int64_t spare_n)
+{
+    int64_t *base = I64(BASE), *table = I64(TABLE), *row_page = I64(ROW_PAGE);
+    int64_t *spare = I64(SPARE);
+    Py_ssize_t nrows = LEN(ROW_PAGE);
+    char *kept = calloc((size_t)nrows, 1);
+    if (!kept) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nk; i++) {
+        int64_t row = base[keys[i] >> PAGE_BITS];  /* pages in the table: checked */
+        if (row > 0)
+            kept[row >> PAGE_BITS] = 1;
+    }
+    int64_t empty = 0, want = fresh > nrows / 2 ? fresh : nrows / 2;
+    for (Py_ssize_t r = 0; r < nrows; r++)
+        empty += row_page[r] >= 0 && !kept[r] && row_empty(table, r);
+    if (spare_n + empty < want || spare_n + empty > LEN(SPARE)) {
+        free(kept);
+        return 0;
+    }
+    for (Py_ssize_t r = 0; r < nrows; r++)
+        if (row_page[r] >= 0 && !kept[r] && row_empty(table, r)) {
+            base[row_page[r]] = 0;
+            row_page[r] = -1;
+            spare[spare_n++] = r;
+        }
+    free(kept);
+    return empty;
+}
+
 /* insert(keys, blocks, start, stop, spare_n) -> spare_n, or -1: cache blocks[start:stop]
    under keys[start:stop] (distinct):
    map the pages that have no row from the spare rows (the first such page seen takes the
    lowest of the rows handed out, as KeyTable._distinct orders them), write the blocks
    into their cells and each block's cell into `cell` (KeyTable.insert, then
-   CachingBlockPool._key). -1, with nothing changed, where Python must: a page past the
-   table's end, more new pages than spare rows, or a key already held. */
+   CachingBlockPool._key), reclaiming empty rows first where the spare ones run out
+   (KeyTable._reclaim: `reclaim`). -1, with nothing changed, where Python must: a page past
+   the table's end, a map that must grow its rows, or a key already held. */
 static PyObject *
 Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -448,15 +499,21 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
     }
-    if (fallback || fresh > spare_n) {
-        for (int64_t j = 0; j < (fallback ? i : nk); j++) {
+    int64_t more = 0;
+    if (!fallback && fresh > spare_n) {  /* spare rows run out: reclaim, unless it must grow */
+        more = reclaim(self, keys, nk, fresh, spare_n);
+        fallback = more <= 0;
+    }
+    if (fallback) {  /* nothing changed but the marks of new pages: undone */
+        for (int64_t j = 0; j < i; j++) {
             int64_t page = keys[j] >> PAGE_BITS;
             if (base[page] < 0)
                 base[page] = 0;
         }
         release_views(&v);
-        return PyLong_FromLong(-1);
+        return more < 0 ? NULL : PyLong_FromLong(-1);
     }
+    spare_n += more;
     /* act: new page number m gets spare row spare[spare_n - fresh + m - 1] */
     int64_t first = spare_n - fresh;
     for (i = 0; i < nk; i++) {

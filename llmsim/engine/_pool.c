@@ -29,6 +29,9 @@
 #include <stdint.h>
 
 #define PAGE_BITS 10 /* key_table.PAGE_BITS */
+#if PAGE_BITS < 6
+#error "row_empty reads rows in runs of 64 cells"
+#endif
 #define PAGE_MASK ((1LL << PAGE_BITS) - 1)
 #define NONE_CELL (-3) /* prefix_cache.NONE */
 #define DEAD_CELL (-1) /* prefix_cache.DEAD */
@@ -397,14 +400,19 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
                          (long long)nown);
 }
 
-/* 1 if no cell of row r holds a block */
+/* 1 if no cell of row r holds a block: every cell negative, so their AND is too (in runs
+   of 64, which compilers vectorize) */
 static int
 row_empty(const int64_t *table, int64_t r)
 {
     const int64_t *cell = table + (r << PAGE_BITS);
-    for (int64_t k = 0; k < (1 << PAGE_BITS); k++)
-        if (cell[k] >= 0)
+    for (int64_t k = 0; k < (1 << PAGE_BITS); k += 64) {
+        int64_t all = -1;
+        for (int j = 0; j < 64; j++)
+            all &= cell[k + j];
+        if (all >= 0)
             return 0;
+    }
     return 1;
 }
 
@@ -413,7 +421,7 @@ row_empty(const int64_t *table, int64_t r)
    pages that have one, become spare, in ascending order after the spare rows there are,
    when that leaves at least `fresh` and half the rows spare (else KeyTable doubles the
    rows: Python's). Returns how many became spare (0: none, nothing changed), -1 on error.
-   Check, then act: rows are counted before any is taken back. */
+   Check, then act: the rows are listed before any is taken back. */
 static int64_t
 reclaim(Arrays *self, const int64_t *keys, Py_ssize_t nk, int64_t fresh, int64_t spare_n)
 {
@@ -421,7 +429,10 @@ reclaim(Arrays *self, const int64_t *keys, Py_ssize_t nk, int64_t fresh, int64_t
     int64_t *spare = I64(SPARE);
     Py_ssize_t nrows = LEN(ROW_PAGE);
     char *kept = calloc((size_t)nrows, 1);
-    if (!kept) {
+    int64_t *empty = malloc((size_t)nrows * sizeof *empty);
+    if (!kept || !empty) {
+        free(kept);
+        free(empty);
         PyErr_NoMemory();
         return -1;
     }
@@ -430,21 +441,20 @@ reclaim(Arrays *self, const int64_t *keys, Py_ssize_t nk, int64_t fresh, int64_t
         if (row > 0)
             kept[row >> PAGE_BITS] = 1;
     }
-    int64_t empty = 0, want = fresh > nrows / 2 ? fresh : nrows / 2;
+    int64_t n = 0, want = fresh > nrows / 2 ? fresh : nrows / 2;
     for (Py_ssize_t r = 0; r < nrows; r++)
-        empty += row_page[r] >= 0 && !kept[r] && row_empty(table, r);
-    if (spare_n + empty < want || spare_n + empty > LEN(SPARE)) {
-        free(kept);
-        return 0;
+        if (row_page[r] >= 0 && !kept[r] && row_empty(table, r))
+            empty[n++] = r;
+    if (spare_n + n < want || spare_n + n > LEN(SPARE))
+        n = 0;
+    for (int64_t i = 0; i < n; i++) {
+        base[row_page[empty[i]]] = 0;
+        row_page[empty[i]] = -1;
+        spare[spare_n + i] = empty[i];
     }
-    for (Py_ssize_t r = 0; r < nrows; r++)
-        if (row_page[r] >= 0 && !kept[r] && row_empty(table, r)) {
-            base[row_page[r]] = 0;
-            row_page[r] = -1;
-            spare[spare_n++] = r;
-        }
     free(kept);
-    return empty;
+    free(empty);
+    return n;
 }
 
 /* insert(keys, blocks, start, stop, spare_n) -> spare_n, or -1: cache blocks[start:stop]

@@ -144,7 +144,7 @@ def test_read_only_keys_are_read_and_other_integer_widths_refused_with_a_reason(
             pool.allocate(req, 13 - req.computed)
     assert state(pools[0]) == state(pools[1]) and pools[0].hit_tokens == 12
     with pytest.raises(TypeError, match="keys: a 1-D contiguous array of 8-byte integers"):
-        pools[0]._c.run(keys.astype(np.int32), 3, pools[0]._out)
+        pools[0]._c.run(keys.astype(np.int32), 3)
 
 
 @settings(max_examples=200, deadline=None)

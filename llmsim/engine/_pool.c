@@ -37,9 +37,9 @@
 #define DEAD_CELL (-1) /* prefix_cache.DEAD */
 #define OWN_CELL (-2) /* prefix_cache.OWN */
 
-enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, NARRAYS };
+enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, OUT, OWNED, NARRAYS };
 static const char *array_names[NARRAYS] = {
-    "records", "plain", "lru", "base", "table", "row_page", "spare"};
+    "records", "plain", "lru", "base", "table", "row_page", "spare", "out", "owned"};
 
 /* A block's record (prefix_cache.RECORD, read as two int64 per block): its cell in the map
    (int32), its references (int32), its queue entry's number (int64). One cache line for
@@ -105,14 +105,15 @@ Arrays_dealloc(Arrays *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* bind(records, plain, lru, base, table, row_page, spare). The steps trust what
+/* bind(records, plain, lru, base, table, row_page, spare, out, owned): the pool's arrays,
+   and two it reads what `run` and `take` write to (each as long as the pool). The steps trust what
    the arrays hold to keep the pool's invariants (CachingBlockPool.check): a block, row or
    cell they read from one is in range of the others. */
 static PyObject *
 Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != NARRAYS) {
-        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 7 arrays");
+        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 9 arrays");
         return NULL;
     }
     Py_buffer fresh[NARRAYS];
@@ -127,7 +128,8 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     if (fresh[REC].len % 16 || fresh[PLAIN].len / 8 != nb
         || fresh[TABLE].len / 8 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
         || fresh[TABLE].len / 8 > INT32_MAX  /* cells fit a record's int32 */
-        || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8) {
+        || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8
+        || fresh[OUT].len / 8 < nb || fresh[OWNED].len / 8 < nb) {
         for (int i = 0; i < NARRAYS; i++)
             PyBuffer_Release(&fresh[i]);
         PyErr_SetString(PyExc_ValueError, "bind: the arrays' lengths do not agree");
@@ -204,24 +206,21 @@ in_range(int64_t b, Py_ssize_t n)
     return 1;
 }
 
-/* run(keys, n, out) -> found: the blocks holding the longest run of cached keys from the
-   first of keys[:n], written to out[:found] (KeyTable.run). */
+/* run(keys, n) -> found: the blocks holding the longest run of cached keys from the first
+   of keys[:n], written to the bound `out`[:found] (KeyTable.run). */
 static PyObject *
 Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 3, "run"))
+    if (!check(self, nargs, 2, "run"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t nk, nout;
-    int64_t n;
+    Py_ssize_t nk, nout = LEN(OUT);
+    int64_t n, *out = I64(OUT);
     if (!arg_long(args[1], &n))
         return NULL;
     int64_t *keys = arg_array(&v, args[0], &nk, "keys", 0);
-    int64_t *out = keys ? arg_array(&v, args[2], &nout, "out", 1) : NULL;
-    if (!out) {
-        release_views(&v);
+    if (!keys)
         return NULL;
-    }
     if (n < 0 || n > nk) {
         release_views(&v);
         PyErr_SetString(PyExc_ValueError, "run: n out of range");
@@ -325,33 +324,28 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("nL", idle, (long long)first);
 }
 
-/* take(n, top, head, number, out, at, owned) -> (top, head, dead entries skipped, owned
-   blocks): n free blocks to out[at:at + n], each held once (CachingBlockPool._take_out):
+/* take(n, top, head, number, out, at) -> (top, head, dead entries skipped, owned blocks):
+   n free blocks to out[at:at + n], each held once (CachingBlockPool._take_out):
    the keyless ones first, from the top of their stack (at `top`), bottom first; then the
    least recently freed keyed ones, from queue entry `head` (numbered `number`), skipping
    dead entries, their keys dropped: their cells become NONE and their map cells empty
    (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure of
-   that). Evicted blocks that had an own key (cell OWN) are listed in `owned`, in order,
+   that). Evicted blocks that had an own key (cell OWN) are listed in the bound `owned`, in order,
    for the caller to drop those keys from its dicts. There must be n free blocks. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 7, "take"))
+    if (!check(self, nargs, 6, "take"))
         return NULL;
-    int64_t n, top, head, number, at, nown = 0;
+    int64_t n, top, head, number, at, nown = 0, *owned = I64(OWNED);
     Views v = {.n = 0};
-    Py_ssize_t nout, nowned;
+    Py_ssize_t nout, nowned = LEN(OWNED);
     if (!arg_long(args[0], &n) || !arg_long(args[1], &top) || !arg_long(args[2], &head)
         || !arg_long(args[3], &number) || !arg_long(args[5], &at))
         return NULL;
     int64_t *out = arg_array(&v, args[4], &nout, "out", 1);
     if (!out)
         return NULL;
-    int64_t *owned = arg_array(&v, args[6], &nowned, "owned", 1);
-    if (!owned) {
-        release_views(&v);
-        return NULL;
-    }
     if (n < 0 || at < 0 || at + n > nout || n > nowned || top < 0 || top > LEN(PLAIN)
         || head < 0) {
         release_views(&v);

@@ -70,6 +70,7 @@ class Cluster:
         if keys is not None:
             req.block_hashes = keys.keys(i, prompt, output)
             req.private_from = keys.private_from(i)
+            req.keys_checked = True
         replicas = self.replicas
         replica = replicas[self.router(req, replicas)] if len(replicas) > 1 else replicas[0]
         if replica.can_accept(req):

@@ -150,7 +150,7 @@ class CachingBlockPool(BlockPool):
         if self._c is not None:
             m = self._map
             self._c.bind(self._records.view(np.int64), self._plain, self._lru, m.base,
-                         m.table, m.row_page, m.spare)
+                         m.table, m.row_page, m.spare, self._out, self._owned)
 
     # -- lookup ---------------------------------------------------------------------
 
@@ -160,7 +160,7 @@ class CachingBlockPool(BlockPool):
             return EMPTY
         if self._c is None:
             return self._map.run(keys[:n])
-        found = self._c.run(keys, n, self._out)
+        found = self._c.run(keys, n)  # into `_out`
         return self._out[:found].copy() if found else EMPTY
 
     def peek(self, req: Request) -> int:
@@ -251,13 +251,14 @@ class CachingBlockPool(BlockPool):
         hits = self._hits.pop(req.id, EMPTY)
         assert req.id not in self._held and len(hits) * self.block_size == req.computed
         given = req.block_hashes
-        if given is not None and len(given):
+        if given is not None and len(given) and not req.keys_checked:
             lo, hi = (self._c.bounds(given) if self._c is not None
                       else (int(given.min()), int(given.max())))
             if lo < 0 or hi >= MAX_KEY:
                 raise ValueError(f"request {req.id}: prefix keys are dense slot numbers in "
                                  f"[0, {MAX_KEY}) (BlockHashes.keys makes them), got "
                                  f"{lo} .. {hi}")
+            req.keys_checked = True
         if len(hits) and self._c is not None:  # touch: shared now, out of the free queue
             idle, first = self._c.touch(hits)
             if idle:
@@ -373,7 +374,7 @@ class CachingBlockPool(BlockPool):
             return False
         head = self._lru_head
         self._plain_n, self._lru_head, skipped, owned = c.take(
-            n, self._plain_n, head, self._lru_base + head, out, at, self._owned)
+            n, self._plain_n, head, self._lru_base + head, out, at)  # own keys: `_owned`
         if owned:  # own keys (preemptions) live in dicts
             for b in self._owned[:owned].tolist():
                 self._uncache_own(b)

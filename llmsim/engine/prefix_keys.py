@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .key_table import MAX_KEY
+
 try:  # the gather in C, where the engine's pool steps were built (setup.py)
     from ._pool import keys_into
 except ImportError:
@@ -21,7 +23,10 @@ class PrefixKeys:
         trace block's first key; `t`, `place`: engine block j ends in the request's trace
         block t[j], the place[j]-th to; `shared_upto`: per request, 1 + the place of its
         last trace block another request also has (memoryviews: read as Python ints)."""
-        self.bounds = bounds
+        if len(first) and int(first.max()) + int(place.max(initial=0)) >= MAX_KEY:
+            raise ValueError(f"{len(first):,} trace blocks make keys past the prefix cache's "
+                             f"{MAX_KEY:,}")
+        self.bounds = bounds  # keys within [0, MAX_KEY): the pool need not check them
         self.first = first
         self.t = t
         self.place = place

@@ -44,6 +44,8 @@ class Request:
     # caching: dense int64 slot numbers, prefix_cache.py); None: its blocks are its own
     private_from: int = 1 << 62  # its keys from this block on no other request of the
     # workload has (BlockHashes.private_from): only it could look them up, after a preemption
+    keys_checked: bool = False  # its keys are known to be in the pool's range (PrefixKeys
+    # makes them so; a pool checks others once)
     cached: int = -1  # prompt tokens found in the prefix cache at its first admission
     cached_hint: int = 0  # prompt tokens its replica held cached when it arrived (policies)
     seat: int = 0  # admission sequence number: running order is increasing seat

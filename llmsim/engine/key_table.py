@@ -25,6 +25,14 @@ MAX_KEY = 1 << 32  # Mooncake's conversation trace numbers 9.8M keys; the page t
 EMPTY = np.empty(0, np.intp)
 
 
+def _doubled(a: np.ndarray) -> np.ndarray:
+    """`a` then as many -1s (written once: a growing table's time goes to fresh pages)."""
+    out = np.empty(2 * len(a), a.dtype)
+    out[:len(a)] = a
+    out[len(a):] = -1
+    return out
+
+
 class KeyTable:
     def __init__(self, rows: int = 16) -> None:  # 128 KB; doubled as needed
         self.base = np.zeros(1024, np.int64)  # page -> its row's first cell (0: row 0, empty)
@@ -146,8 +154,8 @@ class KeyTable:
         while len(spare) < max(wanted, rows // 2):
             # the last row (all -1: only ever written -1) becomes an ordinary spare row
             spare = np.concatenate([np.arange(2 * rows - 2, rows - 2, -1), spare])
-            self.table = np.concatenate([self.table, np.full_like(self.table, -1)])
-            self.row_page = np.concatenate([self.row_page, np.full(rows, -1, np.int64)])
+            self.table = _doubled(self.table)
+            self.row_page = _doubled(self.row_page)
             rows *= 2
             assert rows << PAGE_BITS <= 1 << 31, "cells must fit a block record's int32"
         self.spare = np.empty(rows, np.int64)

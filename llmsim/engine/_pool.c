@@ -34,7 +34,6 @@
 #endif
 #define PAGE_MASK ((1LL << PAGE_BITS) - 1)
 #define NONE_CELL (-3) /* prefix_cache.NONE */
-#define DEAD_CELL (-1) /* prefix_cache.DEAD */
 #define OWN_CELL (-2) /* prefix_cache.OWN */
 
 enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, OUT, OWNED, NARRAYS };
@@ -325,13 +324,15 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* take(n, top, head, number, out, at) -> (top, head, dead entries skipped, owned blocks):
-   n free blocks to out[at:at + n], each held once (CachingBlockPool._take_out):
-   the keyless ones first, from the top of their stack (at `top`), bottom first; then the
-   least recently freed keyed ones, from queue entry `head` (numbered `number`), skipping
-   dead entries, their keys dropped: their cells become NONE and their map cells empty
-   (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure of
-   that). Evicted blocks that had an own key (cell OWN) are listed in the bound `owned`, in order,
-   for the caller to drop those keys from its dicts. There must be n free blocks. */
+   n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
+   from the top of their stack (at `top`), bottom first; then the least recently freed
+   keyed ones, from queue entry `head` (numbered `number`), skipping dead entries, their
+   keys dropped: blocks with a cell get cell NONE and one reference, and their map cells
+   empty (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure
+   of that); blocks with DEAD keys and keyless ones keep their records, which nothing reads
+   until a key is set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are
+   listed in the bound `owned`, in order, for the caller to drop those keys from its dicts.
+   There must be n free blocks. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -358,10 +359,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     int64_t got = n < top ? n : top, skipped = 0;
     out += at;
     top -= got;
-    for (int64_t i = 0; i < got; i++) {
-        out[i] = plain[top + i];
-        REFS(out[i]) = 1;
-    }
+    memcpy(out, plain + top, (size_t)got * sizeof *out);  /* keyless: no record to write */
     while (got < n) {
         if (head >= nlru) {  /* counts that lie: the pool is corrupt, not this call's input */
             release_views(&v);
@@ -370,11 +368,13 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
         if (head + AHEAD < nlru) {
             int64_t a = lru[head + AHEAD];  /* past the tail: anything, so checked */
-            if (a >= 0 && a < nb)
+            if (a >= 0 && a < nb)  /* (not the records of DEAD keys' entries: unread) */
                 PREFETCH(&rec[2 * a], 1);
         }
         int64_t b = lru[head];
-        if (SEQ(b) == number) {
+        if (b < 0)  /* block -1 - b, holding a DEAD key: live, no record to read or write */
+            out[got++] = -1 - b;
+        else if (SEQ(b) == number) {
             out[got++] = b;
             int64_t c = CELL(b);
             CELL(b) = NONE_CELL;
@@ -530,17 +530,19 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         int64_t c = row + (key & PAGE_MASK);
         table[c] = blocks[i];
         CELL(blocks[i]) = (int32_t)c;
+        REFS(blocks[i]) = 1;  /* a keyless block's record is not kept: held once */
     }
     release_views(&v);
     return PyLong_FromLongLong(first);
 }
 
 /* release(blocks, n, partial, top, tail, number, dead_from, dead_to) -> (freed, keyed, top):
-   a request lets go of its blocks, blocks[:n] (CachingBlockPool.free): blocks[dead_from:dead_to] get
-   DEAD cells (a finished request's blocks nobody can look up); one reference less each;
-   those no longer held go, tail first, to the free queue: the last one, if `partial` (not
-   full, keyless), onto the keyless stack at `top`, the rest to the keyed queue from entry
-   `tail`, numbered from `number`. The queue must have room for all of them. */
+   a request lets go of its blocks, blocks[:n] (CachingBlockPool.free), tail first: the last
+   one, if `partial` (not full, keyless), onto the keyless stack at `top`; the rest to the
+   keyed queue from entry `tail`, numbered from `number`: blocks[dead_from:dead_to] (a
+   finished request's full blocks past its keys) with DEAD keys, as entries -1 - b, their
+   records not touched; the others (keyed) with one reference less, those no longer held.
+   The queue must have room for all of them. */
 static PyObject *
 Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -575,22 +577,16 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
     int64_t *lru = I64(LRU), *plain = I64(PLAIN), *rec = I64(REC);
     int64_t freed = 0, keyed = 0;
-    if (partial && REFS(blocks[n - 1]) != 1) {  /* before anything changes */
-        release_views(&v);
-        PyErr_SetString(PyExc_AssertionError, "release: its partial last block is shared");
-        return NULL;
-    }
     Py_ssize_t i = n;  /* one pass, tail first (a request's blocks are distinct) */
     if (partial) {
-        REFS(blocks[--i])--;
-        plain[top++] = blocks[i];
+        plain[top++] = blocks[--i];
         freed++;
     }
     while (i--) {
         int64_t b = blocks[i];
         if (i >= dead_from && i < dead_to)
-            CELL(b) = DEAD_CELL;
-        if (--REFS(b) == 0) {
+            lru[tail + keyed++] = -1 - b;
+        else if (--REFS(b) == 0) {
             lru[tail + keyed] = b;
             SEQ(b) = number + keyed;
             keyed++;

@@ -64,9 +64,11 @@ except ImportError:
     CompiledArrays = move = None
 
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
-DEAD, OWN, NONE = -1, -2, -3  # a block's cell when it holds a finished request's own block
-# (nobody can look it up, so it is not in the map, but it queues with the keyed blocks), an
-# own key (in `_own_key`), no key. The map ignores DEAD and OWN cells: eviction passes them.
+OWN, NONE = -2, -3  # a block's cell when it holds an own key (in `_own_key`), or no key
+# anybody can look up: the map ignores these cells, eviction passes them. A finished
+# request's full blocks past its keys hold DEAD keys (vLLM hashes them; nobody can look them
+# up): they queue with the keyed blocks, as entries -1 - b (`_release`), and keep the
+# records they had when held (see `CachingBlockPool`)
 INF = 1 << 62
 RECORD = np.dtype([("cell", np.int32), ("refs", np.int32), ("seq", np.int64)])  # a block's
 # state in one record (16 bytes): the compiled steps read and write one cache line a block
@@ -86,7 +88,14 @@ class CachingBlockPool(BlockPool):
     start. An entry is live while its block's `_seq` is that number: a block touched out
     of the queue by a hit leaves a dead entry behind, skipped when the head reaches it
     (`_dead_from` bounds where the first is, so that most evictions need no check). The
-    cache map (`KeyTable`) holds given keys; own keys are in `_own`."""
+    cache map (`KeyTable`) holds given keys; own keys are in `_own`.
+
+    A block's record (cell, references, entry number) is read only while it has a key
+    anybody can look up (cell >= 0 or OWN): setting a key writes cell and references, and
+    evicting one resets them. A keyless block, or one holding a DEAD key, is held by one
+    request at most and shared by none, so nothing asks its references: handing it out,
+    freeing it with a DEAD key and evicting that touch no record (half of the blocks on
+    Mooncake's trace), and its cell stays NONE."""
 
     def __init__(self, num_blocks: int, block_size: int = 16,
                  compiled: bool | None = None) -> None:
@@ -98,7 +107,7 @@ class CachingBlockPool(BlockPool):
             raise RuntimeError("llmsim.engine._pool was not built (no C compiler at install)")
         nb = num_blocks
         self._records = np.zeros(nb, RECORD)  # the three below are its fields
-        self._cell = self._records["cell"]  # block -> its cell in the map, or NONE/DEAD/OWN
+        self._cell = self._records["cell"]  # block -> its cell in the map, or NONE/OWN
         self._cell[:] = NONE
         self._refs = self._records["refs"]
         self._seq = self._records["seq"]  # block -> its entry's number in `_lru`
@@ -363,7 +372,6 @@ class CachingBlockPool(BlockPool):
             self._plain_n = 0
         else:
             out = self._evict(n)
-        self._refs[out] = 1
         return out
 
     def _take_into(self, n: int, out: np.ndarray, at: int) -> bool:
@@ -396,11 +404,11 @@ class CachingBlockPool(BlockPool):
             out = self._lru[head:head + k].copy()
             head += k
         else:  # skip the dead entries
-            parts, need, lru, seq = [], k, self._lru, self._seq
+            parts, need, lru = [], k, self._lru
             while need:  # read ahead: dead entries come in runs (a hit touches a prefix)
                 chunk = lru[head:min(head + 2 * need + 64, self._lru_tail)]
                 number = self._lru_base + head
-                live = np.flatnonzero(seq[chunk] == np.arange(number, number + len(chunk)))
+                live = np.flatnonzero(~self._dead_entries(chunk, number))
                 used = int(live[need - 1]) + 1 if len(live) >= need else len(chunk)
                 live = chunk[live[:need]]
                 self._dead -= used - len(live)
@@ -413,19 +421,27 @@ class CachingBlockPool(BlockPool):
             elif self._dead_from < self._lru_base + head:  # look for the next dead entry
                 ahead = lru[head:min(head + 4096, self._lru_tail)]  # a bound is enough
                 number = self._lru_base + head
-                dead = seq[ahead] != np.arange(number, number + len(ahead))
+                dead = self._dead_entries(ahead, number)
                 first = int(dead.argmax())
                 self._dead_from = number + (first if dead[first] else len(ahead))
         self._lru_head = head
-        cells = self._cell[out]
-        self._cell[out] = NONE
+        named = out[out >= 0]
+        cells = self._cell[named]
+        self._cell[named] = NONE
+        self._refs[named] = 1
         if self._own_key:
-            for b in out[cells == OWN].tolist():
+            for b in named[cells == OWN].tolist():
                 self._uncache_own(b)
-        self._map.remove(cells, out)
+        self._map.remove(cells, named)
         self.keyed_free -= k
         self._evictions += k
-        return out
+        return np.where(out < 0, -1 - out, out)
+
+    def _dead_entries(self, entries: np.ndarray, number: int) -> np.ndarray:
+        """Which of the queue's `entries`, numbered from `number`, are dead (their block was
+        touched out of the queue since); a DEAD key's entry (-1 - b) never is."""
+        numbers = np.arange(number, number + len(entries))
+        return (entries >= 0) & (self._seq[np.maximum(entries, 0)] != numbers)
 
     # -- own keys ----------------------------------------------------------------------
 
@@ -475,6 +491,7 @@ class CachingBlockPool(BlockPool):
                 return
         keys, blocks = keys[start:stop], blocks[start:stop]
         self._cell[blocks] = self._map.insert(keys, blocks)
+        self._refs[blocks] = 1  # a block without a key had no record to read
         self._bind()  # the map may have grown its arrays
 
     def free(self, req: Request) -> None:
@@ -499,7 +516,7 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
         assert own == start or start >= self._shared(req), "shared keys are set on time"
-        dead = start < stop and req.done  # DEAD cells, set below (in `release` if compiled)
+        dead = start < stop and req.done  # blocks[start:stop] get DEAD keys, as they queue
         if own > start and not dead:  # private given keys, looked up when it comes back
             assert given is not None
             self._insert(given, buffer, start, own)
@@ -507,6 +524,7 @@ class CachingBlockPool(BlockPool):
         if own < stop and not dead:
             owned = buffer[own:stop]
             self._cell[owned] = OWN
+            self._refs[owned] = 1
             for j, b in enumerate(owned.tolist(), own):
                 self._cache_own(own_key(rid, j), b)
         if not n:
@@ -523,30 +541,27 @@ class CachingBlockPool(BlockPool):
             self.free_blocks += freed
             return
         blocks = buffer[:n]
-        if dead:
-            self._cell[blocks[start:stop]] = DEAD
-        refs = self._refs
-        counts = refs[blocks] - 1
-        refs[blocks] = counts
-        zero = blocks[counts == 0][::-1]  # tail first
-        if stop < len(blocks):  # its last block, not full: keyless, to the head of the queue
-            assert len(blocks) - stop == 1 and counts[-1] == 0 and self._cell[blocks[-1]] == NONE
+        if stop < n:  # its last block, not full: keyless, to the head of the queue
+            assert n - stop == 1 and self._cell[blocks[-1]] == NONE
             self._plain[self._plain_n] = blocks[-1]
             self._plain_n += 1
-            keyed = zero[1:]
-        else:
-            keyed = zero
-        n = len(keyed)
-        if n:
+            self.free_blocks += 1
+        named = blocks[:start] if dead else blocks[:stop]  # DEAD keys past its keys
+        counts = self._refs[named] - 1
+        self._refs[named] = counts
+        zero = named[counts == 0][::-1]  # tail first
+        entries = np.concatenate([-1 - blocks[start:stop][::-1], zero]) if dead else zero
+        k = len(entries)
+        if k:
             tail = self._lru_tail
-            if tail + n > len(self._lru):
-                tail = self._compact(n)
-            self._lru[tail:tail + n] = keyed
-            number = self._lru_base + tail
-            self._seq[keyed] = np.arange(number, number + n)
-            self._lru_tail = tail + n
-            self.keyed_free += n
-        self.free_blocks += len(zero)
+            if tail + k > len(self._lru):
+                tail = self._compact(k)
+            self._lru[tail:tail + k] = entries
+            number = self._lru_base + tail + k - len(zero)
+            self._seq[zero] = np.arange(number, number + len(zero))
+            self._lru_tail = tail + k
+            self.keyed_free += k
+            self.free_blocks += k
         assert self.free_blocks <= self.num_blocks
 
     def _compact(self, n: int) -> int:
@@ -622,10 +637,8 @@ class CachingBlockPool(BlockPool):
         self._refs[rest[:at]] = 1
         keyed = rest[at:]
         assert len(keyed) == self.keyed_free == self.free_blocks - top
-        self._lru[:len(keyed)] = keyed
+        self._lru[:len(keyed)] = -1 - keyed  # DEAD keys' entries
         self._lru_tail = len(keyed)
-        self._seq[keyed] = np.arange(len(keyed))
-        self._cell[keyed] = DEAD
         self._parked.clear()
         self.anonymous = False
 
@@ -772,31 +785,43 @@ class CachingBlockPool(BlockPool):
         cell = int(self._cell[b])
         if cell >= 0:
             return self._map.key(cell)
-        return {NONE: None, DEAD: "dead", OWN: self._own_key.get(b)}[cell]
+        if cell == OWN:
+            return self._own_key.get(b)
+        return "dead" if b in self._dead_keys() else None
+
+    def _dead_keys(self) -> set[int]:
+        """The free blocks holding DEAD keys."""
+        entries = self._lru[self._lru_head:self._lru_tail]
+        return set((-1 - entries[entries < 0]).tolist())
 
     def blocks_of(self, req: Request) -> list[int]:
         self._identify()
         return self._blocks[req.id][:self._n[req.id]].tolist()
 
     def refs(self, b: int) -> int:
+        """Requests (and the fast simulator's aggregate) holding block `b`."""
         self._identify()
-        return int(self._refs[b])
+        if self._cell[b] != NONE:
+            return int(self._refs[b])
+        held = [self._blocks[rid][:n] for rid, n in self._n.items()]
+        return sum(int(b in blocks) for blocks in [*held, self._loose[:self._loose_n]])
 
     def keyed_free_blocks(self) -> list[int]:
         """The keyed free blocks, least recently freed first."""
         self._identify()
         head, tail = self._lru_head, self._lru_tail
         entries = self._lru[head:tail]
-        numbers = np.arange(self._lru_base + head, self._lru_base + tail)
-        return entries[self._seq[entries] == numbers].tolist()
+        live = entries[~self._dead_entries(entries, self._lru_base + head)]
+        return np.where(live < 0, -1 - live, live).tolist()
 
     def cached_keys(self) -> list:
         self._pay()
         return sorted(self._map.holders()) + list(self._own)
 
     def check(self) -> None:
-        """Invariants: counts agree, keyed free blocks are cached, refs add up, and the
-        cache map holds exactly the blocks keyed with a given or own key."""
+        """Invariants: counts agree, keyed free blocks are cached, refs add up where they
+        are kept (blocks with a cell), and the cache map holds exactly the blocks keyed with
+        a given or own key."""
         nb = self.num_blocks
         if self.anonymous:  # counts add up
             held = sum(self._held.values()) + sum(self._parked.values())
@@ -810,20 +835,27 @@ class CachingBlockPool(BlockPool):
             blocks = buffer[:self._n[rid]]
             assert len(set(blocks.tolist())) == len(blocks)
             refs[blocks] += 1
+            keyed = self._keyed[rid]  # its blocks with keys lead, those without follow
+            assert (self._cell[blocks[:keyed]] != NONE).all()
+            assert (self._cell[blocks[keyed:]] == NONE).all()
         refs[self._loose[:self._loose_n]] += 1
-        assert (refs == self._refs).all()
-        keyed = self.keyed_free_blocks()
-        assert len(keyed) == len(set(keyed)) == self.keyed_free
-        assert self._lru_tail - self._lru_head - len(keyed) == self._dead
+        named = self._cell != NONE
+        assert (refs[named] == self._refs[named]).all() and (refs[~named] <= 1).all()
+        keyed_free = self.keyed_free_blocks()
+        assert len(keyed_free) == len(set(keyed_free)) == self.keyed_free
+        assert self._lru_tail - self._lru_head - len(keyed_free) == self._dead
         if self._dead:  # the first dead entry is not before `_dead_from`
             entries = self._lru[self._lru_head:self._lru_tail]
-            numbers = np.arange(self._lru_base + self._lru_head, self._lru_base + self._lru_tail)
-            assert numbers[self._seq[entries] != numbers][0] >= self._dead_from
+            number = self._lru_base + self._lru_head
+            first = int(self._dead_entries(entries, number).argmax())
+            assert number + first >= self._dead_from
         plain = self._plain[:self._plain_n].tolist()
-        free = set(plain) | set(keyed)
-        assert len(free) == self.free_blocks == len(plain) + len(keyed)
+        free = set(plain) | set(keyed_free)
+        assert len(free) == self.free_blocks == len(plain) + len(keyed_free)
         assert free == set(np.flatnonzero(refs == 0).tolist())
-        assert (self._cell[plain] == NONE).all() and (self._cell[keyed] != NONE).all()
+        dead = self._dead_keys()
+        assert (self._cell[plain] == NONE).all()
+        assert all((self._cell[b] == NONE) == (b in dead) for b in keyed_free)
         assert self._map.check(self._cell) == int(np.count_nonzero(self._cell >= 0))
         own = 0
         for key, holders in self._own.items():

@@ -20,8 +20,9 @@ as vLLM's `cache_blocks` does when it allocates; an own key is set when the requ
 the block instead: nobody else can look it up, so nothing tells the two apart, and the
 fast simulator's lockstep decoders need no per-block work while they decode. The same goes
 for given keys from a request's `private_from` on (no other request of the workload has
-them): they are set when it frees its blocks, in the map if it was preempted, and not at
-all (DEAD) if it is done.
+them): they are set when it frees its blocks, in the map if it was preempted; if it is
+done, its blocks past its shared keys get DEAD keys, which only hold their place in the
+free queue (no record is kept for them: see `CachingBlockPool`).
 
 Given keys that cover output tokens (sessions, whose next turn resends this one's answer)
 fall due while a request decodes. The fast simulator's decoders key them lazily: the
@@ -42,9 +43,10 @@ caching). Given keys are therefore dense slot numbers, and the cache map is a pa
 over them (`key_table.py`). A block remembers its cell in the map, so eviction needs no
 lookup. Own keys, set only by preemptions, stay in a dict. Where `_pool.c` was built, its
 `Arrays` does the common per-block steps on these same arrays, one C call each (a
-caching-on run of Mooncake's trace takes half the time it took without); the NumPy code
-here stays the reference and does the rare cases: a key held twice, a map that must
-reclaim or grow, and setting and looking up own keys.
+caching-on run of Mooncake's trace takes half the time it took without), taking a
+request's whole arrays and a range (a NumPy slice and its buffer cost more than a short
+step); the NumPy code here stays the reference and does the rare cases: a key held twice,
+a map that must grow, and setting and looking up own keys.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, neve
 OWN, NONE = -2, -3  # a block's cell when it holds an own key (in `_own_key`), or no key
 # anybody can look up: the map ignores these cells, eviction passes them. A finished
 # request's full blocks past its keys hold DEAD keys (vLLM hashes them; nobody can look them
-# up): they queue with the keyed blocks, as entries -1 - b (`_release`), and keep the
+# up): they queue with the keyed blocks, as entries -1 - b (`free`), and keep the
 # records they had when held (see `CachingBlockPool`)
 INF = 1 << 62
 RECORD = np.dtype([("cell", np.int32), ("refs", np.int32), ("seq", np.int64)])  # a block's

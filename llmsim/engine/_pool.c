@@ -105,9 +105,10 @@ Arrays_dealloc(Arrays *self)
 }
 
 /* bind(records, plain, lru, base, table, row_page, spare, out, owned): the pool's arrays,
-   and two it reads what `run` and `take` write to (each as long as the pool). The steps trust what
-   the arrays hold to keep the pool's invariants (CachingBlockPool.check): a block, row or
-   cell they read from one is in range of the others. */
+   and the two `run` and `take` write their answers into (the pool's, as long-lived as it).
+   The steps trust what the arrays hold to keep the pool's invariants
+   (CachingBlockPool.check): a block, row or cell they read from one is in range of the
+   others. */
 static PyObject *
 Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {

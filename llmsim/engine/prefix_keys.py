@@ -21,8 +21,9 @@ class PrefixKeys:
                  covers_output: bool, block_size: int) -> None:
         """`bounds`: request i's trace blocks are [bounds[i], bounds[i + 1]); `first`: each
         trace block's first key; `t`, `place`: engine block j ends in the request's trace
-        block t[j], the place[j]-th to; `shared_upto`: per request, 1 + the place of its
-        last trace block another request also has (memoryviews: read as Python ints)."""
+        block t[j], and is the place[j]-th engine block that ends there; `shared_upto`: per
+        request, 1 + the place of its last trace block another request also has
+        (memoryviews: read as Python ints)."""
         if len(first) and int(first.max()) + int(place.max(initial=0)) >= MAX_KEY:
             raise ValueError(f"{len(first):,} trace blocks make keys past the prefix cache's "
                              f"{MAX_KEY:,}")

@@ -216,3 +216,17 @@ def test_a_reclaim_keeps_the_empty_rows_of_the_pages_being_inserted_into():
         # come back, but page 13's, and one goes to page 20
         assert pool._map.spare_n == 10 and pool.key_of(pool.blocks_of(c)[0]) == 13 * page + 5
     assert state(pools[0]) == state(pools[1])
+
+
+@pytest.mark.parametrize("bad", [-1, 8, 1 << 40])
+def test_the_compiled_release_and_touch_refuse_a_block_out_of_range_changing_nothing(bad):
+    pool = CachingBlockPool(8, 1, compiled=True)
+    pool._identify()
+    before = (pool._records.copy(), pool._lru.copy(), pool._plain.copy())
+    blocks = np.array([0, 1, bad, 2], np.int64)  # the bad one neither first nor last
+    with pytest.raises(IndexError, match=f"block {bad} out of range"):
+        pool._c.release(blocks, 4, 0, pool._plain_n, pool._lru_tail, 0, 0, 4)
+    with pytest.raises(IndexError, match=f"block {bad} out of range"):
+        pool._c.touch(blocks)
+    for was, now in zip(before, (pool._records, pool._lru, pool._plain), strict=True):
+        np.testing.assert_array_equal(was, now)

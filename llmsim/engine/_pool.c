@@ -206,6 +206,22 @@ in_range(int64_t b, Py_ssize_t n)
     return 1;
 }
 
+/* 1 if every block of blocks[:n] is in [0, nb), else 0 with IndexError naming the first that
+   is not: one branch-free pass (a branch a block cost 1.4% of a caching-on run) */
+static int
+all_in_range(const int64_t *blocks, Py_ssize_t n, Py_ssize_t nb)
+{
+    int64_t bad = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        bad |= blocks[i] | (nb - 1 - blocks[i]);  /* negative iff out of range */
+    if (bad >= 0)
+        return 1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!in_range(blocks[i], nb))
+            return 0;
+    return 0;  /* not reached */
+}
+
 /* run(keys, n) -> found: the blocks holding the longest run of cached keys from the first
    of keys[:n], written to the bound `out`[:found] (KeyTable.run). */
 static PyObject *
@@ -304,11 +320,10 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     int64_t *hits = arg_array(&v, args[0], &n, "hits", 0);
     if (!hits)
         return NULL;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!in_range(hits[i], nb)) {
-            release_views(&v);
-            return NULL;
-        }
+    if (!all_in_range(hits, n, nb)) {
+        release_views(&v);
+        return NULL;
+    }
     int64_t *rec = I64(REC), first = INT64_MAX;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t b = hits[i];
@@ -571,11 +586,10 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "release: no room in the free queue");
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (!in_range(blocks[i], nb)) {
-            release_views(&v);
-            return NULL;
-        }
+    if (!all_in_range(blocks, n, nb)) {
+        release_views(&v);
+        return NULL;
+    }
     int64_t *lru = I64(LRU), *plain = I64(PLAIN), *rec = I64(REC);
     int64_t freed = 0, keyed = 0;
     Py_ssize_t i = n;  /* one pass, tail first (a request's blocks are distinct) */
@@ -583,11 +597,22 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         plain[top++] = blocks[--i];
         freed++;
     }
-    while (i--) {
-        int64_t b = blocks[i];
-        if (i >= dead_from && i < dead_to)
-            lru[tail + keyed++] = -1 - b;
-        else if (--REFS(b) == 0) {
+    if (dead_from >= dead_to)
+        dead_from = dead_to = i;
+    /* keyed blocks past the DEAD ones, the DEAD ones, the keyed ones before them */
+    for (Py_ssize_t lo = dead_to; i > lo;) {
+        int64_t b = blocks[--i];
+        if (--REFS(b) == 0) {
+            lru[tail + keyed] = b;
+            SEQ(b) = number + keyed;
+            keyed++;
+        }
+    }
+    for (; i > dead_from; keyed++)
+        lru[tail + keyed] = -1 - blocks[--i];
+    while (i) {
+        int64_t b = blocks[--i];
+        if (--REFS(b) == 0) {
             lru[tail + keyed] = b;
             SEQ(b) = number + keyed;
             keyed++;

@@ -50,7 +50,7 @@ class PrefixKeys:
             return None
         if keys_into is not None:
             keys = np.empty(n, np.int64)
-            keys_into(self.first, self.t, self.place, lo, keys)
+            keys_into(self.first, lo, self.block_tokens, self.block_size, keys)
             return keys
         keys = self.first[lo:hi][self.t[:n]]
         keys += self.place[:n]

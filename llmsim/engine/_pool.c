@@ -376,15 +376,19 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     out += at;
     top -= got;
     memcpy(out, plain + top, (size_t)got * sizeof *out);  /* keyless: no record to write */
+    /* entries before `ahead` have one AHEAD further on in the queue, whose record is
+       fetched while this one is worked on; past it, none is (a bound hoisted out of the
+       loop: with it inside, ~5 instructions an entry) */
+    Py_ssize_t ahead = nlru - AHEAD;
     while (got < n) {
         if (head >= nlru) {  /* counts that lie: the pool is corrupt, not this call's input */
             release_views(&v);
             PyErr_SetString(PyExc_RuntimeError, "take: the free queue ran out of entries");
             return NULL;
         }
-        if (head + AHEAD < nlru) {
-            int64_t a = lru[head + AHEAD];  /* past the tail: anything, so checked */
-            if (a >= 0 && a < nb)  /* (not the records of DEAD keys' entries: unread) */
+        if (head < ahead) {
+            uint64_t a = (uint64_t)lru[head + AHEAD];  /* DEAD keys' entries are negative: */
+            if (a < (uint64_t)nb)  /* their records are not read, so not fetched */
                 PREFETCH(&rec[2 * a], 1);
         }
         int64_t b = lru[head];

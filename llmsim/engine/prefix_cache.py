@@ -52,6 +52,7 @@ a map that must grow, and setting and looking up own keys.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -182,7 +183,7 @@ class CachingBlockPool(BlockPool):
             return EMPTY
         if self._c is None:
             return self._map.run(keys[:n])
-        found = self._c.run(keys, n)  # into `_out`
+        found: int = self._c.run(keys, n)  # into `_out`
         return self._out[:found].copy() if found else EMPTY
 
     def peek(self, req: Request) -> int:
@@ -256,7 +257,7 @@ class CachingBlockPool(BlockPool):
         hits = self._hits.get(req.id, EMPTY)
         assert len(hits) * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
-        evictable = ((self._c.idle(hits) if self._c is not None
+        evictable: int = ((self._c.idle(hits) if self._c is not None
                       else int(np.count_nonzero(self._refs[hits] == 0))) if len(hits) else 0)
         if -(-whole // self.block_size) - len(hits) + evictable <= self.free_blocks:
             self._failed.pop(req.id, None)
@@ -282,7 +283,7 @@ class CachingBlockPool(BlockPool):
                                  f"{lo} .. {hi}")
             req.keys_checked = True
         if len(hits) and self._c is not None:  # touch: shared now, out of the free queue
-            idle, first = self._c.touch(hits)
+            idle, first = cast(tuple[int, int], self._c.touch(hits))
             if idle:
                 self._dead_from = min(self._dead_from, first)
                 self._dead += idle
@@ -292,14 +293,14 @@ class CachingBlockPool(BlockPool):
         elif len(hits):
             refs = self._refs
             counts = refs[hits]
-            idle = hits[counts == 0]
-            if len(idle):
-                self._dead_from = min(self._dead_from, int(self._seq[idle].min()))
-                self._seq[idle] = -1  # their entries in `_lru` are dead
-                self._dead += len(idle)
-                self.keyed_free -= len(idle)
-                self.free_blocks -= len(idle)
-                self._touches += len(idle)
+            touched = hits[counts == 0]
+            if len(touched):
+                self._dead_from = min(self._dead_from, int(self._seq[touched].min()))
+                self._seq[touched] = -1  # their entries in `_lru` are dead
+                self._dead += len(touched)
+                self.keyed_free -= len(touched)
+                self.free_blocks -= len(touched)
+                self._touches += len(touched)
             refs[hits] = counts + 1
         self.hit_tokens += req.computed
         buffer = self._buffer(max(self.blocks_for(req.prompt_tokens + req.output_tokens),
@@ -394,8 +395,9 @@ class CachingBlockPool(BlockPool):
         if self._map.dups or c is None:
             return False
         head = self._lru_head
-        self._plain_n, self._lru_head, skipped, owned = c.take(
-            n, self._plain_n, head, self._lru_base + head, out, at)  # own keys: `_owned`
+        # (typed: mypyc then unpacks the tuple and does the sums below natively)
+        self._plain_n, self._lru_head, skipped, owned = cast(tuple[int, int, int, int], c.take(
+            n, self._plain_n, head, self._lru_base + head, out, at))  # own keys: `_owned`
         if owned:  # own keys (preemptions) live in dicts
             for b in self._owned[:owned].tolist():
                 self._uncache_own(b)
@@ -498,7 +500,7 @@ class CachingBlockPool(BlockPool):
         """Cache blocks[start:stop] under keys[start:stop] in the map, and remember their
         cells."""
         if self._c is not None:
-            spare = self._c.insert(keys, blocks, start, stop, self._map.spare_n)
+            spare: int = self._c.insert(keys, blocks, start, stop, self._map.spare_n)
             if spare >= 0:
                 self._map.spare_n = spare
                 return
@@ -546,9 +548,9 @@ class CachingBlockPool(BlockPool):
             tail = self._lru_tail
             if tail + n > len(self._lru):
                 tail = self._compact(n)
-            freed, keyed_n, self._plain_n = self._c.release(
+            freed, keyed_n, self._plain_n = cast(tuple[int, int, int], self._c.release(
                 buffer, n, stop < n, self._plain_n, tail, self._lru_base + tail,
-                start if dead else 0, stop if dead else 0)
+                start if dead else 0, stop if dead else 0))
             self._lru_tail = tail + keyed_n
             self.keyed_free += keyed_n
             self.free_blocks += freed

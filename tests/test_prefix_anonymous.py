@@ -49,7 +49,7 @@ def observed(pool: CachingBlockPool) -> tuple:
         held = {rid: [None] * n for rid, n in pool._held.items()}
         queue = ["dead"] * pool.keyed_free
     else:
-        held = {rid: [pool.key_of(b) for b in pool._blocks[rid][:n].tolist()]
+        held = {rid: [pool.key_of(b) for b in pool._reqs[rid].buffer[:n].tolist()]
                 for rid, n in pool._held.items()}
         queue = [pool.key_of(b) for b in pool.keyed_free_blocks()]
     pool.check()

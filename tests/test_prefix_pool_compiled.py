@@ -43,7 +43,7 @@ def state(pool: CachingBlockPool) -> tuple:
     same way: each block's references, cell in the map and entry number in the queue."""
     pool.check()
     return (pool.free_blocks, pool.keyed_free, pool.evictions, pool.hit_tokens,
-            {rid: pool.blocks_of(Request(rid, 0.0, 1, 1)) for rid in sorted(pool._blocks)},
+            {rid: pool.blocks_of(Request(rid, 0.0, 1, 1)) for rid in sorted(pool._reqs)},
             pool.keyed_free_blocks(), pool._map.holders(), dict(pool._own),
             pool._refs.tolist(), pool._cell.tolist(), pool._seq.tolist())
 

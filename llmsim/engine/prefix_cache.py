@@ -94,6 +94,17 @@ def own_key(req_id: int, index: int) -> int:
     return -1 - (req_id << OWN_SHIFT | index)
 
 
+class Holding:
+    """A request's blocks in a caching pool: buffer[:n] in order (the buffer is sized for all
+    it can hold: a chunk or a settle writes its new ones in place), the first `keyed` of them
+    with keys set."""
+
+    def __init__(self, buffer: np.ndarray, n: int, keyed: int) -> None:
+        self.buffer = buffer
+        self.n = n
+        self.keyed = keyed
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled (setup.py); tests subclass it
 class CachingBlockPool(BlockPool):
     """State is NumPy arrays indexed by block. The free queue's keyless part is a stack
@@ -137,12 +148,9 @@ class CachingBlockPool(BlockPool):
         self._map = KeyTable(table_rows(nb))  # given key -> block
         self._own: dict[int, int | list[int]] = {}  # own key -> block, or blocks in order
         self._own_key: dict[int, int] = {}  # block -> its own key
-        self._blocks: dict[int, np.ndarray] = {}  # request id -> a buffer sized for all the
-        # blocks it can hold, its blocks in order in the first `_n[id]` (a chunk or a settle
-        # writes its new ones in place)
-        self._n: dict[int, int] = {}
+        self._reqs: dict[int, Holding] = {}  # request id -> the blocks it holds (one dict,
+        # one lookup a step: three took ~2% of a caching-on run of Mooncake's trace)
         self._spare: dict[int, list[np.ndarray]] = {}  # c -> freed buffers of >= 2**c blocks
-        self._keyed: dict[int, int] = {}  # request id -> leading blocks keyed so far
         self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
         self._keyings = 0  # times keys were set so far (see `blocked`)
         self._touches = 0  # idle cached blocks hits took out of the free queue (`blocked`)
@@ -306,10 +314,8 @@ class CachingBlockPool(BlockPool):
         buffer = self._buffer(max(self.blocks_for(req.prompt_tokens + req.output_tokens),
                                   len(hits)))
         buffer[:len(hits)] = hits
-        self._blocks[req.id] = buffer
-        self._n[req.id] = len(hits)
+        self._reqs[req.id] = Holding(buffer, len(hits), len(hits))
         self._held[req.id] = len(hits)
-        self._keyed[req.id] = len(hits)
         req.scheduled_kv = req.computed + num_new_tokens
         self._grow(req, self.missing(req, num_new_tokens))
         self._key_scheduled(req, req.computed + num_new_tokens, None)
@@ -329,10 +335,11 @@ class CachingBlockPool(BlockPool):
         """`_key` for a request scheduling tokens, after the fast simulator's decoders have
         set those of their due keys it is about to set too (`seat`: see `flush`)."""
         given = req.block_hashes
-        if given is None or self._keyed[req.id] >= self._shared(req):
+        if given is None or self._reqs[req.id].keyed >= self._shared(req):
             return
         if self.flush is not None:
-            start, stop = self._keyed[req.id], min(tokens // self.block_size, self._shared(req))
+            start = self._reqs[req.id].keyed
+            stop = min(tokens // self.block_size, self._shared(req))
             if stop > start:
                 self.flush(given[start:stop], seat)
         self._key(req, tokens)
@@ -347,12 +354,13 @@ class CachingBlockPool(BlockPool):
     def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
         if n:
-            at = self._n[req.id]
-            buffer = self._room(req.id, at + n)
+            held = self._reqs[req.id]
+            at = held.n
+            buffer = self._room(held, at + n)
             self.free_blocks -= n
             if self._c is None or not self._take_into(n, buffer, at):
                 buffer[at:at + n] = self._take_out(n)
-            self._n[req.id] = at + n
+            held.n = at + n
             self._held[req.id] += n
 
     def _buffer(self, n: int) -> np.ndarray:
@@ -362,12 +370,12 @@ class CachingBlockPool(BlockPool):
         spare = self._spare.get(c)
         return spare.pop() if spare else np.empty(1 << c, np.intp)
 
-    def _room(self, rid: int, n: int) -> np.ndarray:
-        """Request `rid`'s buffer, made to hold `n` blocks if it holds fewer (a buffer is
-        sized for all a request can hold, but `_name` sizes them to what they hold)."""
-        buffer = self._blocks[rid]
+    def _room(self, held: Holding, n: int) -> np.ndarray:
+        """A request's buffer, made to hold `n` blocks if it holds fewer (a buffer is sized
+        for all a request can hold, but `_name` sizes them to what they hold)."""
+        buffer = held.buffer
         if n > len(buffer):
-            buffer = self._blocks[rid] = np.concatenate(
+            buffer = held.buffer = np.concatenate(
                 [buffer, np.empty(max(n, 2 * len(buffer)) - len(buffer), np.intp)])
         return buffer
 
@@ -487,13 +495,14 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None:
             return
-        start = self._keyed[req.id]
+        held = self._reqs[req.id]
+        start = held.keyed
         stop = min(tokens // self.block_size, self._shared(req))
         if stop <= start:
             return
-        assert stop <= self._n[req.id]
-        self._insert(given, self._blocks[req.id], start, stop)
-        self._keyed[req.id] = stop
+        assert stop <= held.n
+        self._insert(given, held.buffer, start, stop)
+        held.keyed = stop
         self._keyings += 1
 
     def _insert(self, keys: np.ndarray, blocks: np.ndarray, start: int, stop: int) -> None:
@@ -519,12 +528,12 @@ class CachingBlockPool(BlockPool):
             self._name()  # preempted: its blocks get own keys, which it looks up again
         self._pay()
         rid = req.id
-        n = self._n.pop(rid)
-        buffer = self._blocks.pop(rid)  # its blocks are buffer[:n]
+        held = self._reqs.pop(rid)
+        n, buffer = held.n, held.buffer  # its blocks are buffer[:n]
         # spare for the next request at once: nothing below asks for a buffer
         self._spare.setdefault(len(buffer).bit_length() - 1, []).append(buffer)
         del self._held[rid]
-        start = self._keyed.pop(rid)
+        start = held.keyed
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
         # the same iteration then takes back
         stop = min(req.scheduled_kv // self.block_size, n)
@@ -637,14 +646,12 @@ class CachingBlockPool(BlockPool):
         requests have no given keys and are never preempted (Azure's traces, most of
         llmsim's) runs with caching on at about the cost of caching off (1.04x on Azure's,
         docs/prefix_caching.md)."""
-        assert self.anonymous and not self._owed and not self._blocks and not self._lru_base
+        assert self.anonymous and not self._owed and not self._reqs and not self._lru_base
         top = self._plain_n  # `_plain[:top]` still holds the stack's first ids
         rest = np.arange(self.num_blocks - top, dtype=np.intp)
         at = 0
         for rid, n in (*self._held.items(), *self._parked.items()):
-            self._blocks[rid] = rest[at:at + n].copy()
-            self._n[rid] = n
-            self._keyed[rid] = 0
+            self._reqs[rid] = Holding(rest[at:at + n].copy(), n, 0)
             at += n
         loose = self._loose_n
         self._loose[:loose] = rest[at:at + loose]
@@ -708,7 +715,7 @@ class CachingBlockPool(BlockPool):
         self._held[req.id] = self._attribute(req, req.computed)
         req.scheduled_kv = req.computed
         given = req.block_hashes
-        if given is not None and self._keyed[req.id] < self._shared(req):
+        if given is not None and self._reqs[req.id].keyed < self._shared(req):
             self._key(req, req.computed)
 
     def _attribute(self, req: Request, tokens: int) -> int:
@@ -717,20 +724,20 @@ class CachingBlockPool(BlockPool):
         (Called for every lockstep decoder leaving the aggregate, mostly with nothing to
         give: no view of its blocks is made.)"""
         self._pay()
-        rid = req.id
-        at = self._n[rid]
+        held = self._reqs[req.id]
+        at = held.n
         n = self.blocks_for(tokens) - at
         if n <= 0:
             return at
         top = self._loose_n - n
         assert top >= 0
-        buffer = self._room(rid, at + n)
+        buffer = self._room(held, at + n)
         if self._c is not None:
             move(self._loose, top, buffer, at, n)
         else:
             buffer[at:at + n] = self._loose[top:top + n]
         self._loose_n = top
-        self._n[rid] = at + n
+        held.n = at + n
         return at + n
 
     def key_due(self, req: Request) -> int | None:
@@ -739,14 +746,14 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None:
             return None
-        keyed = self._keyed[req.id]
+        keyed = self._reqs[req.id].keyed
         return None if keyed >= self._shared(req) else (keyed + 1) * self.block_size
 
     def keys_left(self, req: Request) -> np.ndarray:
         """`req`'s given keys to set as its blocks fill, not set yet."""
         given = req.block_hashes
         assert given is not None
-        return given[self._keyed[req.id]:self._shared(req)]
+        return given[self._reqs[req.id].keyed:self._shared(req)]
 
     def key_members(self, due: list[tuple[Request, int, int]]) -> None:
         """Aggregate members' blocks full of their scheduled tokens get their given keys,
@@ -763,10 +770,10 @@ class CachingBlockPool(BlockPool):
         for req, scheduled, base in due:
             held = self._attribute(req, scheduled)  # first: it may replace the buffer (and
             # mypyc 2.4 evaluates a NumPy slice's bounds twice)
-            blocks = self._blocks[req.id][:held]
+            blocks = self._reqs[req.id].buffer[:held]
             given = req.block_hashes
             assert given is not None  # only members with given keys fall due
-            start, stop = self._keyed[req.id], min(scheduled // bs, self._shared(req))
+            start, stop = self._reqs[req.id].keyed, min(scheduled // bs, self._shared(req))
             if stop > start:
                 runs.append((req, start, stop, base, blocks))
         if not runs:
@@ -784,7 +791,7 @@ class CachingBlockPool(BlockPool):
         else:
             self._insert(keys, blocks, 0, len(keys))
         for req, _, stop, _, _ in runs:
-            self._keyed[req.id] = stop
+            self._reqs[req.id].keyed = stop
 
     # -- for tests --------------------------------------------------------------------
 
@@ -811,14 +818,15 @@ class CachingBlockPool(BlockPool):
 
     def blocks_of(self, req: Request) -> list[int]:
         self._identify()
-        return self._blocks[req.id][:self._n[req.id]].tolist()
+        held = self._reqs[req.id]
+        return held.buffer[:held.n].tolist()
 
     def refs(self, b: int) -> int:
         """Requests (and the fast simulator's aggregate) holding block `b`."""
         self._identify()
         if self._cell[b] != NONE:
             return int(self._refs[b])
-        held = [self._blocks[rid][:n] for rid, n in self._n.items()]
+        held = [h.buffer[:h.n] for h in self._reqs.values()]
         return sum(int(b in blocks) for blocks in [*held, self._loose[:self._loose_n]])
 
     def keyed_free_blocks(self) -> list[int]:
@@ -842,15 +850,15 @@ class CachingBlockPool(BlockPool):
             held = sum(self._held.values()) + sum(self._parked.values())
             assert held + self._loose_n + self.free_blocks == nb and not self._owed
             assert self._plain_n + self.keyed_free == self.free_blocks
-            assert not self._blocks and not self._own and not self._map.holders()
+            assert not self._reqs and not self._own and not self._map.holders()
             return
         self._pay()
         refs = np.zeros(nb, np.int64)
-        for rid, buffer in self._blocks.items():
-            blocks = buffer[:self._n[rid]]
+        for holding in self._reqs.values():
+            blocks = holding.buffer[:holding.n]
             assert len(set(blocks.tolist())) == len(blocks)
             refs[blocks] += 1
-            keyed = self._keyed[rid]  # its blocks with keys lead, those without follow
+            keyed = holding.keyed  # its blocks with keys lead, those without follow
             assert (self._cell[blocks[:keyed]] != NONE).all()
             assert (self._cell[blocks[keyed:]] == NONE).all()
         refs[self._loose[:self._loose_n]] += 1

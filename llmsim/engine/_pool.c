@@ -507,14 +507,14 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     int64_t *base = I64(BASE), *table = I64(TABLE), *rec = I64(REC);
     int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE);
     Py_ssize_t nbase = LEN(BASE), nb = NBLOCKS;
-    int64_t fresh = 0, fallback = 0, i;
-    /* check: pages in the table, no key held; number the new pages (-1, -2, ... in base) */
-    for (i = 0; i < nk; i++) {
+    int64_t fresh = 0, fallback = 0, i, bad = 0, nkeys_in = nbase << PAGE_BITS;
+    /* check: keys in the table's pages and blocks in range (one branch-free pass), no key
+       held; number the new pages (-1, -2, ... in base) */
+    for (i = 0; i < nk; i++)  /* negative iff out of range */
+        bad |= keys[i] | (nkeys_in - 1 - keys[i]) | blocks[i] | (nb - 1 - blocks[i]);
+    fallback = bad < 0;
+    for (i = 0; i < nk && !fallback; i++) {
         int64_t key = keys[i], page = key >> PAGE_BITS;
-        if (key < 0 || page >= nbase || blocks[i] < 0 || blocks[i] >= nb) {
-            fallback = 1;
-            break;
-        }
         int64_t row = base[page];
         if (row == 0)
             base[page] = -(++fresh);

@@ -230,3 +230,30 @@ def test_the_compiled_release_and_touch_refuse_a_block_out_of_range_changing_not
         pool._c.touch(blocks)
     for was, now in zip(before, (pool._records, pool._lru, pool._plain), strict=True):
         np.testing.assert_array_equal(was, now)
+
+
+@settings(max_examples=200, deadline=None)
+@given(counts=st.lists(st.integers(0, 3), min_size=64, max_size=64),
+       keys=st.lists(st.integers(-(1 << 40), 1 << 40), max_size=20), data=st.data())
+def test_the_compiled_watch_counts_are_numpys(counts, keys, data):
+    """watch_add adds once to each distinct slot of a range of keys, as NumPy's fancy add
+    does where slots repeat; watch_above tests the same slots."""
+    from llmsim.engine._pool import watch_above, watch_add
+
+    keys = np.array(keys, np.int64)
+    start = data.draw(st.integers(0, len(keys)))
+    stop = data.draw(st.integers(start, len(keys)))
+    slots = keys[start:stop] & 63
+    for level in (0, 1, 2):
+        want = bool((np.array(counts, np.int32)[slots] > level).any())
+        assert watch_above(np.array(counts, np.int32), keys, start, stop, level) == want
+    delta = data.draw(st.sampled_from([1, 2, -1]))
+    watch, numpy = np.array(counts, np.int32), np.array(counts, np.int64)
+    numpy[slots] += delta
+    if (numpy < 0).any():  # refused, nothing changed
+        with pytest.raises(ValueError, match="would leave"):
+            watch_add(watch, keys, start, stop, delta)
+        assert watch.tolist() == counts
+    else:
+        watch_add(watch, keys, start, stop, delta)
+        assert watch.tolist() == numpy.tolist()

@@ -674,6 +674,102 @@ pool_watched(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(found);
 }
 
+/* The int32 `watch` (a power of two long) and the range [start, stop) of int64 `keys`, for
+   watch_add and watch_above; 0 with an exception where they are not that. */
+static int
+watch_args(PyObject *const *args, Py_buffer *watch_view, Views *v, const int64_t **keys,
+           int64_t *start, int64_t *stop, const char *name)
+{
+    Py_ssize_t nk;
+    if (!arg_long(args[2], start) || !arg_long(args[3], stop))
+        return 0;
+    if (!get_ints(args[0], watch_view, 4, "watch", 1))
+        return 0;
+    Py_ssize_t nwatch = watch_view->len / 4;
+    *keys = arg_array(v, args[1], &nk, "keys", 0);
+    if (!*keys || nwatch == 0 || (nwatch & (nwatch - 1)) || *start < 0 || *stop > nk) {
+        if (*keys)
+            PyErr_Format(PyExc_ValueError, "%s: watch's length must be a power of two and "
+                         "start, stop within the keys", name);
+        release_views(v);
+        PyBuffer_Release(watch_view);
+        return 0;
+    }
+    return 1;
+}
+
+/* watch_add(watch, keys, start, stop, delta): `delta` added once to each distinct slot
+   (key & (len(watch) - 1)) of keys[start:stop] in the int32 `watch`, as NumPy's
+   watch[slots] += delta does where slots repeat (DecoderAggregate.join and leave: a member
+   counts once in each slot its keys due fall in; NumPy's mask, fancy add and the slice
+   took ~3 us a member). A slot is marked by flipping its count's bits (counts are not
+   negative), then the marked ones are counted once; a count that would go negative is
+   refused before anything changes. */
+static PyObject *
+pool_watch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!nargs_is(nargs, 5, "watch_add"))
+        return NULL;
+    int64_t start, stop, delta;
+    if (!arg_long(args[4], &delta))
+        return NULL;
+    Py_buffer watch_view;
+    Views v = {.n = 0};
+    const int64_t *keys;
+    if (!watch_args(args, &watch_view, &v, &keys, &start, &stop, "watch_add"))
+        return NULL;
+    int32_t *watch = (int32_t *)watch_view.buf;
+    int64_t mask = watch_view.len / 4 - 1, i;
+    for (i = start; i < stop; i++)  /* check */
+        if (watch[keys[i] & mask] < 0 || watch[keys[i] & mask] + delta < 0
+            || watch[keys[i] & mask] + delta > INT32_MAX)
+            break;
+    if (i < stop) {
+        release_views(&v);
+        PyBuffer_Release(&watch_view);
+        PyErr_SetString(PyExc_ValueError, "watch_add: a count would leave [0, 2**31)");
+        return NULL;
+    }
+    for (i = start; i < stop; i++) {  /* act: mark each distinct slot, then count it once */
+        int32_t *slot = &watch[keys[i] & mask];
+        if (*slot >= 0)
+            *slot = ~*slot;
+    }
+    for (i = start; i < stop; i++) {
+        int32_t *slot = &watch[keys[i] & mask];
+        if (*slot < 0)
+            *slot = (int32_t)(~*slot + delta);
+    }
+    release_views(&v);
+    PyBuffer_Release(&watch_view);
+    Py_RETURN_NONE;
+}
+
+/* watch_above(watch, keys, start, stop, level) -> bool: whether any slot of keys[start:stop]
+   counts more than `level` in `watch` (DecoderAggregate.leave: another member shares one) */
+static PyObject *
+pool_watch_above(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!nargs_is(nargs, 5, "watch_above"))
+        return NULL;
+    int64_t start, stop, level;
+    if (!arg_long(args[4], &level))
+        return NULL;
+    Py_buffer watch_view;
+    Views v = {.n = 0};
+    const int64_t *keys;
+    if (!watch_args(args, &watch_view, &v, &keys, &start, &stop, "watch_above"))
+        return NULL;
+    const int32_t *watch = (const int32_t *)watch_view.buf;
+    int64_t mask = watch_view.len / 4 - 1;
+    int found = 0;
+    for (int64_t i = start; i < stop && !found; i++)
+        found = watch[keys[i] & mask] > level;
+    release_views(&v);
+    PyBuffer_Release(&watch_view);
+    return PyBool_FromLong(found);
+}
+
 /* keys_into(first, lo, block_tokens, block_size, out): out[j] = first[lo + t] + j - j0 for
    j < len(out), where engine block j's last token falls in the request's trace block t, whose
    engine blocks start at j0 = t * block_tokens // block_size (BlockHashes.keys: the engine's
@@ -741,6 +837,8 @@ pool_move(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef module_methods[] = {
     {"watched", (PyCFunction)(void (*)(void))pool_watched, METH_FASTCALL, NULL},
+    {"watch_add", (PyCFunction)(void (*)(void))pool_watch_add, METH_FASTCALL, NULL},
+    {"watch_above", (PyCFunction)(void (*)(void))pool_watch_above, METH_FASTCALL, NULL},
     {"keys_into", (PyCFunction)(void (*)(void))pool_keys_into, METH_FASTCALL, NULL},
     {"move", (PyCFunction)(void (*)(void))pool_move, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},

@@ -42,10 +42,10 @@ from .blocks import BlockPool
 from .prefix_cache import CachingBlockPool
 from .request import Request
 
-try:  # flush_keys's test in C (_pool.c), where it was built
-    from ._pool import watched
+try:  # the watch's counts and tests in C (_pool.c), where it was built
+    from ._pool import watch_above, watch_add, watched
 except ImportError:
-    watched = None
+    watch_above = watch_add = watched = None
 
 WATCH_MASK = (1 << 16) - 1  # key slots watched: a false match only costs a flush
 
@@ -66,9 +66,9 @@ class DecoderAggregate:
         # member's next given key is due, seat, id)
         self._due: dict[int, int] = {}  # member id -> its live entry's tick due
         self._watch = np.zeros(WATCH_MASK + 1 if pool.caching else 0, np.int32)
-        self._watched: dict[int, np.ndarray] = {}  # member id -> the slots it counts in
-        # (pool.flush is flush_keys while it is not empty: no cost for keys that stop at
-        # the prompt, as Mooncake's)
+        self._watched: dict[int, tuple[int, int]] = {}  # member id -> the range of its given
+        # keys whose slots it counts in (pool.flush is flush_keys while it is not empty: no
+        # cost for keys that stop at the prompt, as Mooncake's)
 
     def blocks_needed(self) -> int:
         """New KV blocks the members need to compute their next token (see above)."""
@@ -117,11 +117,21 @@ class DecoderAggregate:
             pool = cast(CachingBlockPool, self.pool)
             due = pool.key_due(req)
             if due is not None:
-                slots = pool.keys_left(req) & WATCH_MASK
-                self._watch[slots] += 1  # once per member, even where its slots repeat
-                self._watched[req.id] = slots
+                start, stop = pool.keys_range(req)
+                self._count(req, start, stop, 1)
+                self._watched[req.id] = start, stop
                 pool.flush = self.flush_keys
                 self._schedule_key(req, due)
+
+    def _count(self, req: Request, start: int, stop: int, delta: int) -> None:
+        """Count the member in (delta 1) or out of (-1) the slots of its given keys
+        [start, stop): once in each, even where its slots repeat."""
+        given = req.block_hashes
+        assert given is not None
+        if watch_add is not None:
+            watch_add(self._watch, given, start, stop, delta)
+        else:
+            self._watch[given[start:stop] & WATCH_MASK] += delta
 
     def _schedule_key(self, req: Request, tokens: int | None) -> None:
         """Remember when the member's next given key falls due (at `tokens` scheduled)."""
@@ -161,12 +171,17 @@ class DecoderAggregate:
 
     def leave(self, req: Request) -> None:
         """Take a member out with its true progress written back."""
-        slots = self._watched.pop(req.id, None) if self._watched else None
-        if slots is not None:  # it sets its due keys now (settle); a member sharing one
+        counted = self._watched.pop(req.id, None) if self._watched else None
+        if counted is not None:  # it sets its due keys now (settle); a member sharing one
             pool = cast(CachingBlockPool, self.pool)
-            if (self._watch[slots] > 1).any():  # sets its own first if it was due first
+            start, stop = counted
+            given = req.block_hashes
+            assert given is not None
+            shared = (watch_above(self._watch, given, start, stop, 1) if watch_above is not None
+                      else bool((self._watch[given[start:stop] & WATCH_MASK] > 1).any()))
+            if shared:  # sets its own first if it was due first
                 self.flush_keys(pool.keys_left(req), None)
-            self._watch[slots] -= 1
+            self._count(req, start, stop, -1)
             self._due.pop(req.id, None)
             if not self._watched:
                 pool.flush = None

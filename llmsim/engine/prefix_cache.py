@@ -749,6 +749,11 @@ class CachingBlockPool(BlockPool):
         keyed = self._reqs[req.id].keyed
         return None if keyed >= self._shared(req) else (keyed + 1) * self.block_size
 
+    def keys_range(self, req: Request) -> tuple[int, int]:
+        """Where `req`'s given keys to set as its blocks fill, not set yet, are in its
+        `block_hashes`: `keys_left` as a range."""
+        return self._reqs[req.id].keyed, self._shared(req)
+
     def keys_left(self, req: Request) -> np.ndarray:
         """`req`'s given keys to set as its blocks fill, not set yet."""
         given = req.block_hashes

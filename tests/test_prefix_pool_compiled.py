@@ -144,7 +144,7 @@ def test_read_only_keys_are_read_and_other_integer_widths_refused_with_a_reason(
             pool.allocate(req, 13 - req.computed)
     assert state(pools[0]) == state(pools[1]) and pools[0].hit_tokens == 12
     with pytest.raises(TypeError, match="keys: a 1-D contiguous array of 8-byte integers"):
-        pools[0]._c.run(keys.astype(np.int32), 3)
+        pools[0]._c.run(keys.astype(np.int32), 3, pools[0]._out)
 
 
 @settings(max_examples=200, deadline=None)
@@ -219,7 +219,7 @@ def test_a_reclaim_keeps_the_empty_rows_of_the_pages_being_inserted_into():
 
 
 @pytest.mark.parametrize("bad", [-1, 8, 1 << 40])
-def test_the_compiled_release_and_touch_refuse_a_block_out_of_range_changing_nothing(bad):
+def test_the_compiled_steps_refuse_a_block_out_of_range_changing_nothing(bad):
     pool = CachingBlockPool(8, 1, compiled=True)
     pool._identify()
     before = (pool._records.copy(), pool._lru.copy(), pool._plain.copy())
@@ -227,7 +227,9 @@ def test_the_compiled_release_and_touch_refuse_a_block_out_of_range_changing_not
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
         pool._c.release(blocks, 4, 0, pool._plain_n, pool._lru_tail, 0, 0, 4)
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
-        pool._c.touch(blocks)
+        pool._c.touch(blocks, 4)
+    with pytest.raises(IndexError, match=f"block {bad} out of range"):
+        pool._c.idle(blocks, 4)
     for was, now in zip(before, (pool._records, pool._lru, pool._plain), strict=True):
         np.testing.assert_array_equal(was, now)
 

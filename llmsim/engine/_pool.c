@@ -222,21 +222,24 @@ all_in_range(const int64_t *blocks, Py_ssize_t n, Py_ssize_t nb)
     return 0;  /* not reached */
 }
 
-/* run(keys, n) -> found: the blocks holding the longest run of cached keys from the first
-   of keys[:n], written to the bound `out`[:found] (KeyTable.run). */
+/* run(keys, n, out) -> found: the blocks holding the longest run of cached keys from the
+   first of keys[:n], written to out[:found] (KeyTable.run; at most len(out) of them). */
 static PyObject *
 Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 2, "run"))
+    if (!check(self, nargs, 3, "run"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t nk, nout = LEN(OUT);
-    int64_t n, *out = I64(OUT);
+    Py_ssize_t nk, nout;
+    int64_t n;
     if (!arg_long(args[1], &n))
         return NULL;
     int64_t *keys = arg_array(&v, args[0], &nk, "keys", 0);
-    if (!keys)
+    int64_t *out = keys ? arg_array(&v, args[2], &nout, "out", 1) : NULL;
+    if (!out) {
+        release_views(&v);
         return NULL;
+    }
     if (n < 0 || n > nk) {
         release_views(&v);
         PyErr_SetString(PyExc_ValueError, "run: n out of range");
@@ -284,42 +287,58 @@ Arrays_bounds(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("LL", (long long)lo, (long long)hi);
 }
 
-/* idle(blocks) -> how many of them no request holds (refs 0: they sit in the free queue) */
+/* idle(blocks, n) -> how many of blocks[:n] no request holds (refs 0: they sit in the
+   free queue) */
 static PyObject *
 Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 1, "idle"))
+    if (!check(self, nargs, 2, "idle"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t n, nb = NBLOCKS, idle = 0;
-    int64_t *blocks = arg_array(&v, args[0], &n, "blocks", 0);
+    Py_ssize_t len, nb = NBLOCKS, idle = 0;
+    int64_t n;
+    if (!arg_long(args[1], &n))
+        return NULL;
+    int64_t *blocks = arg_array(&v, args[0], &len, "blocks", 0);
     if (!blocks)
         return NULL;
-    const int64_t *rec = I64(REC);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!in_range(blocks[i], nb)) {
-            release_views(&v);
-            return NULL;
-        }
-        idle += REFS(blocks[i]) == 0;
+    if (n < 0 || n > len) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "idle: n out of range");
+        return NULL;
     }
+    if (!all_in_range(blocks, n, nb)) {
+        release_views(&v);
+        return NULL;
+    }
+    const int64_t *rec = I64(REC);
+    for (Py_ssize_t i = 0; i < n; i++)
+        idle += REFS(blocks[i]) == 0;
     release_views(&v);
     return PyLong_FromSsize_t(idle);
 }
 
-/* touch(hits) -> (idle, smallest seq among them): a request takes its hit blocks, distinct
-   (CachingBlockPool.allocate): idle ones leave their queue entries dead (seq -1); every
-   one gets one more reference. */
+/* touch(hits, n) -> (idle, smallest seq among them): a request takes its hit blocks,
+   hits[:n], distinct (CachingBlockPool.allocate): idle ones leave their queue entries dead
+   (seq -1); every one gets one more reference. */
 static PyObject *
 Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 1, "touch"))
+    if (!check(self, nargs, 2, "touch"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t n, nb = NBLOCKS, idle = 0;
-    int64_t *hits = arg_array(&v, args[0], &n, "hits", 0);
+    Py_ssize_t len, nb = NBLOCKS, idle = 0;
+    int64_t n;
+    if (!arg_long(args[1], &n))
+        return NULL;
+    int64_t *hits = arg_array(&v, args[0], &len, "hits", 0);
     if (!hits)
         return NULL;
+    if (n < 0 || n > len) {
+        release_views(&v);
+        PyErr_SetString(PyExc_ValueError, "touch: n out of range");
+        return NULL;
+    }
     if (!all_in_range(hits, n, nb)) {
         release_views(&v);
         return NULL;

@@ -151,7 +151,8 @@ class CachingBlockPool(BlockPool):
         self._reqs: dict[int, Holding] = {}  # request id -> the blocks it holds (one dict,
         # one lookup a step: three took ~2% of a caching-on run of Mooncake's trace)
         self._spare: dict[int, list[np.ndarray]] = {}  # c -> freed buffers of >= 2**c blocks
-        self._hits: dict[int, np.ndarray] = {}  # request id -> blocks its last `hit` found
+        self._hits: dict[int, Holding] = {}  # request id -> the blocks its last `hit` found,
+        # in the buffer it is allocated with (the lookup writes them there: no copy)
         self._keyings = 0  # times keys were set so far (see `blocked`)
         self._touches = 0  # idle cached blocks hits took out of the free queue (`blocked`)
         # request id -> (_keyings, _touches, free_blocks) when its admission last failed
@@ -185,14 +186,17 @@ class CachingBlockPool(BlockPool):
 
     # -- lookup ---------------------------------------------------------------------
 
-    def _cached_run(self, keys: np.ndarray, n: int) -> np.ndarray:
-        """The blocks holding the longest run of cached keys from the first of keys[:n]."""
+    def _cached_run(self, keys: np.ndarray, n: int, out: np.ndarray) -> int:
+        """How many blocks hold the longest run of cached keys from the first of keys[:n],
+        those blocks written to out[:found]."""
         if not n:
-            return EMPTY
-        if self._c is None:
-            return self._map.run(keys[:n])
-        found: int = self._c.run(keys, n)  # into `_out`
-        return self._out[:found].copy() if found else EMPTY
+            return 0
+        if self._c is not None:
+            found: int = self._c.run(keys, n, out)
+            return found
+        blocks = self._map.run(keys[:n])
+        out[:len(blocks)] = blocks
+        return len(blocks)
 
     def peek(self, req: Request) -> int:
         """Tokens of `req`'s prompt this pool holds cached (its given keys only: a new
@@ -205,7 +209,7 @@ class CachingBlockPool(BlockPool):
         if self.flush is not None:
             self.flush(given[:n], None)
         self._pay()
-        return len(self._cached_run(given, n)) * self.block_size
+        return self._cached_run(given, n, self._out) * self.block_size
 
     def hit(self, req: Request) -> int:
         """Tokens of `req`'s longest cached prefix of full blocks, capped at num_tokens - 1
@@ -220,18 +224,23 @@ class CachingBlockPool(BlockPool):
         if n and self.flush is not None:
             self.flush(given[:n], None)
         self._pay()
-        found = self._cached_run(given, n)
-        if len(found) == n < limit and self._own:  # its own blocks, kept since a preemption
-            own = []
+        held = self._hits.get(req.id)  # an earlier lookup's buffer, to reuse
+        if held is None:
+            held = self._hits[req.id] = Holding(self._buffer(self._capacity(req)), 0, 0)
+        found = self._cached_run(given, n, held.buffer)
+        if found == n < limit and self._own:  # its own blocks, kept since a preemption
             for j in range(n, limit):
                 b = self._own.get(own_key(req.id, j))
                 if b is None:
                     break
-                own.append(b if isinstance(b, int) else b[0])
-            if own:
-                found = np.concatenate([found, np.array(own, np.intp)])
-        self._hits[req.id] = found
-        return len(found) * bs
+                held.buffer[found] = b if isinstance(b, int) else b[0]
+                found += 1
+        held.n = held.keyed = found
+        return found * bs
+
+    def _capacity(self, req: Request) -> int:
+        """Blocks a buffer for `req` holds: all it can ever hold."""
+        return self.blocks_for(req.prompt_tokens + req.output_tokens)
 
     def blocked(self, req: Request) -> bool:
         """Whether admitting `req` (waiting) is sure to fail again, with no lookup: its last
@@ -262,12 +271,15 @@ class CachingBlockPool(BlockPool):
         assert req.id not in self._held, f"request {req.id} already holds blocks"
         if self.anonymous:  # nothing hits
             return super().can_allocate(req, num_new_tokens)
-        hits = self._hits.get(req.id, EMPTY)
-        assert len(hits) * self.block_size == req.computed, "hit() must come first"
+        held = self._hits.get(req.id)
+        found = held.n if held is not None else 0
+        assert found * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
-        evictable: int = ((self._c.idle(hits) if self._c is not None
-                      else int(np.count_nonzero(self._refs[hits] == 0))) if len(hits) else 0)
-        if -(-whole // self.block_size) - len(hits) + evictable <= self.free_blocks:
+        evictable = 0
+        if held is not None and found:
+            evictable = (self._c.idle(held.buffer, found) if self._c is not None
+                         else int(np.count_nonzero(self._refs[held.buffer[:found]] == 0)))
+        if -(-whole // self.block_size) - found + evictable <= self.free_blocks:
             self._failed.pop(req.id, None)
             return True
         self._failed[req.id] = (self._keyings, self._touches, self.free_blocks)
@@ -279,8 +291,11 @@ class CachingBlockPool(BlockPool):
                 return self._allocate_anonymous(req, num_new_tokens)
             self._name()  # its keys will be looked up
         self._pay()
-        hits = self._hits.pop(req.id, EMPTY)
-        assert req.id not in self._held and len(hits) * self.block_size == req.computed
+        held = self._hits.pop(req.id, None)
+        if held is None:
+            held = Holding(self._buffer(self._capacity(req)), 0, 0)
+        found = held.n
+        assert req.id not in self._held and found * self.block_size == req.computed
         given = req.block_hashes
         if given is not None and len(given) and not req.keys_checked:
             lo, hi = (self._c.bounds(given) if self._c is not None
@@ -290,15 +305,16 @@ class CachingBlockPool(BlockPool):
                                  f"[0, {MAX_KEY}) (BlockHashes.keys makes them), got "
                                  f"{lo} .. {hi}")
             req.keys_checked = True
-        if len(hits) and self._c is not None:  # touch: shared now, out of the free queue
-            idle, first = cast(tuple[int, int], self._c.touch(hits))
+        if found and self._c is not None:  # touch: shared now, out of the free queue
+            idle, first = cast(tuple[int, int], self._c.touch(held.buffer, found))
             if idle:
                 self._dead_from = min(self._dead_from, first)
                 self._dead += idle
                 self.keyed_free -= idle
                 self.free_blocks -= idle
                 self._touches += idle
-        elif len(hits):
+        elif found:
+            hits = held.buffer[:found]
             refs = self._refs
             counts = refs[hits]
             touched = hits[counts == 0]
@@ -311,11 +327,8 @@ class CachingBlockPool(BlockPool):
                 self._touches += len(touched)
             refs[hits] = counts + 1
         self.hit_tokens += req.computed
-        buffer = self._buffer(max(self.blocks_for(req.prompt_tokens + req.output_tokens),
-                                  len(hits)))
-        buffer[:len(hits)] = hits
-        self._reqs[req.id] = Holding(buffer, len(hits), len(hits))
-        self._held[req.id] = len(hits)
+        self._reqs[req.id] = held  # its hit blocks lead its buffer, keyed
+        self._held[req.id] = found
         req.scheduled_kv = req.computed + num_new_tokens
         self._grow(req, self.missing(req, num_new_tokens))
         self._key_scheduled(req, req.computed + num_new_tokens, None)

@@ -19,7 +19,8 @@
 
    Functions beside it serve the pool's callers the same way: `keys_into` makes a
    request's keys (PrefixKeys.keys), `watched` is the lockstep decoders' test before a
-   lookup (DecoderAggregate.flush_keys) and `move` copies blocks between two buffers; each
+   lookup (DecoderAggregate.flush_keys), `watch_add` and `watch_above` keep and test their
+   counts per key slot (join, leave), and `move` copies blocks between two buffers; each
    falls back to NumPy where this was not built.
    An editable install does not rebuild this on its own: after editing it, run
    `pip install -e .` (or `python setup.py build_ext --inplace`). */

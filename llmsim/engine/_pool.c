@@ -288,31 +288,42 @@ Arrays_bounds(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("LL", (long long)lo, (long long)hi);
 }
 
+/* The arguments (blocks, n) of idle and touch: blocks[:n], each a block of the pool; NULL
+   with an exception (and no view held) where they are not that. */
+static int64_t *
+pool_blocks_arg(Arrays *self, PyObject *const *args, Py_ssize_t nargs, Views *v, int64_t *n,
+                const char *name)
+{
+    Py_ssize_t len;
+    if (!check(self, nargs, 2, name) || !arg_long(args[1], n))
+        return NULL;
+    int64_t *blocks = arg_array(v, args[0], &len, "blocks", 0);
+    if (!blocks)
+        return NULL;
+    if (*n < 0 || *n > len) {
+        release_views(v);
+        PyErr_Format(PyExc_ValueError, "%s: n out of range", name);
+        return NULL;
+    }
+    if (!all_in_range(blocks, *n, NBLOCKS)) {
+        release_views(v);
+        return NULL;
+    }
+    return blocks;
+}
+
 /* idle(blocks, n) -> how many of blocks[:n] no request holds (refs 0: they sit in the
    free queue) */
 static PyObject *
 Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 2, "idle"))
-        return NULL;
     Views v = {.n = 0};
-    Py_ssize_t len, nb = NBLOCKS, idle = 0;
     int64_t n;
-    if (!arg_long(args[1], &n))
-        return NULL;
-    int64_t *blocks = arg_array(&v, args[0], &len, "blocks", 0);
+    const int64_t *blocks = pool_blocks_arg(self, args, nargs, &v, &n, "idle");
     if (!blocks)
         return NULL;
-    if (n < 0 || n > len) {
-        release_views(&v);
-        PyErr_SetString(PyExc_ValueError, "idle: n out of range");
-        return NULL;
-    }
-    if (!all_in_range(blocks, n, nb)) {
-        release_views(&v);
-        return NULL;
-    }
     const int64_t *rec = I64(REC);
+    Py_ssize_t idle = 0;
     for (Py_ssize_t i = 0; i < n; i++)
         idle += REFS(blocks[i]) == 0;
     release_views(&v);
@@ -325,25 +336,12 @@ Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 2, "touch"))
-        return NULL;
     Views v = {.n = 0};
-    Py_ssize_t len, nb = NBLOCKS, idle = 0;
     int64_t n;
-    if (!arg_long(args[1], &n))
-        return NULL;
-    int64_t *hits = arg_array(&v, args[0], &len, "hits", 0);
+    const int64_t *hits = pool_blocks_arg(self, args, nargs, &v, &n, "touch");
     if (!hits)
         return NULL;
-    if (n < 0 || n > len) {
-        release_views(&v);
-        PyErr_SetString(PyExc_ValueError, "touch: n out of range");
-        return NULL;
-    }
-    if (!all_in_range(hits, n, nb)) {
-        release_views(&v);
-        return NULL;
-    }
+    Py_ssize_t idle = 0;
     int64_t *rec = I64(REC), first = INT64_MAX;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t b = hits[i];
@@ -694,14 +692,16 @@ pool_watched(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(found);
 }
 
-/* The int32 `watch` (a power of two long) and the range [start, stop) of int64 `keys`, for
-   watch_add and watch_above; 0 with an exception where they are not that. */
+/* The arguments of watch_add and watch_above, (watch, keys, start, stop, x): the int32
+   `watch` (a power of two long), the range [start, stop) of int64 `keys` and an integer;
+   0 with an exception where they are not that. */
 static int
-watch_args(PyObject *const *args, Py_buffer *watch_view, Views *v, const int64_t **keys,
-           int64_t *start, int64_t *stop, const char *name)
+watch_args(PyObject *const *args, Py_ssize_t nargs, Py_buffer *watch_view, Views *v,
+           const int64_t **keys, int64_t *start, int64_t *stop, int64_t *x, const char *name)
 {
     Py_ssize_t nk;
-    if (!arg_long(args[2], start) || !arg_long(args[3], stop))
+    if (!nargs_is(nargs, 5, name) || !arg_long(args[2], start) || !arg_long(args[3], stop)
+        || !arg_long(args[4], x))
         return 0;
     if (!get_ints(args[0], watch_view, 4, "watch", 1))
         return 0;
@@ -728,15 +728,11 @@ watch_args(PyObject *const *args, Py_buffer *watch_view, Views *v, const int64_t
 static PyObject *
 pool_watch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!nargs_is(nargs, 5, "watch_add"))
-        return NULL;
     int64_t start, stop, delta;
-    if (!arg_long(args[4], &delta))
-        return NULL;
     Py_buffer watch_view;
     Views v = {.n = 0};
     const int64_t *keys;
-    if (!watch_args(args, &watch_view, &v, &keys, &start, &stop, "watch_add"))
+    if (!watch_args(args, nargs, &watch_view, &v, &keys, &start, &stop, &delta, "watch_add"))
         return NULL;
     int32_t *watch = (int32_t *)watch_view.buf;
     int64_t mask = watch_view.len / 4 - 1, i;
@@ -770,15 +766,12 @@ pool_watch_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 pool_watch_above(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!nargs_is(nargs, 5, "watch_above"))
-        return NULL;
     int64_t start, stop, level;
-    if (!arg_long(args[4], &level))
-        return NULL;
     Py_buffer watch_view;
     Views v = {.n = 0};
     const int64_t *keys;
-    if (!watch_args(args, &watch_view, &v, &keys, &start, &stop, "watch_above"))
+    if (!watch_args(args, nargs, &watch_view, &v, &keys, &start, &stop, &level,
+                    "watch_above"))
         return NULL;
     const int32_t *watch = (const int32_t *)watch_view.buf;
     int64_t mask = watch_view.len / 4 - 1;

@@ -395,8 +395,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     top -= got;
     memcpy(out, plain + top, (size_t)got * sizeof *out);  /* keyless: no record to write */
     /* entries before `ahead` have one AHEAD further on in the queue, whose record is
-       fetched while this one is worked on; past it, none is (a bound hoisted out of the
-       loop: with it inside, ~5 instructions an entry) */
+       fetched while this one is worked on; past it, none is (the bound worked out once) */
     Py_ssize_t ahead = nlru - AHEAD;
     while (got < n) {
         if (head >= nlru) {  /* counts that lie: the pool is corrupt, not this call's input */

@@ -40,6 +40,22 @@ def engine_modules() -> list:
     return extensions
 
 
+def pool_extension() -> list:
+    """The caching pool's per-block steps, which read NumPy arrays through NumPy's C API
+    (numpy is a build requirement: pyproject.toml)."""
+    try:
+        import numpy
+    except ImportError:  # `setup.py build_ext` in an environment without numpy
+        print("numpy not installed: the caching pool's steps stay NumPy's")
+        return []
+    return [Extension(
+        "llmsim.engine._pool", ["llmsim/engine/_pool.c"], optional=True,
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=["-O3"],  # integers only; -O3 vectorizes its scans (GCC 12's
+        # -O2 does not: its range checks cost ~10 instructions a block)
+    )]
+
+
 class BuildExt(build_ext):
     """Once the engine's shared library is built: the hashes of the sources it was built
     from, for the engine to tell an edited source from its build (a failed build leaves
@@ -67,10 +83,6 @@ setup(cmdclass={"build_ext": BuildExt}, ext_modules=[
         "llmsim.engine._runs", ["llmsim/engine/_runs.c"], optional=True,
         extra_compile_args=["-O2", NO_FMA],
     ),
-    Extension(  # the prefix-caching pool's per-block steps (prefix_cache.py falls back)
-        "llmsim.engine._pool", ["llmsim/engine/_pool.c"], optional=True,
-        extra_compile_args=["-O3"],  # integers only; -O3 vectorizes its scans (GCC 12's
-        # -O2 does not: its range checks cost ~10 instructions a block)
-    ),
+    *pool_extension(),  # prefix_cache.py falls back to NumPy where it is not built
     *engine_modules(),
 ])

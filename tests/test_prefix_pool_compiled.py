@@ -234,6 +234,28 @@ def test_the_compiled_steps_refuse_a_block_out_of_range_changing_nothing(bad):
         np.testing.assert_array_equal(was, now)
 
 
+def test_arrays_not_read_directly_are_exported_or_refused():
+    """The steps read a NumPy array's data directly only where exporting it would give the
+    same integers: any other argument goes through the buffer protocol, which takes it
+    (a memoryview) or refuses it (byte-swapped, unsigned, strided, 2-D, float, or an
+    answer array that is read-only)."""
+    pool = CachingBlockPool(8, 4, compiled=True)
+    keys = np.arange(3, dtype=np.int64)
+    req = Request(0, 0.0, 13, 2, block_hashes=keys)
+    pool.allocate(req, 13)  # its 3 full blocks are cached under keys 0, 1, 2
+    out = pool._out
+    assert pool._c.run(keys, 3, out) == pool._c.run(memoryview(keys), 3, out) == 3
+    odd = [keys.astype(">i8"), keys.astype(np.uint64), np.arange(6, dtype=np.int64)[::2],
+           keys.reshape(1, 3), keys.astype(np.float64)]
+    for array in odd:
+        with pytest.raises((TypeError, ValueError, BufferError)):
+            pool._c.run(array, 3, out)
+    frozen = out.copy()
+    frozen.flags.writeable = False
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        pool._c.run(keys, 3, frozen)
+
+
 @settings(max_examples=200, deadline=None)
 @given(counts=st.lists(st.integers(0, 3), min_size=64, max_size=64),
        keys=st.lists(st.integers(-(1 << 40), 1 << 40), max_size=20), data=st.data())

@@ -423,6 +423,28 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
    until a key is set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are
    listed in the bound `owned`, in order, for the caller to drop those keys from its dicts.
    There must be n free blocks. */
+/* take's work on queue entry e, numbered `number`: a block to out[got] if live (a DEAD
+   key's entry -1 - b always is; a keyed block's while its seq is the entry's number, its
+   key then dropped), else one more dead entry skipped */
+#define TAKE_ENTRY(e)                                                                 \
+    do {                                                                              \
+        int64_t b = (e);                                                              \
+        if (b < 0)  /* holding a DEAD key: no record to read or write */              \
+            out[got++] = -1 - b;                                                      \
+        else if (SEQ(b) == number) {                                                  \
+            out[got++] = b;                                                           \
+            int64_t c = CELL(b);                                                      \
+            CELL(b) = NONE_CELL;                                                      \
+            REFS(b) = 1;                                                              \
+            if (c >= 0 && c < ntable)                                                 \
+                table[c] = -1;                                                        \
+            else if (c == OWN_CELL)                                                   \
+                owned[nown++] = b;                                                    \
+        }                                                                             \
+        else                                                                          \
+            skipped++;                                                                \
+    } while (0)
+
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -450,37 +472,35 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     out += at;
     top -= got;
     memcpy(out, plain + top, (size_t)got * sizeof *out);  /* keyless: no record to write */
-    /* entries before `ahead` have one AHEAD further on in the queue, whose record is
-       fetched while this one is worked on; past it, none is (the bound worked out once) */
+    /* Entries come in rounds of as many as blocks are still wanted: each gives one or is
+       skipped (a dead entry), so no round passes the end of what it needs, and the loop
+       over one needs no count or bound checks. An entry before `ahead` has one AHEAD
+       further on in the queue, whose record is fetched while this one is worked on; a
+       round that passes `ahead` (the queue is compacted long before, mostly) checks. */
     Py_ssize_t ahead = nlru - AHEAD;
     while (got < n) {
-        if (head >= nlru) {  /* counts that lie: the pool is corrupt, not this call's input */
+        Py_ssize_t stop = head + (n - got);
+        if (stop > nlru) {  /* counts that lie: the pool is corrupt, not this call's input */
             release_views(&v);
             PyErr_SetString(PyExc_RuntimeError, "take: the free queue ran out of entries");
             return NULL;
         }
-        if (head < ahead) {
-            uint64_t a = (uint64_t)lru[head + AHEAD];  /* DEAD keys' entries are negative: */
-            if (a < (uint64_t)nb)  /* their records are not read, so not fetched */
-                PREFETCH(&rec[2 * a], 1);
-        }
-        int64_t b = lru[head];
-        if (b < 0)  /* block -1 - b, holding a DEAD key: live, no record to read or write */
-            out[got++] = -1 - b;
-        else if (SEQ(b) == number) {
-            out[got++] = b;
-            int64_t c = CELL(b);
-            CELL(b) = NONE_CELL;
-            REFS(b) = 1;
-            if (c >= 0 && c < ntable)
-                table[c] = -1;
-            else if (c == OWN_CELL)
-                owned[nown++] = b;
-        }
+        if (stop <= ahead)
+            for (; head < stop; head++, number++) {
+                uint64_t a = (uint64_t)lru[head + AHEAD];  /* DEAD keys' entries are */
+                if (a < (uint64_t)nb)  /* negative: their records are not read or fetched */
+                    PREFETCH(&rec[2 * a], 1);
+                TAKE_ENTRY(lru[head]);
+            }
         else
-            skipped++;
-        head++;
-        number++;
+            for (; head < stop; head++, number++) {
+                if (head < ahead) {
+                    uint64_t a = (uint64_t)lru[head + AHEAD];
+                    if (a < (uint64_t)nb)
+                        PREFETCH(&rec[2 * a], 1);
+                }
+                TAKE_ENTRY(lru[head]);
+            }
     }
     release_views(&v);
     return ints_tuple(4, (long long[]){top, head, skipped, nown});

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from llmsim import simulate
@@ -97,6 +97,34 @@ def test_keys_over_many_pages_grow_and_reclaim_the_map_the_same_way():
                 pool.free(req)
             assert state(pools[0]) == state(pools[1])
     assert pools[0]._map.spare_n != 14 and len(pools[0]._map.row_page) > 16  # it grew
+
+
+key_runs = st.lists(st.tuples(st.integers(0, 3 << 10), st.integers(1, 40)), min_size=1,
+                    max_size=80)  # (first key, length): runs crossing a page's end too
+
+
+@settings(max_examples=60, deadline=None)
+@given(requests=st.lists(st.tuples(key_runs, st.booleans()), min_size=1, max_size=6))
+@example(requests=[([(50 * k, 3) for k in range(70)], True),  # 70 runs, 4 pages
+                   ([(50 * k + 1, 4) for k in range(70)], False)])  # overlapping: held keys
+def test_keys_in_runs_are_inserted_as_numpy_inserts_them(requests):
+    """The compiled insert works run by run (consecutive keys in one page): runs crossing
+    a page's end, more runs than it keeps the ends of (64), and runs with a key another
+    request holds (NumPy's case) leave the pool NumPy's steps leave."""
+    pools = [CachingBlockPool(8000, 1, compiled=c) for c in (True, False)]
+    for i, (runs, done) in enumerate(requests):
+        keys = np.array(list(dict.fromkeys(k for a, n in runs for k in range(a, a + n))))
+        reqs = [Request(i, 0.0, len(keys) + 1, 1, block_hashes=keys) for _ in pools]
+        for pool, req in zip(pools, reqs, strict=True):
+            req.computed = pool.hit(req)
+            assert pool.can_allocate(req, req.prompt_tokens - req.computed)
+            pool.allocate(req, req.prompt_tokens - req.computed)
+        assert state(pools[0]) == state(pools[1])
+        if i % 2:  # every other one leaves, done or preempted (own keys)
+            for pool, req in zip(pools, reqs, strict=True):
+                req.emitted = req.output_tokens if done else 0
+                pool.free(req)
+            assert state(pools[0]) == state(pools[1])
 
 
 @pytest.mark.parametrize("simulator", ["fast", "reference"])

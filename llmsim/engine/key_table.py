@@ -118,13 +118,12 @@ class KeyTable:
         return int(self.row_page[cell >> PAGE_BITS]) << PAGE_BITS | cell & PAGE_MASK
 
     def _distinct(self, pages: np.ndarray) -> np.ndarray:
-        """The distinct unmapped `pages`, without sorting: each writes its place into its
-        page's entry (0 before and after), and the place that stayed there wins."""
-        places = np.arange(1, len(pages) + 1)
-        self.base[pages] = places
-        first = self.base[pages] == places
-        self.base[pages] = 0
-        return pages[first]
+        """The distinct unmapped `pages` in the order they first come, as the compiled
+        insert numbers them (the first takes the lowest of the rows handed out). Which
+        place stays where a fancy assignment repeats an index is NumPy's to choose: it
+        kept the last, so a page that came back after another one was ordered after it."""
+        _, first = np.unique(pages, return_index=True)
+        return pages[np.sort(first)]
 
     def _grow_pages(self, key: int) -> None:
         assert key < MAX_KEY, "CachingBlockPool.allocate checks the keys"

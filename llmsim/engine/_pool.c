@@ -423,6 +423,37 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
    until a key is set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are
    listed in the bound `owned`, in order, for the caller to drop those keys from its dicts.
    There must be n free blocks. */
+/* Ask for the record of the block of queue entry e, unless it holds a DEAD key (e < 0:
+   its record is not read) */
+static inline void
+fetch_record(int64_t *rec, int64_t e, Py_ssize_t nb)
+{
+    if ((uint64_t)e < (uint64_t)nb)
+        PREFETCH(&rec[2 * e], 1);
+}
+
+/* The run of DEAD keys' entries (-1 - b) from queue entry `head` on, before `stop`: its
+   blocks to out[0:], eight at a time where they all are (branch-free, vectorized; an entry
+   at a time, they cost ~12 instructions each: half of take's on Mooncake's trace). Returns
+   the first entry past it. */
+static inline Py_ssize_t
+dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
+{
+    Py_ssize_t k = head;
+    for (; k + 8 <= stop; k += 8) {
+        int64_t all = -1;  /* negative iff all eight are */
+        for (int m = 0; m < 8; m++)
+            all &= lru[k + m];
+        if (all >= 0)
+            break;
+        for (int m = 0; m < 8; m++)
+            out[k - head + m] = ~lru[k + m];  /* -1 - e */
+    }
+    for (; k < stop && lru[k] < 0; k++)
+        out[k - head] = ~lru[k];
+    return k;
+}
+
 /* take's work on queue entry e, numbered `number`: a block to out[got] if live (a DEAD
    key's entry -1 - b always is; a keyed block's while its seq is the entry's number, its
    key then dropped), else one more dead entry skipped */
@@ -486,19 +517,24 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
         if (stop <= ahead)
-            for (; head < stop; head++, number++) {
-                uint64_t a = (uint64_t)lru[head + AHEAD];  /* DEAD keys' entries are */
-                if (a < (uint64_t)nb)  /* negative: their records are not read or fetched */
-                    PREFETCH(&rec[2 * a], 1);
+            while (head < stop) {
+                if (lru[head] < 0) {  /* a run of DEAD keys' entries: copied, no records */
+                    Py_ssize_t k = dead_run(lru, head, stop, out + got);
+                    got += k - head;
+                    number += k - head;
+                    for (head = k; k < head + AHEAD; k++)  /* what the run did not fetch */
+                        fetch_record(rec, lru[k], nb);
+                    continue;
+                }
+                fetch_record(rec, lru[head + AHEAD], nb);
                 TAKE_ENTRY(lru[head]);
+                head++;
+                number++;
             }
         else
             for (; head < stop; head++, number++) {
-                if (head < ahead) {
-                    uint64_t a = (uint64_t)lru[head + AHEAD];
-                    if (a < (uint64_t)nb)
-                        PREFETCH(&rec[2 * a], 1);
-                }
+                if (head < ahead)
+                    fetch_record(rec, lru[head + AHEAD], nb);
                 TAKE_ENTRY(lru[head]);
             }
     }

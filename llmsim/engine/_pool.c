@@ -32,16 +32,13 @@
 #include <numpy/arrayobject.h> /* a build requirement (pyproject.toml): see numpy_ints */
 
 #define PAGE_BITS 10 /* key_table.PAGE_BITS */
-#if PAGE_BITS < 6
-#error "row_empty reads rows in runs of 64 cells"
-#endif
 #define PAGE_MASK ((1LL << PAGE_BITS) - 1)
 #define NONE_CELL (-3) /* prefix_cache.NONE */
 #define OWN_CELL (-2) /* prefix_cache.OWN */
 
-enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, OUT, OWNED, NARRAYS };
+enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, OUT, OWNED, FILLED, NARRAYS };
 static const char *array_names[NARRAYS] = {
-    "records", "plain", "lru", "base", "table", "row_page", "spare", "out", "owned"};
+    "records", "plain", "lru", "base", "table", "row_page", "spare", "out", "owned", "filled"};
 
 /* A block's record (prefix_cache.RECORD, read as two int64 per block): its cell in the map
    (int32), its references (int32), its queue entry's number (int64). One cache line for
@@ -161,16 +158,16 @@ Arrays_dealloc(Arrays *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* bind(records, plain, lru, base, table, row_page, spare, out, owned): the pool's arrays,
-   and the two `run` and `take` write their answers into (the pool's, as long-lived as it).
-   The steps trust what the arrays hold to keep the pool's invariants
+/* bind(records, plain, lru, base, table, row_page, spare, out, owned, filled): the pool's
+   arrays, and the two `run` and `take` write their answers into (the pool's, as long-lived
+   as it). The steps trust what the arrays hold to keep the pool's invariants
    (CachingBlockPool.check): a block, row or cell they read from one is in range of the
    others. */
 static PyObject *
 Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != NARRAYS) {
-        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 9 arrays");
+        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 10 arrays");
         return NULL;
     }
     Py_buffer fresh[NARRAYS];
@@ -186,6 +183,7 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         || fresh[TABLE].len / 8 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
         || fresh[TABLE].len / 8 > INT32_MAX  /* cells fit a record's int32 */
         || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8
+        || fresh[FILLED].len != fresh[ROW_PAGE].len
         || fresh[OUT].len / 8 < nb || fresh[OWNED].len / 8 < nb) {
         for (int i = 0; i < NARRAYS; i++)
             PyBuffer_Release(&fresh[i]);
@@ -467,8 +465,10 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
             int64_t c = CELL(b);                                                      \
             CELL(b) = NONE_CELL;                                                      \
             REFS(b) = 1;                                                              \
-            if (c >= 0 && c < ntable)                                                 \
+            if (c >= 0 && c < ntable) {                                               \
                 table[c] = -1;                                                        \
+                filled[c >> PAGE_BITS]--;                                             \
+            }                                                                         \
             else if (c == OWN_CELL)                                                   \
                 owned[nown++] = b;                                                    \
         }                                                                             \
@@ -497,7 +497,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const int64_t *lru = I64(LRU), *plain = I64(PLAIN);
-    int64_t *rec = I64(REC), *table = I64(TABLE);
+    int64_t *rec = I64(REC), *table = I64(TABLE), *filled = I64(FILLED);
     Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE), nb = NBLOCKS;
     int64_t got = n < top ? n : top, skipped = 0;
     out += at;
@@ -542,24 +542,9 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return ints_tuple(4, (long long[]){top, head, skipped, nown});
 }
 
-/* 1 if no cell of row r holds a block: every cell negative, so their AND is too (in runs
-   of 64, which compilers vectorize) */
-static int
-row_empty(const int64_t *table, int64_t r)
-{
-    const int64_t *cell = table + (r << PAGE_BITS);
-    for (int64_t k = 0; k < (1 << PAGE_BITS); k += 64) {
-        int64_t all = -1;
-        for (int j = 0; j < 64; j++)
-            all &= cell[k + j];
-        if (all >= 0)
-            return 0;
-    }
-    return 1;
-}
-
 /* KeyTable._reclaim for an insertion of keys[:nk] that maps `fresh` new pages with
-   `spare_n` spare rows: the rows in use that hold nothing, but those of the insertion's
+   `spare_n` spare rows: the rows in use that hold nothing (`filled`: its cells holding a
+   block, kept by insert and take as KeyTable's steps keep them), but those of the insertion's
    pages that have one, become spare, in ascending order after the spare rows there are,
    when that leaves at least `fresh` and half the rows spare (else KeyTable doubles the
    rows: Python's). Returns how many became spare (0: none, nothing changed), -1 on error.
@@ -567,8 +552,8 @@ row_empty(const int64_t *table, int64_t r)
 static int64_t
 reclaim(Arrays *self, const int64_t *keys, Py_ssize_t nk, int64_t fresh, int64_t spare_n)
 {
-    int64_t *base = I64(BASE), *table = I64(TABLE), *row_page = I64(ROW_PAGE);
-    int64_t *spare = I64(SPARE);
+    int64_t *base = I64(BASE), *row_page = I64(ROW_PAGE), *spare = I64(SPARE);
+    const int64_t *filled = I64(FILLED);
     Py_ssize_t nrows = LEN(ROW_PAGE);
     char *kept = calloc((size_t)nrows, 1);
     int64_t *empty = malloc((size_t)nrows * sizeof *empty);
@@ -585,7 +570,7 @@ reclaim(Arrays *self, const int64_t *keys, Py_ssize_t nk, int64_t fresh, int64_t
     }
     int64_t n = 0, want = fresh > nrows / 2 ? fresh : nrows / 2;
     for (Py_ssize_t r = 0; r < nrows; r++)
-        if (row_page[r] >= 0 && !kept[r] && row_empty(table, r))
+        if (row_page[r] >= 0 && !kept[r] && !filled[r])
             empty[n++] = r;
     if (spare_n + n < want || spare_n + n > LEN(SPARE))
         n = 0;
@@ -658,7 +643,7 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     blocks += start;
     Py_ssize_t nk = stop - start;
     int64_t *base = I64(BASE), *table = I64(TABLE), *rec = I64(REC);
-    int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE);
+    int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE), *filled = I64(FILLED);
     Py_ssize_t nbase = LEN(BASE), nb = NBLOCKS;
     int64_t fresh = 0, fallback = 0, bad = 0;
     Py_ssize_t i, j;
@@ -721,6 +706,7 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
         int64_t c = row + (key & PAGE_MASK);
         memcpy(table + c, blocks + i, (size_t)(j - i) * sizeof *table);
+        filled[row >> PAGE_BITS] += j - i;
         for (Py_ssize_t m = i; m < j; m++, c++) {
             CELL(blocks[m]) = (int32_t)c;
             REFS(blocks[m]) = 1;  /* a keyless block's record is not kept: held once */

@@ -182,7 +182,7 @@ class CachingBlockPool(BlockPool):
         if self._c is not None:
             m = self._map
             self._c.bind(self._records.view(np.int64), self._plain, self._lru, m.base,
-                         m.table, m.row_page, m.spare, self._out, self._owned)
+                         m.table, m.row_page, m.spare, self._out, self._owned, m.filled)
 
     # -- lookup ---------------------------------------------------------------------
 

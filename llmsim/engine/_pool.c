@@ -411,16 +411,6 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return ints_tuple(2, (long long[]){idle, first});
 }
 
-/* take(n, top, head, number, out, at) -> (top, head, dead entries skipped, owned blocks):
-   n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
-   from the top of their stack (at `top`), bottom first; then the least recently freed
-   keyed ones, from queue entry `head` (numbered `number`), skipping dead entries, their
-   keys dropped: blocks with a cell get cell NONE and one reference, and their map cells
-   empty (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure
-   of that); blocks with DEAD keys and keyless ones keep their records, which nothing reads
-   until a key is set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are
-   listed in the bound `owned`, in order, for the caller to drop those keys from its dicts.
-   There must be n free blocks. */
 /* Ask for the record of the block of queue entry e, unless it holds a DEAD key (e < 0:
    its record is not read) */
 static inline void
@@ -476,6 +466,16 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
             skipped++;                                                                \
     } while (0)
 
+/* take(n, top, head, number, out, at) -> (top, head, dead entries skipped, owned blocks):
+   n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
+   from the top of their stack (at `top`), bottom first; then the least recently freed
+   keyed ones, from queue entry `head` (numbered `number`), skipping dead entries, their
+   keys dropped: blocks with a cell get cell NONE and one reference, and their map cells
+   empty (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure
+   of that); blocks with DEAD keys and keyless ones keep their records, which nothing reads
+   until a key is set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are
+   listed in the bound `owned`, in order, for the caller to drop those keys from its dicts.
+   There must be n free blocks. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -543,9 +543,9 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* KeyTable._reclaim for an insertion of keys[:nk] that maps `fresh` new pages with
-   `spare_n` spare rows: the rows in use that hold nothing (`filled`: its cells holding a
-   block, kept by insert and take as KeyTable's steps keep them), but those of the insertion's
-   pages that have one, become spare, in ascending order after the spare rows there are,
+   `spare_n` spare rows: the rows in use that hold nothing (`filled` counts a row's cells
+   holding a block: insert and take keep it as KeyTable's steps do), but those of the
+   insertion's pages that have one, become spare, in ascending order after the spare rows there are,
    when that leaves at least `fresh` and half the rows spare (else KeyTable doubles the
    rows: Python's). Returns how many became spare (0: none, nothing changed), -1 on error.
    Check, then act: the rows are listed before any is taken back. */
@@ -587,7 +587,8 @@ reclaim(Arrays *self, const int64_t *keys, Py_ssize_t nk, int64_t fresh, int64_t
 /* The end of the run of keys from keys[i], keys[i] not negative: consecutive keys in one
    page, so in consecutive cells of the map (a trace block's keys are consecutive:
    block_tokens / block_size of them). insert works run by run: key by key, its checks and
-   cell writes cost ~40 instructions a key, ~18% of what caching adds to Mooncake's trace. */
+   cell writes cost ~43 instructions a key, ~18% of the instructions caching adds to
+   Mooncake's trace. */
 #define RUNS_KEPT 64  /* an insertion has ~11 runs on Mooncake's trace */
 
 static inline Py_ssize_t

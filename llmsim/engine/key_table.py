@@ -128,9 +128,7 @@ class KeyTable:
 
     def _distinct(self, pages: np.ndarray) -> np.ndarray:
         """The distinct unmapped `pages` in the order they first come, as the compiled
-        insert numbers them (the first takes the lowest of the rows handed out). Which
-        place stays where a fancy assignment repeats an index is NumPy's to choose: it
-        kept the last, so a page that came back after another one was ordered after it."""
+        insert numbers them (the first takes the lowest of the rows handed out)."""
         _, first = np.unique(pages, return_index=True)
         return pages[np.sort(first)]
 

@@ -111,7 +111,8 @@ def test_keys_in_runs_are_inserted_as_numpy_inserts_them(requests):
     """The compiled insert works run by run (consecutive keys in one page): runs crossing
     a page's end, more runs than it keeps the ends of (64), and runs with a key another
     request holds (NumPy's case) leave the pool NumPy's steps leave."""
-    pools = [CachingBlockPool(8000, 1, compiled=c) for c in (True, False)]
+    pools = [CachingBlockPool(10_000, 1, compiled=c) for c in (True, False)]  # 3 held at most,
+    # each of at most 3,112 keys and one more block
     for i, (runs, done) in enumerate(requests):
         keys = np.array(list(dict.fromkeys(k for a, n in runs for k in range(a, a + n))))
         reqs = [Request(i, 0.0, len(keys) + 1, 1, block_hashes=keys) for _ in pools]

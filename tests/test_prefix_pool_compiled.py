@@ -256,7 +256,7 @@ def test_the_compiled_steps_refuse_a_block_out_of_range_changing_nothing(bad):
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
         pool._c.release(blocks, 4, 0, pool._plain_n, pool._lru_tail, 0, 0, 4)
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
-        pool._c.touch(blocks, 4)
+        pool._c.touch(blocks, 4, pool._lru_base)
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
         pool._c.idle(blocks, 4)
     for was, now in zip(before, (pool._records, pool._lru, pool._plain), strict=True):

@@ -47,6 +47,14 @@ static const char *array_names[NARRAYS] = {
 #define REFS(b) (((int32_t *)(rec + 2 * (b)))[1])
 #define SEQ(b) (rec[2 * (b) + 1])
 
+/* A keyed free block's entry in the queue (prefix_cache.entry): its block in the low 32
+   bits, its cell + 3 (OWN: 1, a map cell: 3 on) in the high ones, so that `take` evicts it
+   without reading its record. A touch (a hit taking the block out of the queue) clears the
+   high bits: the entry is dead. A DEAD key's entry is -1 - b. */
+#define ENTRY(b, c) ((int64_t)(((uint64_t)((c) + 3) << 32) | (uint64_t)(b)))
+#define ENTRY_BLOCK(e) ((e) & 0xFFFFFFFFLL)
+#define ENTRY_CELL(e) (((e) >> 32) - 3)
+
 typedef struct {
     PyObject_HEAD
     Py_buffer view[NARRAYS];
@@ -140,6 +148,8 @@ ints_tuple(Py_ssize_t n, const long long *x)
 
 #define I64(a) ((int64_t *)self->view[a].buf)
 #define LEN(a) (self->view[a].len / 8)
+#define CELLS ((int32_t *)self->view[TABLE].buf)  /* the map's cells: blocks, int32 */
+#define NCELLS (self->view[TABLE].len / 4)
 #define NBLOCKS (self->view[REC].len / 16)
 
 static void
@@ -172,7 +182,7 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_buffer fresh[NARRAYS];
     for (int i = 0; i < NARRAYS; i++) {
-        if (!export_ints(args[i], &fresh[i], 8, array_names[i], 1)) {
+        if (!export_ints(args[i], &fresh[i], i == TABLE ? 4 : 8, array_names[i], 1)) {
             while (i--)
                 PyBuffer_Release(&fresh[i]);
             return NULL;
@@ -180,8 +190,9 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t nb = fresh[REC].len / 16;  /* the steps index these by block, row and cell */
     if (fresh[REC].len % 16 || fresh[PLAIN].len / 8 != nb
-        || fresh[TABLE].len / 8 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
-        || fresh[TABLE].len / 8 > INT32_MAX  /* cells fit a record's int32 */
+        || fresh[TABLE].len / 4 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
+        || fresh[TABLE].len / 4 > INT32_MAX  /* cells fit a record's int32 */
+        || nb > INT32_MAX  /* and blocks a cell's */
         || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8
         || fresh[FILLED].len != fresh[ROW_PAGE].len
         || fresh[OUT].len / 8 < nb || fresh[OWNED].len / 8 < nb) {
@@ -300,7 +311,8 @@ Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "run: n out of range");
         return NULL;
     }
-    const int64_t *base = I64(BASE), *table = I64(TABLE);
+    const int64_t *base = I64(BASE);
+    const int32_t *table = CELLS;
     Py_ssize_t nbase = LEN(BASE), i = 0;
     if (n > nout)
         n = nout;
@@ -345,11 +357,11 @@ Arrays_bounds(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 /* The arguments (blocks, n) of idle and touch: blocks[:n], each a block of the pool; NULL
    with an exception (and no view held) where they are not that. */
 static int64_t *
-pool_blocks_arg(Arrays *self, PyObject *const *args, Py_ssize_t nargs, Views *v, int64_t *n,
-                const char *name)
+pool_blocks_arg(Arrays *self, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                Views *v, int64_t *n, const char *name)
 {
     Py_ssize_t len;
-    if (!check(self, nargs, 2, name) || !arg_long(args[1], n))
+    if (!check(self, nargs, want, name) || !arg_long(args[1], n))
         return NULL;
     int64_t *blocks = arg_array(v, args[0], &len, "blocks", 0);
     if (!blocks)
@@ -373,7 +385,7 @@ Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Views v = {.n = 0};
     int64_t n;
-    const int64_t *blocks = pool_blocks_arg(self, args, nargs, &v, &n, "idle");
+    const int64_t *blocks = pool_blocks_arg(self, args, nargs, 2, &v, &n, "idle");
     if (!blocks)
         return NULL;
     const int64_t *rec = I64(REC);
@@ -384,25 +396,40 @@ Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(idle);
 }
 
-/* touch(hits, n) -> (idle, smallest seq among them): a request takes its hit blocks,
+/* touch(hits, n, base) -> (idle, smallest seq among them): a request takes its hit blocks,
    hits[:n], distinct (CachingBlockPool.allocate): idle ones leave their queue entries dead
-   (seq -1); every one gets one more reference. */
+   (the entry numbered seq, at seq - base in the queue, loses its cell; seq -1); every one
+   gets one more reference. */
 static PyObject *
 Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Views v = {.n = 0};
-    int64_t n;
-    const int64_t *hits = pool_blocks_arg(self, args, nargs, &v, &n, "touch");
+    int64_t n, base;
+    const int64_t *hits = pool_blocks_arg(self, args, nargs, 3, &v, &n, "touch");
     if (!hits)
         return NULL;
-    Py_ssize_t idle = 0;
-    int64_t *rec = I64(REC), first = INT64_MAX;
+    if (!arg_long(args[2], &base)) {
+        release_views(&v);
+        return NULL;
+    }
+    Py_ssize_t idle = 0, nlru = LEN(LRU);
+    int64_t *rec = I64(REC), *lru = I64(LRU), first = INT64_MAX;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* check: idle blocks' entries in the queue */
+        int64_t b = hits[i];
+        if (REFS(b) == 0 && (SEQ(b) < base || SEQ(b) - base >= nlru
+                             || ENTRY_BLOCK(lru[SEQ(b) - base]) != b)) {
+            release_views(&v);
+            PyErr_SetString(PyExc_RuntimeError, "touch: a free block is not in the queue");
+            return NULL;
+        }
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t b = hits[i];
         if (REFS(b) == 0) {
             idle++;
             if (SEQ(b) < first)
                 first = SEQ(b);
+            lru[SEQ(b) - base] = b;  /* dead: no cell */
             SEQ(b) = -1;
         }
         REFS(b)++;
@@ -411,13 +438,17 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return ints_tuple(2, (long long[]){idle, first});
 }
 
-/* Ask for the record of the block of queue entry e, unless it holds a DEAD key (e < 0:
-   its record is not read) */
+/* Ask for the record and the map cell of the block of queue entry e, which take writes,
+   where e is a live keyed entry (a DEAD key's or a dead entry's block is not written) */
 static inline void
-fetch_record(int64_t *rec, int64_t e, Py_ssize_t nb)
+fetch_record(int64_t *rec, int32_t *table, int64_t e, Py_ssize_t nb, Py_ssize_t ntable)
 {
-    if ((uint64_t)e < (uint64_t)nb)
-        PREFETCH(&rec[2 * e], 1);
+    int64_t b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);
+    if (e >= 0 && b < nb) {
+        PREFETCH(&rec[2 * b], 1);
+        if ((uint64_t)c < (uint64_t)ntable)
+            PREFETCH(&table[c], 1);
+    }
 }
 
 /* The run of DEAD keys' entries (-1 - b) from queue entry `head` on, before `stop`: its
@@ -442,17 +473,16 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
     return k;
 }
 
-/* take's work on queue entry e, numbered `number`: a block to out[got] if live (a DEAD
-   key's entry -1 - b always is; a keyed block's while its seq is the entry's number, its
-   key then dropped), else one more dead entry skipped */
-#define TAKE_ENTRY(e)                                                                 \
+/* take's work on queue entry e: a block to out[got] if live (a DEAD key's entry -1 - b
+   always is; a keyed block's while it has its cell, its key then dropped: no read of its
+   record), else one more dead entry skipped */
+#define TAKE_ENTRY(entry)                                                             \
     do {                                                                              \
-        int64_t b = (e);                                                              \
-        if (b < 0)  /* holding a DEAD key: no record to read or write */              \
-            out[got++] = -1 - b;                                                      \
-        else if (SEQ(b) == number) {                                                  \
+        int64_t e = (entry), b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);                   \
+        if (e < 0)  /* holding a DEAD key: no record to read or write */              \
+            out[got++] = -1 - e;                                                      \
+        else if (c != NONE_CELL && b < nb) {                                                 \
             out[got++] = b;                                                           \
-            int64_t c = CELL(b);                                                      \
             CELL(b) = NONE_CELL;                                                      \
             REFS(b) = 1;                                                              \
             if (c >= 0 && c < ntable) {                                               \
@@ -466,12 +496,11 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
             skipped++;                                                                \
     } while (0)
 
-/* take(n, top, head, number, out, at) -> (top, head, dead entries skipped, owned blocks):
+/* take(n, top, head, out, at) -> (top, head, dead entries skipped, owned blocks):
    n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
    from the top of their stack (at `top`), bottom first; then the least recently freed
-   keyed ones, from queue entry `head` (numbered `number`), skipping dead entries, their
-   keys dropped: blocks with a cell get cell NONE and one reference, and their map cells
-   empty (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure
+   keyed ones, from queue entry `head` on, skipping dead entries, their keys dropped:
+   blocks with a cell get cell NONE and one reference, and their map cells empty (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure
    of that); blocks with DEAD keys and keyless ones keep their records, which nothing reads
    until a key is set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are
    listed in the bound `owned`, in order, for the caller to drop those keys from its dicts.
@@ -479,15 +508,15 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 6, "take"))
+    if (!check(self, nargs, 5, "take"))
         return NULL;
-    int64_t n, top, head, number, at, nown = 0, *owned = I64(OWNED);
+    int64_t n, top, head, at, nown = 0, *owned = I64(OWNED);
     Views v = {.n = 0};
     Py_ssize_t nout, nowned = LEN(OWNED);
     if (!arg_long(args[0], &n) || !arg_long(args[1], &top) || !arg_long(args[2], &head)
-        || !arg_long(args[3], &number) || !arg_long(args[5], &at))
+        || !arg_long(args[4], &at))
         return NULL;
-    int64_t *out = arg_array(&v, args[4], &nout, "out", 1);
+    int64_t *out = arg_array(&v, args[3], &nout, "out", 1);
     if (!out)
         return NULL;
     if (n < 0 || at < 0 || at + n > nout || n > nowned || top < 0 || top > LEN(PLAIN)
@@ -497,8 +526,9 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const int64_t *lru = I64(LRU), *plain = I64(PLAIN);
-    int64_t *rec = I64(REC), *table = I64(TABLE), *filled = I64(FILLED);
-    Py_ssize_t nlru = LEN(LRU), ntable = LEN(TABLE), nb = NBLOCKS;
+    int64_t *rec = I64(REC), *filled = I64(FILLED);
+    int32_t *table = CELLS;
+    Py_ssize_t nlru = LEN(LRU), ntable = NCELLS, nb = NBLOCKS;
     int64_t got = n < top ? n : top, skipped = 0;
     out += at;
     top -= got;
@@ -506,7 +536,8 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     /* Entries come in rounds of as many as blocks are still wanted: each gives one or is
        skipped (a dead entry), so no round passes the end of what it needs, and the loop
        over one needs no count or bound checks. An entry before `ahead` has one AHEAD
-       further on in the queue, whose record is fetched while this one is worked on; a
+       further on in the queue, whose record and cell are fetched while this one is worked
+       on; a
        round that passes `ahead` (the queue is compacted long before, mostly) checks. */
     Py_ssize_t ahead = nlru - AHEAD;
     while (got < n) {
@@ -521,20 +552,18 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
                 if (lru[head] < 0) {  /* a run of DEAD keys' entries: copied, no records */
                     Py_ssize_t k = dead_run(lru, head, stop, out + got);
                     got += k - head;
-                    number += k - head;
                     for (head = k; k < head + AHEAD; k++)  /* what the run did not fetch */
-                        fetch_record(rec, lru[k], nb);
+                        fetch_record(rec, table, lru[k], nb, ntable);
                     continue;
                 }
-                fetch_record(rec, lru[head + AHEAD], nb);
+                fetch_record(rec, table, lru[head + AHEAD], nb, ntable);
                 TAKE_ENTRY(lru[head]);
                 head++;
-                number++;
             }
         else
-            for (; head < stop; head++, number++) {
+            for (; head < stop; head++) {
                 if (head < ahead)
-                    fetch_record(rec, lru[head + AHEAD], nb);
+                    fetch_record(rec, table, lru[head + AHEAD], nb, ntable);
                 TAKE_ENTRY(lru[head]);
             }
     }
@@ -643,7 +672,8 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     keys += start;
     blocks += start;
     Py_ssize_t nk = stop - start;
-    int64_t *base = I64(BASE), *table = I64(TABLE), *rec = I64(REC);
+    int64_t *base = I64(BASE), *rec = I64(REC);
+    int32_t *table = CELLS;
     int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE), *filled = I64(FILLED);
     Py_ssize_t nbase = LEN(BASE), nb = NBLOCKS;
     int64_t fresh = 0, fallback = 0, bad = 0;
@@ -669,7 +699,7 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         if (row == 0)
             base[page] = -(++fresh);
         else if (row > 0) {
-            const int64_t *cell = table + row + (key & PAGE_MASK);
+            const int32_t *cell = table + row + (key & PAGE_MASK);
             for (Py_ssize_t m = 0; m < j - i; m++)
                 all &= cell[m];
             if (all >= 0) {
@@ -706,9 +736,9 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             row = base[page] = r << PAGE_BITS;
         }
         int64_t c = row + (key & PAGE_MASK);
-        memcpy(table + c, blocks + i, (size_t)(j - i) * sizeof *table);
         filled[row >> PAGE_BITS] += j - i;
         for (Py_ssize_t m = i; m < j; m++, c++) {
+            table[c] = (int32_t)blocks[m];  /* in range: checked */
             CELL(blocks[m]) = (int32_t)c;
             REFS(blocks[m]) = 1;  /* a keyless block's record is not kept: held once */
         }
@@ -768,7 +798,7 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t lo = dead_to; i > lo;) {
         int64_t b = blocks[--i];
         if (--REFS(b) == 0) {
-            lru[tail + keyed] = b;
+            lru[tail + keyed] = ENTRY(b, CELL(b));
             SEQ(b) = number + keyed;
             keyed++;
         }
@@ -778,7 +808,7 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     while (i) {
         int64_t b = blocks[--i];
         if (--REFS(b) == 0) {
-            lru[tail + keyed] = b;
+            lru[tail + keyed] = ENTRY(b, CELL(b));
             SEQ(b) = number + keyed;
             keyed++;
         }

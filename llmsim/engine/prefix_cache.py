@@ -73,6 +73,8 @@ OWN, NONE = -2, -3  # a block's cell when it holds an own key (in `_own_key`), o
 # up): they queue with the keyed blocks, as entries -1 - b (`free`), and keep the
 # records they had when held (see `CachingBlockPool`)
 INF = 1 << 62
+CELL_SHIFT = 32  # a keyed free block's queue entry: b | (cell + 3) << CELL_SHIFT (`entry`)
+BLOCK_MASK = (1 << CELL_SHIFT) - 1
 RECORD = np.dtype([("cell", np.int32), ("refs", np.int32), ("seq", np.int64)])  # a block's
 # state in one record (16 bytes): the compiled steps read and write one cache line a block
 NAMED_FROM_START = False  # True: every pool names its blocks when it is made, never counts
@@ -88,6 +90,13 @@ def table_rows(num_blocks: int) -> int:
     while rows * 128 < num_blocks:
         rows *= 2
     return rows
+
+
+def entry(blocks: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Keyed free blocks' entries in the queue: each block with its cell (>= 0, or OWN),
+    which `take` clears in the map without reading the block's record. A touch leaves the
+    block alone (cell NONE: a dead entry); a DEAD key's entry is -1 - b."""
+    return blocks | (cells.astype(np.int64) + 3) << CELL_SHIFT
 
 
 def own_key(req_id: int, index: int) -> int:
@@ -110,8 +119,9 @@ class CachingBlockPool(BlockPool):
     """State is NumPy arrays indexed by block. The free queue's keyless part is a stack
     (`_plain`, top at `_plain_n`); its keyed part is a queue of blocks in the order they
     were freed (`_lru`), each entry's sequence number its place in the queue since the
-    start. An entry is live while its block's `_seq` is that number: a block touched out
-    of the queue by a hit leaves a dead entry behind, skipped when the head reaches it
+    start, kept in its block's `_seq`. A keyed block's entry carries its cell (`entry`), so
+    that evicting it reads no record; a block touched out of the queue by a hit takes its
+    entry's cell away, leaving a dead entry behind, skipped when the head reaches it
     (`_dead_from` bounds where the first is, so that most evictions need no check). The
     cache map (`KeyTable`) holds given keys; own keys are in `_own`.
 
@@ -135,11 +145,12 @@ class CachingBlockPool(BlockPool):
         self._cell = self._records["cell"]  # block -> its cell in the map, or NONE/OWN
         self._cell[:] = NONE
         self._refs = self._records["refs"]
-        self._seq = self._records["seq"]  # block -> its entry's number in `_lru`
+        self._seq = self._records["seq"]  # block -> its entry's number in `_lru` (what a
+        # touch finds the entry by)
         self._seq[:] = -1
         self._plain = np.arange(nb - 1, -1, -1, dtype=np.intp)  # keyless free blocks
         self._plain_n = nb
-        self._lru = np.empty(max(2 * nb, 1024), np.intp)  # keyed free blocks, oldest first
+        self._lru = np.empty(max(2 * nb, 1024), np.intp)  # keyed free blocks' entries, oldest first
         self._lru_head = self._lru_tail = 0
         self._lru_base = 0  # the number of the entry at `_lru[0]`
         self._dead = 0  # dead entries between head and tail
@@ -306,7 +317,8 @@ class CachingBlockPool(BlockPool):
                                  f"{lo} .. {hi}")
             req.keys_checked = True
         if found and self._c is not None:  # touch: shared now, out of the free queue
-            idle, first = cast(tuple[int, int], self._c.touch(held.buffer, found))
+            idle, first = cast(tuple[int, int], self._c.touch(held.buffer, found,
+                                                              self._lru_base))
             if idle:
                 self._dead_from = min(self._dead_from, first)
                 self._dead += idle
@@ -319,8 +331,10 @@ class CachingBlockPool(BlockPool):
             counts = refs[hits]
             touched = hits[counts == 0]
             if len(touched):
-                self._dead_from = min(self._dead_from, int(self._seq[touched].min()))
-                self._seq[touched] = -1  # their entries in `_lru` are dead
+                numbers = self._seq[touched]
+                self._dead_from = min(self._dead_from, int(numbers.min()))
+                self._lru[numbers - self._lru_base] = touched  # their entries are dead
+                self._seq[touched] = -1
                 self._dead += len(touched)
                 self.keyed_free -= len(touched)
                 self.free_blocks -= len(touched)
@@ -418,7 +432,7 @@ class CachingBlockPool(BlockPool):
         head = self._lru_head
         # (typed: mypyc then unpacks the tuple and does the sums below natively)
         self._plain_n, self._lru_head, skipped, owned = cast(tuple[int, int, int, int], c.take(
-            n, self._plain_n, head, self._lru_base + head, out, at))  # own keys: `_owned`
+            n, self._plain_n, head, out, at))  # own keys: `_owned`
         if owned:  # own keys (preemptions) live in dicts
             for b in self._owned[:owned].tolist():
                 self._uncache_own(b)
@@ -443,8 +457,7 @@ class CachingBlockPool(BlockPool):
             parts, need, lru = [], k, self._lru
             while need:  # read ahead: dead entries come in runs (a hit touches a prefix)
                 chunk = lru[head:min(head + 2 * need + 64, self._lru_tail)]
-                number = self._lru_base + head
-                live = np.flatnonzero(~self._dead_entries(chunk, number))
+                live = np.flatnonzero(~self._dead_entries(chunk))
                 used = int(live[need - 1]) + 1 if len(live) >= need else len(chunk)
                 live = chunk[live[:need]]
                 self._dead -= used - len(live)
@@ -457,11 +470,11 @@ class CachingBlockPool(BlockPool):
             elif self._dead_from < self._lru_base + head:  # look for the next dead entry
                 ahead = lru[head:min(head + 4096, self._lru_tail)]  # a bound is enough
                 number = self._lru_base + head
-                dead = self._dead_entries(ahead, number)
+                dead = self._dead_entries(ahead)
                 first = int(dead.argmax())
                 self._dead_from = number + (first if dead[first] else len(ahead))
         self._lru_head = head
-        named = out[out >= 0]
+        named = out[out >= 0] & BLOCK_MASK
         cells = self._cell[named]
         self._cell[named] = NONE
         self._refs[named] = 1
@@ -471,13 +484,13 @@ class CachingBlockPool(BlockPool):
         self._map.remove(cells, named)
         self.keyed_free -= k
         self._evictions += k
-        return np.where(out < 0, -1 - out, out)
+        return np.where(out < 0, -1 - out, out & BLOCK_MASK)
 
-    def _dead_entries(self, entries: np.ndarray, number: int) -> np.ndarray:
-        """Which of the queue's `entries`, numbered from `number`, are dead (their block was
-        touched out of the queue since); a DEAD key's entry (-1 - b) never is."""
-        numbers = np.arange(number, number + len(entries))
-        return (entries >= 0) & (self._seq[np.maximum(entries, 0)] != numbers)
+    @staticmethod
+    def _dead_entries(entries: np.ndarray) -> np.ndarray:
+        """Which of the queue's `entries` are dead (their block was touched out of the queue
+        since: no cell); a DEAD key's entry (-1 - b) never is."""
+        return (entries >= 0) & (entries >> CELL_SHIFT == 0)
 
     # -- own keys ----------------------------------------------------------------------
 
@@ -587,7 +600,8 @@ class CachingBlockPool(BlockPool):
         counts = self._refs[named] - 1
         self._refs[named] = counts
         zero = named[counts == 0][::-1]  # tail first
-        entries = np.concatenate([-1 - blocks[start:stop][::-1], zero]) if dead else zero
+        queued = entry(zero, self._cell[zero])
+        entries = np.concatenate([-1 - blocks[start:stop][::-1], queued]) if dead else queued
         k = len(entries)
         if k:
             tail = self._lru_tail
@@ -852,8 +866,8 @@ class CachingBlockPool(BlockPool):
         self._identify()
         head, tail = self._lru_head, self._lru_tail
         entries = self._lru[head:tail]
-        live = entries[~self._dead_entries(entries, self._lru_base + head)]
-        return np.where(live < 0, -1 - live, live).tolist()
+        live = entries[~self._dead_entries(entries)]
+        return np.where(live < 0, -1 - live, live & BLOCK_MASK).tolist()
 
     def cached_keys(self) -> list:
         self._pay()
@@ -885,11 +899,17 @@ class CachingBlockPool(BlockPool):
         keyed_free = self.keyed_free_blocks()
         assert len(keyed_free) == len(set(keyed_free)) == self.keyed_free
         assert self._lru_tail - self._lru_head - len(keyed_free) == self._dead
+        queue = self._lru[self._lru_head:self._lru_tail]
+        first_number = self._lru_base + self._lru_head
+        gone = self._dead_entries(queue)
         if self._dead:  # the first dead entry is not before `_dead_from`
-            entries = self._lru[self._lru_head:self._lru_tail]
-            number = self._lru_base + self._lru_head
-            first = int(self._dead_entries(entries, number).argmax())
-            assert number + first >= self._dead_from
+            assert first_number + int(gone.argmax()) >= self._dead_from
+        at = np.flatnonzero(queue >= 0)  # keyed blocks' entries, live or dead
+        queued, numbers, live = queue[at], first_number + at, ~gone[at]
+        in_queue = queued[live] & BLOCK_MASK  # a live entry: its block's number and cell
+        assert (self._seq[in_queue] == numbers[live]).all()
+        assert (queued[live] >> CELL_SHIFT == self._cell[in_queue] + 3).all()
+        assert (self._seq[queued[~live]] != numbers[~live]).all()  # a dead one: neither
         plain = self._plain[:self._plain_n].tolist()
         free = set(plain) | set(keyed_free)
         assert len(free) == self.free_blocks == len(plain) + len(keyed_free)

@@ -363,7 +363,9 @@ def test_keys_no_other_request_has_wait_for_free_with_the_same_results(
     # as if another request had every trace block: a fresh workload, whose keys are made
     # with that (a workload's hash ids keep what they worked out)
     everything = property(lambda self: np.full(len(self), 1 << 40, np.int64))
-    with mock.patch.object(BlockHashes, "_shared_upto", everything):
+    many = property(lambda self: np.full(int(self._numbers.max()) + 1, 1 << 40, np.int64))
+    with (mock.patch.object(BlockHashes, "_shared_upto", everything),
+          mock.patch.object(BlockHashes, "_holders", many)):
         w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
         assert w.meta["hash_ids"].private_from(0, 1) >= 1 << 40
         eager = simulate(w, policy, dep, cost=cost, simulator=simulator)

@@ -43,7 +43,8 @@ class Request:
     block_hashes: np.ndarray | None = None  # keys of its leading full KV blocks (prefix
     # caching: dense int64 slot numbers, prefix_cache.py); None: its blocks are its own
     private_from: int = 1 << 62  # its keys from this block on no other request of the
-    # workload has (BlockHashes.private_from): only it could look them up, after a preemption
+    # workload has, or none that may still look them up (PrefixKeys.private_from): only it
+    # could look them up, after a preemption
     keys_checked: bool = False  # its keys are known to be in the pool's range (PrefixKeys
     # makes them so; a pool checks others once)
     cached: int = -1  # prompt tokens found in the prefix cache at its first admission

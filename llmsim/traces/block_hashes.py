@@ -71,6 +71,11 @@ class BlockHashes:
         upto[some] = np.maximum.reduceat(np.where(shared, place + 1, 0), self.offsets[:-1][some])
         return upto
 
+    @cached_property
+    def _holders(self) -> np.ndarray:
+        """Per trace block (by number), the requests having it."""
+        return np.bincount(self._numbers).astype(np.int64)
+
     def engine_keys(self, block_size: int) -> PrefixKeys:
         """`keys` and `private_from` for one block size, compiled with the engine (what a
         cluster asks as each request arrives). Engine block j ends in trace block t, and is
@@ -88,7 +93,7 @@ class BlockHashes:
             made = self._engine_keys[block_size] = PrefixKeys(
                 self._bounds, self._numbers * span, t, place,
                 memoryview(self._shared_upto), self.block_tokens, self.covers_output,
-                block_size)
+                block_size, self._numbers, self._holders)
         return made
 
     @cached_property

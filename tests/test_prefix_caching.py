@@ -19,7 +19,7 @@ from llmsim.engine.request import Request
 from llmsim.engine.scheduler import Scheduler
 from llmsim.policies import FCFS, MLFQ, SJF, SRPT, with_starvation_prevention
 from llmsim.policies.oracle import SJF_UNCACHED
-from llmsim.traces.block_hashes import BlockHashes
+from llmsim.traces.block_hashes import LATER, BlockHashes
 from tests.helpers import LinearCost, RunLinearCost, deployment, workload
 
 POLICIES = [FCFS, SJF, SRPT, MLFQ, with_starvation_prevention(SJF, 3, 2), SJF_UNCACHED]
@@ -363,9 +363,9 @@ def test_keys_no_other_request_has_wait_for_free_with_the_same_results(
     # as if another request had every trace block: a fresh workload, whose keys are made
     # with that (a workload's hash ids keep what they worked out)
     everything = property(lambda self: np.full(len(self), 1 << 40, np.int64))
-    many = property(lambda self: np.full(int(self._numbers.max()) + 1, 1 << 40, np.int64))
+    never = property(lambda self: np.zeros(len(self), np.uint8))  # nor anything left
     with (mock.patch.object(BlockHashes, "_shared_upto", everything),
-          mock.patch.object(BlockHashes, "_holders", many)):
+          mock.patch.object(BlockHashes, "_may_shrink", never)):
         w = shared_prefix_workload(rows, 3, block_tokens, covers_output)
         assert w.meta["hash_ids"].private_from(0, 1) >= 1 << 40
         eager = simulate(w, policy, dep, cost=cost, simulator=simulator)
@@ -384,6 +384,18 @@ def test_keys_past_the_last_trace_block_another_request_has_are_private():
     assert [h.private_from(i, 2) for i in range(5)] == [6, 4, 0, 0, 6]
     assert [h.private_from(i, 4) for i in range(5)] == [3, 2, 0, 0, 3]
     assert h.private_from(1, 3) == 2 * 4 // 3  # engine blocks 0, 1 end in trace block 0, 1
+
+
+def test_keys_no_request_left_can_look_up_are_private_as_a_request_arrives():
+    h = BlockHashes.from_lists([[1, 2, 3], [1, 2, 4], [5], [], [8, 2, 3]], block_tokens=4)
+    # per trace block: the latest request before it that has it, or LATER (one after it has)
+    assert h._sharers.tolist() == [LATER] * 3 + [0, LATER, -1] + [-1] + [-1, 1, 0]
+    keys = h.engine_keys(4)
+    # every request before the watermark is gone: request 4 shares (2, 1) with 0 and 1,
+    # (3, 2) with 0; request 1 shares (2, 1) with request 4, which is still to come
+    assert [keys.private_from(4, w) for w in (-1, 0, 1, 2, 5)] == [3, 3, 2, 0, 0]
+    assert [keys.private_from(1, w) for w in (-1, 1, 5)] == [2, 2, 2]
+    assert [keys.private_from(0, w) for w in (-1, 5)] == [3, 3]
 
 
 def test_a_hit_beside_a_free_elsewhere_can_unblock_the_head():

@@ -192,7 +192,7 @@ def test_the_compiled_watch_test_is_numpys(marked, keys):
 @given(lists=st.lists(st.lists(st.integers(0, 30), max_size=12), min_size=1, max_size=8),
        block_tokens=st.sampled_from([1, 3, 16, 512]), block_size=st.sampled_from([1, 4, 16]),
        covers_output=st.booleans(), data=st.data())
-def test_the_compiled_key_gather_is_numpys(lists, block_tokens, block_size, covers_output,
+def test_the_compiled_key_gather_and_scan_are_numpys(lists, block_tokens, block_size, covers_output,
                                            data):
     from llmsim.engine import prefix_keys
     from llmsim.traces.block_hashes import BlockHashes
@@ -209,6 +209,13 @@ def test_the_compiled_key_gather_is_numpys(lists, block_tokens, block_size, cove
         assert (compiled is None) == (numpy is None)
         if compiled is not None:
             np.testing.assert_array_equal(compiled, numpy)
+        keys, watermark = h.engine_keys(block_size), data.draw(st.integers(-1, len(lists)))
+        compiled_from = keys.private_from(i, watermark)
+        scan, prefix_keys.shared_upto = prefix_keys.shared_upto, None
+        try:
+            assert keys.private_from(i, watermark) == compiled_from
+        finally:
+            prefix_keys.shared_upto = scan
 
 
 def test_the_compiled_move_copies_a_range_and_refuses_one_out_of_range():

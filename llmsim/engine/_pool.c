@@ -988,67 +988,32 @@ pool_keys_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* The trace blocks numbers[lo:lo + n] of one request and `left`, per trace block, the
-   requests having it that may still look it up (PrefixKeys): NULL with an exception
-   (and no view held) where they are not in range. */
-static int64_t *
-trace_blocks_arg(PyObject *const *args, Views *v, int64_t **left, int64_t lo, int64_t n,
-                 const char *name)
-{
-    Py_ssize_t nnumbers, nleft;
-    int64_t *numbers = arg_array(v, args[0], &nnumbers, "numbers", 0);
-    *left = numbers ? arg_array(v, args[1], &nleft, "left", 1) : NULL;
-    if (!*left) {
-        release_views(v);
-        return NULL;
-    }
-    int64_t bad = lo < 0 || n < 0 || lo + n > nnumbers;
-    for (int64_t i = 0; !bad && i < n; i++)
-        bad = (uint64_t)numbers[lo + i] >= (uint64_t)nleft;
-    if (bad) {
-        release_views(v);
-        PyErr_Format(PyExc_IndexError, "%s: out of range", name);
-        return NULL;
-    }
-    return numbers + lo;
-}
-
-/* shared_upto(numbers, left, lo, upto) -> 1 + the place of the last of a request's trace
-   blocks numbers[lo:lo + upto] that another request may still look up (left > 1), or 0
-   (PrefixKeys.private_from) */
+/* shared_upto(sharers, lo, upto, watermark) -> 1 + the place of the last of a request's
+   trace blocks, among its first `upto`, that another request may still look up, or 0
+   (PrefixKeys.private_from): sharers[lo + t] is, for its trace block t, the latest request
+   before it that has that trace block (-1: none), or more than any request where one after
+   it has it; every request before `watermark` has left for good. */
 static PyObject *
 pool_shared_upto(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    int64_t lo, upto, *left;
-    if (!nargs_is(nargs, 4, "shared_upto") || !arg_long(args[2], &lo)
-        || !arg_long(args[3], &upto))
+    int64_t lo, upto, watermark;
+    if (!nargs_is(nargs, 4, "shared_upto") || !arg_long(args[1], &lo)
+        || !arg_long(args[2], &upto) || !arg_long(args[3], &watermark))
         return NULL;
     Views v = {.n = 0};
-    const int64_t *numbers = trace_blocks_arg(args, &v, &left, lo, upto, "shared_upto");
-    if (!numbers)
+    Py_ssize_t n;
+    const int64_t *sharers = arg_array(&v, args[0], &n, "sharers", 0);
+    if (!sharers)
         return NULL;
-    while (upto > 0 && left[numbers[upto - 1]] <= 1)
+    if (lo < 0 || upto < 0 || lo + upto > n) {
+        release_views(&v);
+        PyErr_SetString(PyExc_IndexError, "shared_upto: out of range");
+        return NULL;
+    }
+    while (upto > 0 && sharers[lo + upto - 1] < watermark)
         upto--;
     release_views(&v);
     return PyLong_FromLongLong(upto);
-}
-
-/* count_down(numbers, left, lo, hi): a request gone for good (finished or refused) will
-   look none of its trace blocks numbers[lo:hi] up again (PrefixKeys.gone) */
-static PyObject *
-pool_count_down(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    int64_t lo, hi, *left;
-    if (!nargs_is(nargs, 4, "count_down") || !arg_long(args[2], &lo) || !arg_long(args[3], &hi))
-        return NULL;
-    Views v = {.n = 0};
-    const int64_t *numbers = trace_blocks_arg(args, &v, &left, lo, hi - lo, "count_down");
-    if (!numbers)
-        return NULL;
-    for (int64_t i = 0; i < hi - lo; i++)
-        left[numbers[i]]--;
-    release_views(&v);
-    Py_RETURN_NONE;
 }
 
 /* move(src, lo, dst, at, n): dst[at:at + n] = src[lo:lo + n] (blocks handed from the fast
@@ -1087,7 +1052,6 @@ static PyMethodDef module_methods[] = {
     {"keys_into", (PyCFunction)(void (*)(void))pool_keys_into, METH_FASTCALL, NULL},
     {"move", (PyCFunction)(void (*)(void))pool_move, METH_FASTCALL, NULL},
     {"shared_upto", (PyCFunction)(void (*)(void))pool_shared_upto, METH_FASTCALL, NULL},
-    {"count_down", (PyCFunction)(void (*)(void))pool_count_down, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

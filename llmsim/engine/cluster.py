@@ -49,9 +49,10 @@ class Cluster:
                              f"{len(workload)}: select rows with Workload.select")
         self.keys: PrefixKeys | None = (hashes.engine_keys(engine.block_size)
                                         if hashes is not None else None)
-        # per trace block, the requests that may still look it up: a key no other request
-        # can look up any more waits for its request's `free`, as one nobody else has
-        self.left: np.ndarray | None = self.keys.left() if self.keys is not None else None
+        # every request before `watermark` has left for good: a key no request left can look
+        # up waits for its request's `free`, as one nobody else has (PrefixKeys.private_from)
+        self.gone = bytearray(len(workload) if self.keys is not None else 0)
+        self.watermark = 0
         self.replicas = [
             self.make_replica(i, Scheduler(engine, pool(num_gpu_blocks, engine.block_size),
                                            policy), cost, limit)
@@ -72,7 +73,7 @@ class Cluster:
         keys = self.keys
         if keys is not None:
             req.block_hashes = keys.keys(i, prompt, output)
-            req.private_from = keys.private_from(i, self.left)
+            req.private_from = keys.private_from(i, self.watermark)
             req.keys_checked = True
         replicas = self.replicas
         replica = replicas[self.router(req, replicas)] if len(replicas) > 1 else replicas[0]
@@ -86,8 +87,11 @@ class Cluster:
     def count(self, req: Request) -> None:
         """A request left the system (finished or rejected)."""
         self.done += 1
-        if self.keys is not None and self.left is not None:
-            self.keys.gone(req.id, self.left)
+        if self.keys is not None:
+            gone, n = self.gone, len(self.gone)
+            gone[req.id] = 1
+            while self.watermark < n and gone[self.watermark]:
+                self.watermark += 1
         if self.progress is not None:
             self.progress(self.done)
 

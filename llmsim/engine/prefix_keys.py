@@ -9,23 +9,25 @@ import numpy as np
 
 from .key_table import MAX_KEY
 
-try:  # the gather and the counts in C, where the engine's pool steps were built (setup.py)
-    from ._pool import count_down, keys_into, shared_upto
+try:  # the gather and the scan in C, where the engine's pool steps were built (setup.py)
+    from ._pool import keys_into, shared_upto
 except ImportError:
-    count_down = keys_into = shared_upto = None
+    keys_into = shared_upto = None
 
 
 class PrefixKeys:
     def __init__(self, bounds: memoryview, first: np.ndarray, t: np.ndarray,
                  place: np.ndarray, shared_upto: memoryview, block_tokens: int,
-                 covers_output: bool, block_size: int, numbers: np.ndarray,
-                 holders: np.ndarray) -> None:
+                 covers_output: bool, block_size: int, sharers: np.ndarray,
+                 may_shrink: memoryview) -> None:
         """`bounds`: request i's trace blocks are [bounds[i], bounds[i + 1]); `first`: each
         trace block's first key; `t`, `place`: engine block j ends in the request's trace
         block t[j], and is the place[j]-th engine block that ends there; `shared_upto`: per
         request, 1 + the place of its last trace block another request also has
-        (memoryviews: read as Python ints); `numbers`: the requests' trace blocks' numbers
-        (`first` is by number); `holders`: per number, the requests having it."""
+        (memoryviews: read as Python ints); `sharers`: per trace block of each request, the
+        latest request before it that has it (-1: none), or more than any request where one
+        after it has it; `may_shrink`: per request, whether the last of its first
+        `shared_upto` trace blocks is one no request after it has."""
         if len(first) and int(first.max()) + int(place.max(initial=0)) >= MAX_KEY:
             raise ValueError(f"{len(first):,} trace blocks make keys past the prefix cache's "
                              f"{MAX_KEY:,}")
@@ -37,8 +39,8 @@ class PrefixKeys:
         self.block_tokens = block_tokens
         self.covers_output = covers_output
         self.block_size = block_size
-        self.numbers = numbers
-        self.holders = holders
+        self.sharers = sharers
+        self.may_shrink = may_shrink
 
     def keys(self, i: int, prompt: int, output: int) -> np.ndarray | None:
         """Request i's keys for its leading full blocks, or None when it has none."""
@@ -60,33 +62,18 @@ class PrefixKeys:
         keys += self.place[:n]
         return keys
 
-    def left(self) -> np.ndarray:
-        """Per trace block, the requests that may still look it up: at the start of a
-        simulation, all that have it (`gone` counts them down)."""
-        return self.holders.copy()
-
-    def private_from(self, i: int, left: np.ndarray | None = None) -> int:
+    def private_from(self, i: int, watermark: int = -1) -> int:
         """The first of request i's blocks whose key no other request has: past the last of
-        its trace blocks another request also has, or, given `left`, another request may
-        still look up (one that has not arrived yet, or not left for good). Only request i
-        itself could look those keys up from now on, after a preemption."""
+        its trace blocks another request also has, or, given `watermark` (every request
+        before it has left for good: finished, or refused), another request may still look
+        up (one after it, or one before it not gone). Only request i itself could look
+        those keys up from now on, after a preemption."""
         upto: int = self.shared_upto[i]
-        if left is not None and upto:
+        if watermark >= 0 and self.may_shrink[i]:
             lo: int = self.bounds[i]
-            hi: int = self.bounds[i + 1]
-            upto = min(upto, hi - lo)
             if shared_upto is not None:
-                upto = shared_upto(self.numbers, left, lo, upto)
+                upto = shared_upto(self.sharers, lo, upto, watermark)
             else:
-                others = np.flatnonzero(left[self.numbers[lo:lo + upto]] > 1)
+                others = np.flatnonzero(self.sharers[lo:lo + upto] >= watermark)
                 upto = int(others[-1]) + 1 if len(others) else 0
         return upto * self.block_tokens // self.block_size
-
-    def gone(self, i: int, left: np.ndarray) -> None:
-        """Request i left for good (finished, or refused): it looks nothing up again."""
-        lo: int = self.bounds[i]
-        hi: int = self.bounds[i + 1]
-        if count_down is not None:
-            count_down(self.numbers, left, lo, hi)
-        else:
-            left[self.numbers[lo:hi]] -= 1

@@ -16,6 +16,7 @@ import numpy as np
 from ..engine.prefix_keys import PrefixKeys
 
 POSITION_BITS = 24  # a trace block's place in its request, packed under its id to number them
+LATER = 1 << 62  # `_sharers`: a request after this one has the trace block
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,9 +73,33 @@ class BlockHashes:
         return upto
 
     @cached_property
-    def _holders(self) -> np.ndarray:
-        """Per trace block (by number), the requests having it."""
-        return np.bincount(self._numbers).astype(np.int64)
+    def _sharers(self) -> np.ndarray:
+        """Per id (each trace block of each request): the latest request before it that has
+        the same trace block (-1: none), or LATER where one after it has it. What lets a
+        request tell, as it arrives, which of its trace blocks no request left can look up
+        (`PrefixKeys.private_from`)."""
+        numbers = self._numbers
+        if not len(numbers):
+            return np.empty(0, np.int64)
+        counts = np.diff(self.offsets)
+        request = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        last = np.full(int(numbers.max()) + 1, -1, np.int64)  # per trace block
+        np.maximum.at(last, numbers, request)
+        later = request < last[numbers]
+        before = np.full(len(last), -1, np.int64)  # the latest holder before the last one
+        np.maximum.at(before, numbers[later], request[later])
+        return np.where(later, LATER, before[numbers])
+
+    @cached_property
+    def _may_shrink(self) -> np.ndarray:
+        """Per request: whether the last of its first `_shared_upto` trace blocks is one no
+        request after it has (so its keys from there on may become its own as it arrives)."""
+        upto = self._shared_upto
+        last = self.offsets[:-1] + upto - 1
+        shrink = np.zeros(len(upto), np.uint8)
+        some = upto > 0
+        shrink[some] = self._sharers[last[some]] < LATER
+        return shrink
 
     def engine_keys(self, block_size: int) -> PrefixKeys:
         """`keys` and `private_from` for one block size, compiled with the engine (what a
@@ -93,7 +118,7 @@ class BlockHashes:
             made = self._engine_keys[block_size] = PrefixKeys(
                 self._bounds, self._numbers * span, t, place,
                 memoryview(self._shared_upto), self.block_tokens, self.covers_output,
-                block_size, self._numbers, self._holders)
+                block_size, self._sharers, memoryview(self._may_shrink))
         return made
 
     @cached_property

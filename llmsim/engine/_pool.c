@@ -1016,6 +1016,57 @@ pool_shared_upto(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(upto);
 }
 
+/* sharers(offsets, numbers, count, out): for each request's trace blocks (request r's are
+   numbers[offsets[r]:offsets[r + 1]], each in [0, count)), out[k] = LATER (2**62) where a
+   later request has numbers[k], else the latest request before r that has it, or -1
+   (BlockHashes._sharers). One pass, remembering each number's last request and place:
+   NumPy's two ufunc.at passes and their temporaries took 31 ms on 3,000 sessions. */
+static PyObject *
+pool_sharers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t count;
+    if (!nargs_is(nargs, 4, "sharers") || !arg_long(args[2], &count))
+        return NULL;
+    Views v = {.n = 0};
+    Py_ssize_t noffsets, nnumbers, nout;
+    const int64_t *offsets = arg_array(&v, args[0], &noffsets, "offsets", 0);
+    const int64_t *numbers = offsets ? arg_array(&v, args[1], &nnumbers, "numbers", 0) : NULL;
+    int64_t *out = numbers ? arg_array(&v, args[3], &nout, "out", 1) : NULL;
+    if (!out) {
+        release_views(&v);
+        return NULL;
+    }
+    int64_t bad = count < 0 || noffsets < 1 || nout != nnumbers || offsets[0] != 0
+                  || offsets[noffsets - 1] != nnumbers;
+    for (Py_ssize_t r = 1; !bad && r < noffsets; r++)
+        bad = offsets[r] < offsets[r - 1];
+    for (Py_ssize_t k = 0; !bad && k < nnumbers; k++)
+        bad = (uint64_t)numbers[k] >= (uint64_t)count;
+    int64_t *seen = bad ? NULL : malloc(((size_t)count + 1) * 2 * sizeof *seen);
+    if (!seen) {
+        release_views(&v);
+        if (bad)
+            PyErr_SetString(PyExc_ValueError, "sharers: offsets or numbers out of range");
+        else
+            PyErr_NoMemory();
+        return NULL;
+    }
+    for (int64_t t = 0; t < count; t++)
+        seen[2 * t] = -1;  /* the last request seen with number t; seen[2t + 1]: its place */
+    for (Py_ssize_t r = 0; r + 1 < noffsets; r++)
+        for (int64_t k = offsets[r]; k < offsets[r + 1]; k++) {
+            int64_t t = numbers[k], before = seen[2 * t];
+            if (before >= 0)
+                out[seen[2 * t + 1]] = (int64_t)1 << 62;  /* a later request has it */
+            out[k] = before;
+            seen[2 * t] = r;
+            seen[2 * t + 1] = k;
+        }
+    free(seen);
+    release_views(&v);
+    Py_RETURN_NONE;
+}
+
 /* move(src, lo, dst, at, n): dst[at:at + n] = src[lo:lo + n] (blocks handed from the fast
    simulator's aggregate to a request leaving it, CachingBlockPool._attribute: NumPy's two
    slices and assignment took ~1 us a call). */
@@ -1052,6 +1103,7 @@ static PyMethodDef module_methods[] = {
     {"keys_into", (PyCFunction)(void (*)(void))pool_keys_into, METH_FASTCALL, NULL},
     {"move", (PyCFunction)(void (*)(void))pool_move, METH_FASTCALL, NULL},
     {"shared_upto", (PyCFunction)(void (*)(void))pool_shared_upto, METH_FASTCALL, NULL},
+    {"sharers", (PyCFunction)(void (*)(void))pool_sharers, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,10 +9,10 @@ import numpy as np
 
 from .key_table import MAX_KEY
 
-try:  # the gather and the scan in C, where the engine's pool steps were built (setup.py)
-    from ._pool import keys_into, shared_upto
+try:  # the gather and the scans in C, where the engine's pool steps were built (setup.py)
+    from ._pool import keys_into, shared_upto, sharers
 except ImportError:
-    keys_into = shared_upto = None
+    keys_into = shared_upto = sharers = None  # (sharers: BlockHashes._sharers)
 
 
 class PrefixKeys:

@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..engine import prefix_keys
 from ..engine.prefix_keys import PrefixKeys
 
 POSITION_BITS = 24  # a trace block's place in its request, packed under its id to number them
@@ -81,6 +82,12 @@ class BlockHashes:
         numbers = self._numbers
         if not len(numbers):
             return np.empty(0, np.int64)
+        if prefix_keys.sharers is not None:  # in one pass, in C
+            out = np.empty(len(numbers), np.int64)
+            prefix_keys.sharers(np.ascontiguousarray(self.offsets, np.int64),
+                                np.ascontiguousarray(numbers, np.int64),
+                                int(numbers.max()) + 1, out)
+            return out
         counts = np.diff(self.offsets)
         request = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         last = np.full(int(numbers.max()) + 1, -1, np.int64)  # per trace block

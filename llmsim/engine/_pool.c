@@ -20,8 +20,10 @@
    Functions beside it serve the pool's callers the same way: `keys_into` makes a
    request's keys (PrefixKeys.keys), `watched` is the lockstep decoders' test before a
    lookup (DecoderAggregate.flush_keys), `watch_add` and `watch_above` keep and test their
-   counts per key slot (join, leave), and `move` copies blocks between two buffers; each
-   falls back to NumPy where this was not built.
+   counts per key slot (join, leave), `move` copies blocks between two buffers, and
+   `sharers` and `shared_upto` tell which of a request's trace blocks a request left may
+   still look up (BlockHashes._sharers, PrefixKeys.private_from); each falls back to NumPy
+   where this was not built.
    An editable install does not rebuild this on its own: after editing it, run
    `pip install -e .` (or `python setup.py build_ext --inplace`). */
 
@@ -440,7 +442,7 @@ static inline void
 fetch_record(int64_t *rec, int32_t *table, int64_t e, Py_ssize_t nb, Py_ssize_t ntable)
 {
     int64_t b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);
-    if (e >= 0 && b < nb) {
+    if (e >= 0 && b < nb && c != NONE_CELL) {
         PREFETCH(&rec[2 * b], 1);
         if ((uint64_t)c < (uint64_t)ntable)
             PREFETCH(&table[c], 1);
@@ -477,7 +479,7 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
         int64_t e = (entry), b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);                   \
         if (e < 0)  /* holding a DEAD key: no record to read or write */              \
             out[got++] = -1 - e;                                                      \
-        else if (c != NONE_CELL && b < nb) {                                                 \
+        else if (c != NONE_CELL && b < nb) {                                          \
             out[got++] = b;                                                           \
             CELL(b) = NONE_CELL;                                                      \
             REFS(b) = 1;                                                              \
@@ -496,11 +498,12 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
    n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
    from the top of their stack (at `top`), bottom first; then the least recently freed
    keyed ones, from queue entry `head` on, skipping dead entries, their keys dropped:
-   blocks with a cell get cell NONE and one reference, and their map cells empty (`_evict` with KeyTable.remove, where no key is held twice: the caller makes sure
-   of that); blocks with DEAD keys and keyless ones keep their records, which nothing reads
-   until a key is set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are
-   listed in the bound `owned`, in order, for the caller to drop those keys from its dicts.
-   There must be n free blocks. */
+   blocks with a cell get cell NONE and one reference, and their map cells empty (`_evict`
+   with KeyTable.remove, where no key is held twice: the caller makes sure of that); blocks
+   with DEAD keys and keyless ones keep their records, which nothing reads until a key is
+   set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are listed in the
+   bound `owned`, in order, for the caller to drop those keys from its dicts. There must be
+   n free blocks. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -533,8 +536,8 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
        skipped (a dead entry), so no round passes the end of what it needs, and the loop
        over one needs no count or bound checks. An entry before `ahead` has one AHEAD
        further on in the queue, whose record and cell are fetched while this one is worked
-       on; a
-       round that passes `ahead` (the queue is compacted long before, mostly) checks. */
+       on; a round that passes `ahead` (the queue is compacted long before, mostly)
+       checks. */
     Py_ssize_t ahead = nlru - AHEAD;
     while (got < n) {
         Py_ssize_t stop = head + (n - got);

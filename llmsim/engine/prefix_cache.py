@@ -94,8 +94,8 @@ def table_rows(num_blocks: int) -> int:
 
 def entry(blocks: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Keyed free blocks' entries in the queue: each block with its cell (>= 0, or OWN),
-    which `take` clears in the map without reading the block's record. A touch leaves the
-    block alone (cell NONE: a dead entry); a DEAD key's entry is -1 - b."""
+    which `take` clears in the map without reading the block's record. A touch rewrites an
+    entry as the bare block, with no cell: a dead entry. A DEAD key's entry is -1 - b."""
     return blocks | (cells.astype(np.int64) + 3) << CELL_SHIFT
 
 
@@ -150,7 +150,8 @@ class CachingBlockPool(BlockPool):
         self._seq[:] = -1
         self._plain = np.arange(nb - 1, -1, -1, dtype=np.intp)  # keyless free blocks
         self._plain_n = nb
-        self._lru = np.empty(max(2 * nb, 1024), np.intp)  # keyed free blocks' entries, oldest first
+        self._lru = np.empty(max(2 * nb, 1024), np.intp)  # keyed free blocks (`entry`),
+        # oldest first
         self._lru_head = self._lru_tail = 0
         self._lru_base = 0  # the number of the entry at `_lru[0]`
         self._dead = 0  # dead entries between head and tail

@@ -200,10 +200,12 @@ def test_the_compiled_key_gather_and_scan_are_numpys(lists, block_tokens, block_
     h = BlockHashes.from_lists(lists, block_tokens, covers_output)
     one_pass, prefix_keys.sharers = prefix_keys.sharers, None
     try:
-        numpys = BlockHashes.from_lists(lists, block_tokens, covers_output)._sharers
+        numpys = BlockHashes.from_lists(lists, block_tokens, covers_output)
+        numpys = numpys._sharers, numpys._shared_upto
     finally:
         prefix_keys.sharers = one_pass
-    np.testing.assert_array_equal(h._sharers, numpys)
+    np.testing.assert_array_equal(h._sharers, numpys[0])
+    np.testing.assert_array_equal(h._shared_upto, numpys[1])
     for i in range(len(lists)):
         prompt, output = data.draw(st.integers(1, 5000)), data.draw(st.integers(1, 500))
         compiled = h.keys(i, prompt, output, block_size)

@@ -62,6 +62,8 @@ class BlockHashes:
     def _shared_upto(self) -> np.ndarray:
         """Per request, 1 + the place of its last trace block another request also has
         (0: none)."""
+        if self._sharing is not None:
+            return self._sharing[1]
         numbers = self._numbers
         counts = np.diff(self.offsets)
         upto = np.zeros(len(counts), np.int64)
@@ -79,15 +81,11 @@ class BlockHashes:
         the same trace block (-1: none), or LATER where one after it has it. What lets a
         request tell, as it arrives, which of its trace blocks no request left can look up
         (`PrefixKeys.private_from`)."""
+        if self._sharing is not None:
+            return self._sharing[0]
         numbers = self._numbers
         if not len(numbers):
             return np.empty(0, np.int64)
-        if prefix_keys.sharers is not None:  # in one pass, in C
-            out = np.empty(len(numbers), np.int64)
-            prefix_keys.sharers(np.ascontiguousarray(self.offsets, np.int64),
-                                np.ascontiguousarray(numbers, np.int64),
-                                int(numbers.max()) + 1, out)
-            return out
         counts = np.diff(self.offsets)
         request = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         last = np.full(int(numbers.max()) + 1, -1, np.int64)  # per trace block
@@ -96,6 +94,20 @@ class BlockHashes:
         before = np.full(len(last), -1, np.int64)  # the latest holder before the last one
         np.maximum.at(before, numbers[later], request[later])
         return np.where(later, LATER, before[numbers])
+
+    @cached_property
+    def _sharing(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(`_sharers`, `_shared_upto`) in one C pass (the NumPy code above is the
+        reference), or None where it was not built or there are no ids."""
+        numbers = self._numbers
+        if prefix_keys.sharers is None or not len(numbers):
+            return None
+        sharers = np.empty(len(numbers), np.int64)
+        upto = np.empty(len(self), np.int64)
+        prefix_keys.sharers(np.ascontiguousarray(self.offsets, np.int64),
+                            np.ascontiguousarray(numbers, np.int64), int(numbers.max()) + 1,
+                            sharers, upto)
+        return sharers, upto
 
     @cached_property
     def _may_shrink(self) -> np.ndarray:

@@ -67,6 +67,11 @@ def main() -> None:
     print(f"{TRACE}: {len(w):,} requests over {w.duration:.0f} s, mean prompt "
           f"{w.prompt_tokens.mean():.0f}, mean output {w.output_tokens.mean():.0f} tokens; "
           f"Llama-3-8B on {args.replicas} x H100, block size 16, fitted H100 costs")
+    # what ran: a stale build runs the engine's sources, at about half the speed, with
+    # only a warning (a figure measured so is not the compiled engine's)
+    from llmsim.engine import compiled, prefix_cache
+    print(f"engine: {'compiled' if compiled() else 'its sources (not compiled, or stale)'}, "
+          f"pool steps: {'C' if prefix_cache.CompiledArrays is not None else 'NumPy'}")
 
     def deployment(caching: bool, router: str) -> Deployment:
         return Deployment(model="llama-3-8b", gpu="h100", num_replicas=args.replicas,

@@ -219,11 +219,11 @@ def test_the_compiled_key_gather_and_scan_are_numpys(lists, block_tokens, block_
             np.testing.assert_array_equal(compiled, numpy)
         keys, watermark = h.engine_keys(block_size), data.draw(st.integers(-1, len(lists)))
         compiled_from = keys.private_from(i, watermark)
-        scan, prefix_keys.shared_upto = prefix_keys.shared_upto, None
+        scan, prefix_keys.scan_shared = prefix_keys.scan_shared, None
         try:
             assert keys.private_from(i, watermark) == compiled_from
         finally:
-            prefix_keys.shared_upto = scan
+            prefix_keys.scan_shared = scan
 
 
 def test_the_compiled_move_copies_a_range_and_refuses_one_out_of_range():

@@ -10,9 +10,10 @@ import numpy as np
 from .key_table import MAX_KEY
 
 try:  # the gather and the scans in C, where the engine's pool steps were built (setup.py)
-    from ._pool import keys_into, shared_upto, sharers
+    from ._pool import keys_into, sharers
+    from ._pool import shared_upto as scan_shared  # (not `self.shared_upto`, the array)
 except ImportError:
-    keys_into = shared_upto = sharers = None  # (sharers: BlockHashes._sharers)
+    keys_into = scan_shared = sharers = None  # (sharers: BlockHashes._sharing)
 
 
 class PrefixKeys:
@@ -71,8 +72,8 @@ class PrefixKeys:
         upto: int = self.shared_upto[i]
         if watermark >= 0 and self.may_shrink[i]:
             lo: int = self.bounds[i]
-            if shared_upto is not None:
-                upto = shared_upto(self.sharers, lo, upto, watermark)
+            if scan_shared is not None:
+                upto = scan_shared(self.sharers, lo, upto, watermark)
             else:
                 others = np.flatnonzero(self.sharers[lo:lo + upto] >= watermark)
                 upto = int(others[-1]) + 1 if len(others) else 0

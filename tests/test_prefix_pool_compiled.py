@@ -192,8 +192,8 @@ def test_the_compiled_watch_test_is_numpys(marked, keys):
 @given(lists=st.lists(st.lists(st.integers(0, 30), max_size=12), min_size=1, max_size=8),
        block_tokens=st.sampled_from([1, 3, 16, 512]), block_size=st.sampled_from([1, 4, 16]),
        covers_output=st.booleans(), data=st.data())
-def test_the_compiled_key_gather_and_scan_are_numpys(lists, block_tokens, block_size, covers_output,
-                                           data):
+def test_the_compiled_key_gather_and_scan_are_numpys(lists, block_tokens, block_size,
+                                                     covers_output, data):
     from llmsim.engine import prefix_keys
     from llmsim.traces.block_hashes import BlockHashes
 

@@ -58,7 +58,7 @@ import numpy as np
 
 from .blocks import BlockPool, mypyc_attr
 from .key_table import EMPTY, MAX_KEY, KeyTable
-from .request import Request
+from .request import Holding, Request
 
 try:  # the per-block steps compiled (_pool.c); optional (setup.py)
     from ._pool import Arrays as CompiledArrays
@@ -101,17 +101,6 @@ def entry(blocks: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 def own_key(req_id: int, index: int) -> int:
     return -1 - (req_id << OWN_SHIFT | index)
-
-
-class Holding:
-    """A request's blocks in a caching pool: buffer[:n] in order (the buffer is sized for all
-    it can hold: a chunk or a settle writes its new ones in place), the first `keyed` of them
-    with keys set."""
-
-    def __init__(self, buffer: np.ndarray, n: int, keyed: int) -> None:
-        self.buffer = buffer
-        self.n = n
-        self.keyed = keyed
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled (setup.py); tests subclass it
@@ -160,15 +149,15 @@ class CachingBlockPool(BlockPool):
         self._map = KeyTable(table_rows(nb))  # given key -> block
         self._own: dict[int, int | list[int]] = {}  # own key -> block, or blocks in order
         self._own_key: dict[int, int] = {}  # block -> its own key
-        self._reqs: dict[int, Holding] = {}  # request id -> the blocks it holds (one dict,
-        # one lookup a step: three took ~2% of a caching-on run of Mooncake's trace)
+        self._reqs: dict[int, Holding] = {}  # request id -> the blocks it holds (each
+        # request keeps its own as `holding`, which the steps read: this is for the pool's
+        # checks and for `_name`). A request's `lookup` holds the blocks its last `hit`
+        # found, in the buffer it is allocated with (the lookup writes them there: no copy)
         self._spare: dict[int, list[np.ndarray]] = {}  # c -> freed buffers of >= 2**c blocks
-        self._hits: dict[int, Holding] = {}  # request id -> the blocks its last `hit` found,
-        # in the buffer it is allocated with (the lookup writes them there: no copy)
         self._keyings = 0  # times keys were set so far (see `blocked`)
         self._touches = 0  # idle cached blocks hits took out of the free queue (`blocked`)
-        # request id -> (_keyings, _touches, free_blocks) when its admission last failed
-        self._failed: dict[int, tuple[int, int, int]] = {}
+        # (a request's `failed`: _keyings, _touches, free_blocks when its admission last
+        # failed)
         self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
         self._loose_n = 0
         self._owed = 0  # blocks it took that are still in the free queue (see `take`)
@@ -236,9 +225,9 @@ class CachingBlockPool(BlockPool):
         if n and self.flush is not None:
             self.flush(given[:n], None)
         self._pay()
-        held = self._hits.get(req.id)  # an earlier lookup's buffer, to reuse
+        held = req.lookup  # an earlier lookup's buffer, to reuse
         if held is None:
-            held = self._hits[req.id] = Holding(self._buffer(self._capacity(req)), 0, 0)
+            held = req.lookup = Holding(self._buffer(self._capacity(req)), 0, 0)
         found = self._cached_run(given, n, held.buffer)
         if found == n < limit and self._own:  # its own blocks, kept since a preemption
             for j in range(n, limit):
@@ -266,7 +255,7 @@ class CachingBlockPool(BlockPool):
         both by one, but beside a block freed elsewhere the free count hides it (free back
         where it was, need one lower): any such touch means looking again. What a head of
         the queue stuck behind a full pool asks every iteration."""
-        failed = self._failed.get(req.id)
+        failed = req.failed
         if failed is None:
             return False
         if self.flush is not None and req.block_hashes is not None:  # keys due by now count
@@ -283,7 +272,7 @@ class CachingBlockPool(BlockPool):
         assert req.id not in self._held, f"request {req.id} already holds blocks"
         if self.anonymous:  # nothing hits
             return super().can_allocate(req, num_new_tokens)
-        held = self._hits.get(req.id)
+        held = req.lookup
         found = held.n if held is not None else 0
         assert found * self.block_size == req.computed, "hit() must come first"
         whole = max(req.prompt_tokens + req.emitted, req.computed + num_new_tokens)
@@ -292,9 +281,9 @@ class CachingBlockPool(BlockPool):
             evictable = (self._c.idle(held.buffer, found) if self._c is not None
                          else int(np.count_nonzero(self._refs[held.buffer[:found]] == 0)))
         if -(-whole // self.block_size) - found + evictable <= self.free_blocks:
-            self._failed.pop(req.id, None)
+            req.failed = None
             return True
-        self._failed[req.id] = (self._keyings, self._touches, self.free_blocks)
+        req.failed = (self._keyings, self._touches, self.free_blocks)
         return False
 
     def allocate(self, req: Request, num_new_tokens: int) -> None:
@@ -303,7 +292,8 @@ class CachingBlockPool(BlockPool):
                 return self._allocate_anonymous(req, num_new_tokens)
             self._name()  # its keys will be looked up
         self._pay()
-        held = self._hits.pop(req.id, None)
+        held = req.lookup
+        req.lookup = None
         if held is None:
             held = Holding(self._buffer(self._capacity(req)), 0, 0)
         found = held.n
@@ -342,7 +332,7 @@ class CachingBlockPool(BlockPool):
                 self._touches += len(touched)
             refs[hits] = counts + 1
         self.hit_tokens += req.computed
-        self._reqs[req.id] = held  # its hit blocks lead its buffer, keyed
+        self._reqs[req.id] = req.holding = held  # its hit blocks lead its buffer, keyed
         self._held[req.id] = found
         req.scheduled_kv = req.computed + num_new_tokens
         self._grow(req, self.missing(req, num_new_tokens))
@@ -363,10 +353,10 @@ class CachingBlockPool(BlockPool):
         """`_key` for a request scheduling tokens, after the fast simulator's decoders have
         set those of their due keys it is about to set too (`seat`: see `flush`)."""
         given = req.block_hashes
-        if given is None or self._reqs[req.id].keyed >= self._shared(req):
+        if given is None or self._holding(req).keyed >= self._shared(req):
             return
         if self.flush is not None:
-            start = self._reqs[req.id].keyed
+            start = self._holding(req).keyed
             stop = min(tokens // self.block_size, self._shared(req))
             if stop > start:
                 self.flush(given[start:stop], seat)
@@ -379,17 +369,25 @@ class CachingBlockPool(BlockPool):
         assert given is not None
         return min(len(given), req.private_from)
 
+    def _holding(self, req: Request) -> Holding:
+        """The blocks `req` holds here (kept on it; `_reqs` has them by id, for the
+        blocks named while it held them anonymously)."""
+        held = req.holding
+        if held is None:
+            held = req.holding = self._reqs[req.id]
+        return held
+
     def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
         if n:
-            held = self._reqs[req.id]
+            held = self._holding(req)
             at = held.n
             buffer = self._room(held, at + n)
             self.free_blocks -= n
             if self._c is None or not self._take_into(n, buffer, at):
                 buffer[at:at + n] = self._take_out(n)
             held.n = at + n
-            self._held[req.id] += n
+            self._held[req.id] = at + n  # (settled: what it holds)
 
     def _buffer(self, n: int) -> np.ndarray:
         """A buffer for `n` blocks or more: a freed one where one is spare (an np.empty per
@@ -522,7 +520,7 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None:
             return
-        held = self._reqs[req.id]
+        held = self._holding(req)
         start = held.keyed
         stop = min(tokens // self.block_size, self._shared(req))
         if stop <= start:
@@ -555,7 +553,9 @@ class CachingBlockPool(BlockPool):
             self._name()  # preempted: its blocks get own keys, which it looks up again
         self._pay()
         rid = req.id
-        held = self._reqs.pop(rid)
+        held = self._holding(req)
+        del self._reqs[rid]
+        req.holding = None
         n, buffer = held.n, held.buffer  # its blocks are buffer[:n]
         # spare for the next request at once: nothing below asks for a buffer
         self._spare.setdefault(len(buffer).bit_length() - 1, []).append(buffer)
@@ -743,7 +743,7 @@ class CachingBlockPool(BlockPool):
         self._held[req.id] = self._attribute(req, req.computed)
         req.scheduled_kv = req.computed
         given = req.block_hashes
-        if given is not None and self._reqs[req.id].keyed < self._shared(req):
+        if given is not None and self._holding(req).keyed < self._shared(req):
             self._key(req, req.computed)
 
     def _attribute(self, req: Request, tokens: int) -> int:
@@ -752,7 +752,7 @@ class CachingBlockPool(BlockPool):
         (Called for every lockstep decoder leaving the aggregate, mostly with nothing to
         give: no view of its blocks is made.)"""
         self._pay()
-        held = self._reqs[req.id]
+        held = self._holding(req)
         at = held.n
         n = self.blocks_for(tokens) - at
         if n <= 0:
@@ -774,19 +774,19 @@ class CachingBlockPool(BlockPool):
         given = req.block_hashes
         if given is None:
             return None
-        keyed = self._reqs[req.id].keyed
+        keyed = self._holding(req).keyed
         return None if keyed >= self._shared(req) else (keyed + 1) * self.block_size
 
     def keys_range(self, req: Request) -> tuple[int, int]:
         """Where `req`'s given keys to set as its blocks fill, not set yet, are in its
         `block_hashes`: `keys_left` as a range."""
-        return self._reqs[req.id].keyed, self._shared(req)
+        return self._holding(req).keyed, self._shared(req)
 
     def keys_left(self, req: Request) -> np.ndarray:
         """`req`'s given keys to set as its blocks fill, not set yet."""
         given = req.block_hashes
         assert given is not None
-        return given[self._reqs[req.id].keyed:self._shared(req)]
+        return given[self._holding(req).keyed:self._shared(req)]
 
     def key_members(self, due: list[tuple[Request, int, int]]) -> None:
         """Aggregate members' blocks full of their scheduled tokens get their given keys,
@@ -803,10 +803,10 @@ class CachingBlockPool(BlockPool):
         for req, scheduled, base in due:
             held = self._attribute(req, scheduled)  # first: it may replace the buffer (and
             # mypyc 2.4 evaluates a NumPy slice's bounds twice)
-            blocks = self._reqs[req.id].buffer[:held]
+            blocks = self._holding(req).buffer[:held]
             given = req.block_hashes
             assert given is not None  # only members with given keys fall due
-            start, stop = self._reqs[req.id].keyed, min(scheduled // bs, self._shared(req))
+            start, stop = self._holding(req).keyed, min(scheduled // bs, self._shared(req))
             if stop > start:
                 runs.append((req, start, stop, base, blocks))
         if not runs:
@@ -824,7 +824,7 @@ class CachingBlockPool(BlockPool):
         else:
             self._insert(keys, blocks, 0, len(keys))
         for req, _, stop, _, _ in runs:
-            self._reqs[req.id].keyed = stop
+            self._holding(req).keyed = stop
 
     # -- for tests --------------------------------------------------------------------
 
@@ -887,8 +887,9 @@ class CachingBlockPool(BlockPool):
             return
         self._pay()
         refs = np.zeros(nb, np.int64)
-        for holding in self._reqs.values():
+        for rid, holding in self._reqs.items():
             blocks = holding.buffer[:holding.n]
+            assert self._held.get(rid, holding.n) == holding.n  # (unsettled: not in _held)
             assert len(set(blocks.tolist())) == len(blocks)
             refs[blocks] += 1
             keyed = holding.keyed  # its blocks with keys lead, those without follow

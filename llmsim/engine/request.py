@@ -17,6 +17,17 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+class Holding:
+    """A request's blocks in a caching pool (prefix_cache.py): buffer[:n] in order (the
+    buffer is sized for all it can hold: a chunk or a settle writes its new ones in place),
+    the first `keyed` of them with keys set."""
+
+    def __init__(self, buffer: np.ndarray, n: int, keyed: int) -> None:
+        self.buffer = buffer
+        self.n = n
+        self.keyed = keyed
+
+
 class State(Enum):
     WAITING = "waiting"
     RUNNING = "running"
@@ -52,6 +63,12 @@ class Request:
     seat: int = 0  # admission sequence number: running order is increasing seat
     scheduled_kv: int = 0  # prefix caching: tokens scheduled into its blocks while it holds
     # them (which of its full blocks get keys when it frees them; prefix_cache.py)
+    # a caching pool's state for it, kept here: a dict keyed by id cost a boxed lookup
+    # each, ~4% of the instructions caching adds to Mooncake's trace
+    holding: Holding | None = None  # the blocks it holds (None: none, or not looked up
+    # since the pool named its blocks: CachingBlockPool._holding)
+    lookup: Holding | None = None  # the blocks its last `hit` found, until it is allocated
+    failed: tuple[int, int, int] | None = None  # CachingBlockPool.blocked's counts
     queued_key: tuple = ()  # the sort key of its live entry in the waiting queue (a plain
     # `tuple`: the queue tests entries by identity, and a compiled fixed-shape tuple would be
     # unboxed and boxed anew)

@@ -209,11 +209,11 @@ def test_the_compiled_key_gather_and_scan_are_numpys(lists, block_tokens, block_
     for i in range(len(lists)):
         prompt, output = data.draw(st.integers(1, 5000)), data.draw(st.integers(1, 500))
         compiled = h.keys(i, prompt, output, block_size)
-        gather, prefix_keys.keys_into = prefix_keys.keys_into, None
+        gather, prefix_keys.make_keys = prefix_keys.make_keys, None
         try:
             numpy = h.keys(i, prompt, output, block_size)
         finally:
-            prefix_keys.keys_into = gather
+            prefix_keys.make_keys = gather
         assert (compiled is None) == (numpy is None)
         if compiled is not None:
             np.testing.assert_array_equal(compiled, numpy)

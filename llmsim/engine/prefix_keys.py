@@ -10,10 +10,10 @@ import numpy as np
 from .key_table import MAX_KEY
 
 try:  # the gather and the scans in C, where the engine's pool steps were built (setup.py)
-    from ._pool import keys_into, sharers
+    from ._pool import make_keys, sharers
     from ._pool import shared_upto as scan_shared  # (not `self.shared_upto`, the array)
 except ImportError:
-    keys_into = scan_shared = sharers = None  # (sharers: BlockHashes._sharing)
+    make_keys = scan_shared = sharers = None  # (sharers: BlockHashes._sharing)
 
 
 class PrefixKeys:
@@ -55,10 +55,9 @@ class PrefixKeys:
         n = covered // self.block_size
         if n <= 0:
             return None
-        if keys_into is not None:
-            keys = np.empty(n, np.int64)
-            keys_into(self.first, lo, self.block_tokens, self.block_size, keys)
-            return keys
+        if make_keys is not None:
+            made: np.ndarray = make_keys(self.first, lo, self.block_tokens, self.block_size, n)
+            return made
         keys = self.first[lo:hi][self.t[:n]]
         keys += self.place[:n]
         return keys

@@ -137,8 +137,8 @@ ints_tuple(Py_ssize_t n, const long long *x)
     return t;
 }
 
-/* Evicted blocks come from all over the pool's arrays: `take` asks for the lines of the
-   block AHEAD entries on in the queue while it works on this one, so that the memory
+/* Evicted blocks come from all over the pool's arrays: `take` asks for the map cell of
+   the entry AHEAD entries on in the queue while it works on this one, so that the memory
    fetches overlap (Mooncake: take's time 0.081-0.087 -> 0.066-0.069 s; the same in
    `release` and `insert` changed nothing measurable, so they have none). */
 #define AHEAD 16
@@ -436,17 +436,14 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return ints_tuple(2, (long long[]){idle, first});
 }
 
-/* Ask for the record and the map cell of the block of queue entry e, which take writes,
-   where e is a live keyed entry (a DEAD key's or a dead entry's block is not written) */
+/* Ask for the map cell of queue entry e, which take writes, where e is a live keyed entry
+   with a cell in the map (a DEAD key's, an own key's or a dead entry's is not written) */
 static inline void
-fetch_record(int64_t *rec, int32_t *table, int64_t e, Py_ssize_t nb, Py_ssize_t ntable)
+fetch_cell(int32_t *table, int64_t e, Py_ssize_t ntable)
 {
-    int64_t b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);
-    if (e >= 0 && b < nb && c != NONE_CELL) {
-        PREFETCH(&rec[2 * b], 1);
-        if ((uint64_t)c < (uint64_t)ntable)
-            PREFETCH(&table[c], 1);
-    }
+    int64_t c = ENTRY_CELL(e);
+    if (e >= 0 && (uint64_t)c < (uint64_t)ntable)
+        PREFETCH(&table[c], 1);
 }
 
 /* The run of DEAD keys' entries (-1 - b) from queue entry `head` on, before `stop`: its
@@ -472,17 +469,15 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
 }
 
 /* take's work on queue entry e: a block to out[got] if live (a DEAD key's entry -1 - b
-   always is; a keyed block's while it has its cell, its key then dropped: no read of its
-   record), else one more dead entry skipped */
+   always is; a keyed block's while it has its cell, its key then dropped: its record is
+   neither read nor written, stale until a key is set), else one more dead entry skipped */
 #define TAKE_ENTRY(entry)                                                             \
     do {                                                                              \
         int64_t e = (entry), b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);                   \
-        if (e < 0)  /* holding a DEAD key: no record to read or write */              \
+        if (e < 0)  /* holding a DEAD key */                                          \
             out[got++] = -1 - e;                                                      \
         else if (c != NONE_CELL && b < nb) {                                          \
             out[got++] = b;                                                           \
-            CELL(b) = NONE_CELL;                                                      \
-            REFS(b) = 1;                                                              \
             if (c >= 0 && c < ntable) {                                               \
                 table[c] = -1;                                                        \
                 filled[c >> PAGE_BITS]--;                                             \
@@ -497,11 +492,11 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
 /* take(n, top, head, out, at) -> (top, head, dead entries skipped, owned blocks):
    n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
    from the top of their stack (at `top`), bottom first; then the least recently freed
-   keyed ones, from queue entry `head` on, skipping dead entries, their keys dropped:
-   blocks with a cell get cell NONE and one reference, and their map cells empty (`_evict`
-   with KeyTable.remove, where no key is held twice: the caller makes sure of that); blocks
-   with DEAD keys and keyless ones keep their records, which nothing reads until a key is
-   set (prefix_cache.py). Evicted blocks that had an own key (cell OWN) are listed in the
+   keyed ones, from queue entry `head` on, skipping dead entries, their keys dropped: their
+   map cells empty (`_evict` with KeyTable.remove, where no key is held twice: the caller
+   makes sure of that). No block's record is read or written: an evicted one's stays as it
+   was, and nothing reads it until a key is set (prefix_cache.py: `_keyed`; writing cell
+   NONE and one reference, as take did, cost a cache line a keyed block). Evicted blocks that had an own key (cell OWN) are listed in the
    bound `owned`, in order, for the caller to drop those keys from its dicts. There must be
    n free blocks. */
 static PyObject *
@@ -525,7 +520,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const int64_t *lru = I64(LRU), *plain = I64(PLAIN);
-    int64_t *rec = I64(REC), *filled = I64(FILLED);
+    int64_t *filled = I64(FILLED);
     int32_t *table = CELLS;
     Py_ssize_t nlru = LEN(LRU), ntable = NCELLS, nb = NBLOCKS;
     int64_t got = n < top ? n : top, skipped = 0;
@@ -535,7 +530,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     /* Entries come in rounds of as many as blocks are still wanted: each gives one or is
        skipped (a dead entry), so no round passes the end of what it needs, and the loop
        over one needs no count or bound checks. An entry before `ahead` has one AHEAD
-       further on in the queue, whose record and cell are fetched while this one is worked
+       further on in the queue, whose map cell is fetched while this one is worked
        on; a round that passes `ahead` (the queue is compacted long before, mostly)
        checks. */
     Py_ssize_t ahead = nlru - AHEAD;
@@ -552,17 +547,17 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
                     Py_ssize_t k = dead_run(lru, head, stop, out + got);
                     got += k - head;
                     for (head = k; k < head + AHEAD; k++)  /* what the run did not fetch */
-                        fetch_record(rec, table, lru[k], nb, ntable);
+                        fetch_cell(table, lru[k], ntable);
                     continue;
                 }
-                fetch_record(rec, table, lru[head + AHEAD], nb, ntable);
+                fetch_cell(table, lru[head + AHEAD], ntable);
                 TAKE_ENTRY(lru[head]);
                 head++;
             }
         else
             for (; head < stop; head++) {
                 if (head < ahead)
-                    fetch_record(rec, table, lru[head + AHEAD], nb, ntable);
+                    fetch_cell(table, lru[head + AHEAD], ntable);
                 TAKE_ENTRY(lru[head]);
             }
     }

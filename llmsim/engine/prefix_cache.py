@@ -115,11 +115,12 @@ class CachingBlockPool(BlockPool):
     cache map (`KeyTable`) holds given keys; own keys are in `_own`.
 
     A block's record (cell, references, entry number) is read only while it has a key
-    anybody can look up (cell >= 0 or OWN): setting a key writes cell and references, and
-    evicting one resets them. A keyless block, or one holding a DEAD key, is held by one
-    request at most and shared by none, so nothing asks its references: handing it out,
-    freeing it with a DEAD key and evicting that touch no record (half of the blocks on
-    Mooncake's trace), and its cell stays NONE."""
+    anybody can look up (cell >= 0 or OWN: `_keyed`): setting a key writes cell and
+    references. A keyless block, or one holding a DEAD key, is held by one request at most
+    and shared by none, so nothing asks its references: handing it out, freeing it with a
+    DEAD key and evicting that touch no record (half of the blocks on Mooncake's trace),
+    and evicting a keyed block leaves its record as it was, stale until a key is set: a
+    keyed block's entry carries what eviction needs (`entry`)."""
 
     def __init__(self, num_blocks: int, block_size: int = 16,
                  compiled: bool | None = None) -> None:
@@ -475,10 +476,9 @@ class CachingBlockPool(BlockPool):
                 first = int(dead.argmax())
                 self._dead_from = number + (first if dead[first] else len(ahead))
         self._lru_head = head
-        named = out[out >= 0] & BLOCK_MASK
-        cells = self._cell[named]
-        self._cell[named] = NONE
-        self._refs[named] = 1
+        live = out[out >= 0]  # keyed blocks (a DEAD key's entry is negative)
+        named, cells = live & BLOCK_MASK, (live >> CELL_SHIFT) - 3  # records not read, nor
+        # reset: nothing reads a block's record until a key is set again (`_keyed`)
         if self._own_key:
             for b in named[cells == OWN].tolist():
                 self._uncache_own(b)
@@ -595,7 +595,7 @@ class CachingBlockPool(BlockPool):
             return
         blocks = buffer[:n]
         if stop < n:  # its last block, not full: keyless, to the head of the queue
-            assert n - stop == 1 and self._cell[blocks[-1]] == NONE
+            assert n - stop == 1
             self._plain[self._plain_n] = blocks[-1]
             self._plain_n += 1
             self.free_blocks += 1
@@ -836,10 +836,22 @@ class CachingBlockPool(BlockPool):
             self._name()
         self._pay()
 
+    def _keyed(self) -> np.ndarray:
+        """Which blocks have a key anybody can look up (given or own): those whose records
+        are kept. Held ones before their holders' `keyed`, and keyed free ones. Any other
+        block's record is stale: neither handing it out (`take`) nor a DEAD key resets it."""
+        keyed = np.zeros(self.num_blocks, bool)
+        for holding in self._reqs.values():
+            keyed[holding.buffer[:holding.keyed]] = True
+        entries = self._lru[self._lru_head:self._lru_tail]
+        live = entries[(entries >= 0) & ~self._dead_entries(entries)]
+        keyed[live & BLOCK_MASK] = True
+        return keyed
+
     def key_of(self, b: int):
         """Block `b`'s key: a given key, an own key, "dead", or None."""
         self._identify()
-        cell = int(self._cell[b])
+        cell = int(self._cell[b]) if self._keyed()[b] else NONE
         if cell >= 0:
             return self._map.key(cell)
         if cell == OWN:
@@ -859,7 +871,7 @@ class CachingBlockPool(BlockPool):
     def refs(self, b: int) -> int:
         """Requests (and the fast simulator's aggregate) holding block `b`."""
         self._identify()
-        if self._cell[b] != NONE:
+        if self._keyed()[b]:
             return int(self._refs[b])
         held = [h.buffer[:h.n] for h in self._reqs.values()]
         return sum(int(b in blocks) for blocks in [*held, self._loose[:self._loose_n]])
@@ -894,11 +906,9 @@ class CachingBlockPool(BlockPool):
             assert self._held.get(rid, holding.n) == holding.n  # (unsettled: not in _held)
             assert len(set(blocks.tolist())) == len(blocks)
             refs[blocks] += 1
-            keyed = holding.keyed  # its blocks with keys lead, those without follow
-            assert (self._cell[blocks[:keyed]] != NONE).all()
-            assert (self._cell[blocks[keyed:]] == NONE).all()
+            assert (self._cell[blocks[:holding.keyed]] != NONE).all()  # its keyed ones lead
         refs[self._loose[:self._loose_n]] += 1
-        named = self._cell != NONE
+        named = self._keyed()  # records kept: refs add up
         assert (refs[named] == self._refs[named]).all() and (refs[~named] <= 1).all()
         keyed_free = self.keyed_free_blocks()
         assert len(keyed_free) == len(set(keyed_free)) == self.keyed_free
@@ -918,14 +928,12 @@ class CachingBlockPool(BlockPool):
         free = set(plain) | set(keyed_free)
         assert len(free) == self.free_blocks == len(plain) + len(keyed_free)
         assert free == set(np.flatnonzero(refs == 0).tolist())
-        dead = self._dead_keys()
-        assert (self._cell[plain] == NONE).all()
-        assert all((self._cell[b] == NONE) == (b in dead) for b in keyed_free)
-        assert self._map.check(self._cell) == int(np.count_nonzero(self._cell >= 0))
+        assert not named[plain].any() and not named[list(self._dead_keys())].any()
+        assert self._map.check(self._cell) == int(np.count_nonzero(self._cell[named] >= 0))
         own = 0
         for key, holders in self._own.items():
             holders = [holders] if isinstance(holders, int) else holders
             assert holders and len(holders) == len(set(holders))
             assert all(self._own_key[b] == key and self._cell[b] == OWN for b in holders)
             own += len(holders)
-        assert own == len(self._own_key) == int(np.count_nonzero(self._cell == OWN))
+        assert own == len(self._own_key) == int(np.count_nonzero(self._cell[named] == OWN))

@@ -66,3 +66,18 @@ def test_rows_are_given_back_once_empty_and_reused():
     assert table.holders() == {1: [0], 2: [1], 2 * far: [3]}
     assert int(cells[2]) >> PAGE_BITS == far_row  # its row was taken back and handed out
     assert table.row_page[far_row] == (2 * far) >> PAGE_BITS
+
+
+def test_a_map_told_where_its_keys_end_indexes_their_pages_at_once():
+    """A workload's keys known (Cluster passes PrefixKeys.end): no key makes the page index
+    grow, which the compiled insert leaves to NumPy."""
+    from llmsim.engine.prefix_cache import CachingBlockPool
+
+    assert len(KeyTable(16).base) == 1024  # grown as keys come
+    pool = CachingBlockPool(64, 4, keys=(5000 << PAGE_BITS) + 1)
+    base = pool._map.base
+    assert len(base) == 8192 and len(KeyTable(16, keys=8192 << PAGE_BITS).base) == 8192
+    pool._name()
+    keys = np.array([5000 << PAGE_BITS, (5000 << PAGE_BITS) + 1], np.int64)
+    pool._insert(keys, np.array([3, 7], np.intp), 0, 2)
+    assert pool._map.base is base and pool._map.run(keys).tolist() == [3, 7]

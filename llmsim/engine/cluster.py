@@ -41,7 +41,6 @@ class Cluster:
         self.progress = progress
         self.done = 0  # finished + rejected
         limit = iteration_limit(workload)
-        pool = CachingBlockPool if engine.enable_prefix_caching else BlockPool
         # prefix caching: the trace's block ids, made the engine's keys as requests arrive
         hashes = workload.meta.get("hash_ids") if engine.enable_prefix_caching else None
         if hashes is not None and len(hashes) != len(workload):
@@ -53,9 +52,12 @@ class Cluster:
         # up waits for its request's `free`, as one nobody else has (PrefixKeys.private_from)
         self.gone = bytearray(len(workload) if self.keys is not None else 0)
         self.watermark = 0
+        end = self.keys.end if self.keys is not None else 0  # the map's page index, sized once
         self.replicas = [
-            self.make_replica(i, Scheduler(engine, pool(num_gpu_blocks, engine.block_size),
-                                           policy), cost, limit)
+            self.make_replica(i, Scheduler(
+                engine, CachingBlockPool(num_gpu_blocks, engine.block_size, keys=end)
+                if engine.enable_prefix_caching else BlockPool(num_gpu_blocks, engine.block_size),
+                policy), cost, limit)
             for i in range(num_replicas)]
 
     def make_replica(self, index: int, scheduler: Scheduler, cost: CostModel,

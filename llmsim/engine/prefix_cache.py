@@ -123,9 +123,10 @@ class CachingBlockPool(BlockPool):
     keyed block's entry carries what eviction needs (`entry`)."""
 
     def __init__(self, num_blocks: int, block_size: int = 16,
-                 compiled: bool | None = None) -> None:
+                 compiled: bool | None = None, keys: int = 0) -> None:
         """`compiled`: do the per-block steps in C (_pool.c) where they are the common case;
-        None: where the module was built. The results are the same either way."""
+        None: where the module was built. The results are the same either way. `keys`: the
+        given keys to come are below it, where known (`KeyTable`)."""
         super().__init__(num_blocks, block_size)
         self.caching = True
         if compiled and CompiledArrays is None:
@@ -149,7 +150,7 @@ class CachingBlockPool(BlockPool):
         self._dead = 0  # dead entries between head and tail
         self._dead_from = INF  # no dead entry has a smaller number
         self.keyed_free = 0  # keyed blocks in the free queue
-        self._map = KeyTable(table_rows(nb))  # given key -> block
+        self._map = KeyTable(table_rows(nb), keys)  # given key -> block
         self._own: dict[int, int | list[int]] = {}  # own key -> block, or blocks in order
         self._own_key: dict[int, int] = {}  # block -> its own key
         self._reqs: dict[int, Holding] = {}  # request id -> the blocks it holds (each

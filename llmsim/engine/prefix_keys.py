@@ -29,7 +29,8 @@ class PrefixKeys:
         latest request before it that has it (-1: none), or more than any request where one
         after it has it; `may_shrink`: per request, whether the last of its first
         `shared_upto` trace blocks is one no request after it has."""
-        if len(first) and int(first.max()) + int(place.max(initial=0)) >= MAX_KEY:
+        self.end = int(first.max()) + int(place.max(initial=0)) + 1 if len(first) else 0
+        if self.end > MAX_KEY:  # every key is below `end`
             raise ValueError(f"{len(first):,} trace blocks make keys past the prefix cache's "
                              f"{MAX_KEY:,}")
         self.bounds = bounds  # keys within [0, MAX_KEY): the pool need not check them

@@ -496,9 +496,9 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
    map cells empty (`_evict` with KeyTable.remove, where no key is held twice: the caller
    makes sure of that). No block's record is read or written: an evicted one's stays as it
    was, and nothing reads it until a key is set (prefix_cache.py: `_keyed`; writing cell
-   NONE and one reference, as take did, cost a cache line a keyed block). Evicted blocks that had an own key (cell OWN) are listed in the
-   bound `owned`, in order, for the caller to drop those keys from its dicts. There must be
-   n free blocks. */
+   NONE and one reference, as take did, cost a cache line a keyed block). Evicted blocks
+   that had an own key (cell OWN) are listed in the bound `owned`, in order, for the caller
+   to drop those keys from its dicts. There must be n free blocks. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -951,9 +951,10 @@ pool_watch_above(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* make_keys(first, lo, block_tokens, block_size, n) -> keys, a new int64 array of n:
-   keys[j] = first[lo + t] + j - j0, where engine block j's last token falls in the request's trace block t, whose
-   engine blocks start at j0 = t * block_tokens // block_size (BlockHashes.keys: the engine's
-   keys of a request's blocks, from its trace blocks' first keys). Trace block by trace block,
+   keys[j] = first[lo + t] + j - j0, where engine block j's last token falls in the
+   request's trace block t, whose engine blocks start at j0 = t * block_tokens // block_size
+   (BlockHashes.keys: the engine's keys of a request's blocks, from its trace blocks' first
+   keys). Trace block by trace block,
    so that the inner loop is a run of consecutive keys (gathering first[lo + t[j]] block by
    block cost ~9 instructions a block, ~2% of a caching-on run of Mooncake's trace). The
    array is made here: np.empty called from the engine cost ~1,500 instructions a request. */

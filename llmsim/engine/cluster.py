@@ -52,13 +52,18 @@ class Cluster:
         # up waits for its request's `free`, as one nobody else has (PrefixKeys.private_from)
         self.gone = bytearray(len(workload) if self.keys is not None else 0)
         self.watermark = 0
-        end = self.keys.end if self.keys is not None else 0  # the map's page index, sized once
         self.replicas = [
-            self.make_replica(i, Scheduler(
-                engine, CachingBlockPool(num_gpu_blocks, engine.block_size, keys=end)
-                if engine.enable_prefix_caching else BlockPool(num_gpu_blocks, engine.block_size),
-                policy), cost, limit)
+            self.make_replica(i, Scheduler(engine, self.new_pool(engine, num_gpu_blocks),
+                                           policy), cost, limit)
             for i in range(num_replicas)]
+
+    def new_pool(self, engine: EngineConfig, num_gpu_blocks: int) -> BlockPool:
+        """A replica's KV pool; with caching, its key map made for the workload's keys
+        (`PrefixKeys.end`), so that no key makes it grow."""
+        if not engine.enable_prefix_caching:
+            return BlockPool(num_gpu_blocks, engine.block_size)
+        end = self.keys.end if self.keys is not None else 0
+        return CachingBlockPool(num_gpu_blocks, engine.block_size, keys=end)
 
     def make_replica(self, index: int, scheduler: Scheduler, cost: CostModel,
                      max_iterations: int) -> Replica:

@@ -489,7 +489,9 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
             skipped++;                                                                \
     } while (0)
 
-/* take(n, top, head, out, at) -> (top, head, dead entries skipped, owned blocks):
+/* take(n, top, head, out, at) -> (top, head, dead entries skipped, owned blocks), or, where
+   it skipped none and evicted no own key, top | head << 32 (one int: a tuple of four and
+   its ints cost ~300 instructions a call, ~45,000 calls on Mooncake's trace):
    n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
    from the top of their stack (at `top`), bottom first; then the least recently freed
    keyed ones, from queue entry `head` on, skipping dead entries, their keys dropped: their
@@ -562,6 +564,8 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             }
     }
     release_views(&v);
+    if (!skipped && !nown && top <= INT32_MAX && head <= INT32_MAX)  /* the common answer */
+        return PyLong_FromLongLong(top | (long long)head << 32);
     return ints_tuple(4, (long long[]){top, head, skipped, nown});
 }
 

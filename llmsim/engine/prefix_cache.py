@@ -433,9 +433,11 @@ class CachingBlockPool(BlockPool):
         if self._map.dups or c is None:
             return False
         head = self._lru_head
-        # (typed: mypyc then unpacks the tuple and does the sums below natively)
-        self._plain_n, self._lru_head, skipped, owned = cast(tuple[int, int, int, int], c.take(
-            n, self._plain_n, head, out, at))  # own keys: `_owned`
+        got = c.take(n, self._plain_n, head, out, at)  # own keys: `_owned`
+        if isinstance(got, int):  # none skipped or owned: top | head << 32 (`_pool.c`)
+            self._plain_n, self._lru_head, skipped, owned = got & 0xFFFFFFFF, got >> 32, 0, 0
+        else:  # (typed: mypyc then unpacks the tuple and does the sums below natively)
+            self._plain_n, self._lru_head, skipped, owned = cast(tuple[int, int, int, int], got)
         if owned:  # own keys (preemptions) live in dicts
             for b in self._owned[:owned].tolist():
                 self._uncache_own(b)

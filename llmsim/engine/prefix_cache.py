@@ -132,13 +132,13 @@ class CachingBlockPool(BlockPool):
         if compiled and CompiledArrays is None:
             raise RuntimeError("llmsim.engine._pool was not built (no C compiler at install)")
         nb = num_blocks
-        self._records = np.zeros(nb, RECORD)  # the three below are its fields
+        self._records = np.zeros(nb, RECORD)  # the three below are its fields; zeros, not
+        # written until a key is set (nothing reads them before: `_keyed`), so that a pool's
+        # pages are touched as its blocks are keyed, not all when it is made
         self._cell = self._records["cell"]  # block -> its cell in the map, or NONE/OWN
-        self._cell[:] = NONE
         self._refs = self._records["refs"]
         self._seq = self._records["seq"]  # block -> its entry's number in `_lru` (what a
         # touch finds the entry by)
-        self._seq[:] = -1
         self._plain = np.arange(nb - 1, -1, -1, dtype=np.intp)  # keyless free blocks
         self._plain_n = nb
         self._lru = np.empty(max(4 * nb, 1024), np.intp)  # keyed free blocks (`entry`),

@@ -589,12 +589,14 @@ class CachingBlockPool(BlockPool):
             tail = self._lru_tail
             if tail + n > len(self._lru):
                 tail = self._compact(n)
-            freed, keyed_n, self._plain_n = cast(tuple[int, int, int], self._c.release(
-                buffer, n, stop < n, self._plain_n, tail, self._lru_base + tail,
-                start if dead else 0, stop if dead else 0))
+            partial = stop < n
+            got: int = self._c.release(buffer, n, partial, self._plain_n, tail,
+                                       self._lru_base + tail, start if dead else 0,
+                                       stop if dead else 0)  # keyed | top << 32 (`_pool.c`)
+            keyed_n, self._plain_n = got & 0xFFFFFFFF, got >> 32
             self._lru_tail = tail + keyed_n
             self.keyed_free += keyed_n
-            self.free_blocks += freed
+            self.free_blocks += keyed_n + partial
             return
         blocks = buffer[:n]
         if stop < n:  # its last block, not full: keyless, to the head of the queue

@@ -35,6 +35,7 @@
 
 #define PAGE_BITS 10 /* key_table.PAGE_BITS */
 #define PAGE_MASK ((1LL << PAGE_BITS) - 1)
+#define UNUSED_ROW (-2) /* key_table.UNUSED: a spare row whose cells are not written yet */
 #define NONE_CELL (-3) /* prefix_cache.NONE */
 #define OWN_CELL (-2) /* prefix_cache.OWN */
 
@@ -647,7 +648,8 @@ run_end(const int64_t *keys, Py_ssize_t i, Py_ssize_t nk)
 /* insert(keys, blocks, start, stop, spare_n) -> spare_n, or -1: cache blocks[start:stop]
    under keys[start:stop] (distinct):
    map the pages that have no row from the spare rows (the first such page seen takes the
-   lowest of the rows handed out, as KeyTable._distinct orders them), write the blocks
+   lowest of the rows handed out, as KeyTable._distinct orders them; a row never handed
+   out has its cells written -1 first), write the blocks
    into their cells and each block's cell into `cell` (KeyTable.insert, then
    CachingBlockPool._key), reclaiming empty rows first where the spare ones run out
    (KeyTable._reclaim: `reclaim`). -1, with nothing changed, where Python must: a page past
@@ -737,6 +739,8 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         j = run < nruns ? ends[run] : run_end(keys, i, nk);
         if (row < 0) {
             int64_t r = spare[first - row - 1];
+            if (row_page[r] == UNUSED_ROW)  /* never handed out: its cells written now */
+                memset(table + (r << PAGE_BITS), 0xFF, sizeof *table << PAGE_BITS);
             row_page[r] = page;
             row = base[page] = r << PAGE_BITS;
         }

@@ -20,6 +20,7 @@ PAGE_BITS = 10  # pages of 1,024 consecutive keys: a prompt's new keys fall in a
 # most insertions find their pages mapped (64-key pages cost 5% more instructions with
 # caching on, on Mooncake's trace; 4,096-key pages 1% less, for 50% more peak memory)
 PAGE_MASK = (1 << PAGE_BITS) - 1
+UNUSED = -2  # a spare row never handed out (`row_page`): its cells are written -1 then
 MAX_KEY = 1 << 32  # Mooncake's conversation trace numbers 9.8M keys; the page table of
 # keys this large would take 512 MB
 EMPTY = np.empty(0, np.intp)
@@ -43,10 +44,16 @@ class KeyTable:
         while pages << PAGE_BITS < keys:
             pages *= 2
         self.base = np.zeros(pages, np.int64)  # page -> its row's first cell (0: row 0, empty)
-        self.table = np.full(rows << PAGE_BITS, -1, np.int32)  # rows of holders, end to end
+        self.table = np.empty(rows << PAGE_BITS, np.int32)  # rows of holders, end to end
         # (int32: half the pages to fault in and half the cache lines a key reads: 8 MB
-        # of maps, not 16, for Mooncake's 8 replicas)
-        self.row_page = np.full(rows, -1, np.int64)  # row -> its page, or -1 when spare
+        # of maps, not 16, for Mooncake's 8 replicas). A row is written -1 when first handed
+        # out (`UNUSED`), so that a pool's pages are touched as its map fills, not all when
+        # it is made: writing them all took ~2 ms of each caching-on run of Mooncake's trace
+        self.table[:1 << PAGE_BITS] = -1  # row 0: where unmapped pages look
+        self.table[-1 << PAGE_BITS:] = -1  # the last row: cells -1 and -2 (`remove`)
+        self.row_page = np.full(rows, UNUSED, np.int64)  # row -> its page, or -1 when spare
+        # (UNUSED: spare, and never handed out: its cells not written yet)
+        self.row_page[[0, -1]] = -1
         self.filled = np.zeros(rows, np.int64)  # row -> its cells holding a block (what a
         # reclaim reads: scanning the rows for empty ones read ~1 MB a replica each time,
         # ~4% of what caching added to Mooncake's trace in seconds)
@@ -91,6 +98,8 @@ class KeyTable:
             n = self.spare_n - len(new)
             rows = self.spare[n:self.spare_n]
             self.spare_n = n
+            for row in rows[self.row_page[rows] == UNUSED].tolist():
+                self.table[row << PAGE_BITS:(row + 1) << PAGE_BITS] = -1
             self.base[new] = rows << PAGE_BITS
             self.row_page[rows] = new
             base = self.base[pages]
@@ -178,7 +187,7 @@ class KeyTable:
 
     def holders(self) -> dict[int, list[int]]:
         """Key -> the blocks holding it, first cached first (for tests)."""
-        cells = np.flatnonzero(self.table >= 0)
+        cells = self._held_cells()
         return {self.key(c): [int(self.table[c])] + self.dups.get(c, []) for c in cells.tolist()}
 
     def check(self, cell_of: np.ndarray) -> int:
@@ -187,11 +196,14 @@ class KeyTable:
         assert (self.base[self.row_page[rows]] == rows << PAGE_BITS).all()
         assert int(np.count_nonzero(self.base)) == len(rows)
         assert (self.table[:1 << PAGE_BITS] == -1).all() and (self.table[-2:] == -1).all()
+        written = self.row_page != UNUSED  # rows whose cells were written
+        assert (self.row_page >= UNUSED).all() and written[[0, -1]].all()
+        assert (self.table.reshape(-1, 1 << PAGE_BITS)[written] >= -1).all()  # -1 or a block
         spare = self.spare[:self.spare_n].tolist()
         assert len(spare) == len(set(spare)) and not set(spare) & set(rows.tolist())
         assert 0 not in spare and len(self.row_page) - 1 not in spare
         assert len(spare) + len(rows) == len(self.row_page) - 2
-        cells = np.flatnonzero(self.table >= 0)
+        cells = self._held_cells()
         held = self.table[cells]
         assert np.isin(cells >> PAGE_BITS, rows).all()
         assert (np.bincount(cells >> PAGE_BITS, minlength=len(self.filled)) == self.filled).all()
@@ -200,3 +212,10 @@ class KeyTable:
         for cell, more in self.dups.items():
             assert (cell_of[more] == cell).all() and self.table[cell] not in more
         return len(cells) + sum(map(len, self.dups.values()))
+
+    def _held_cells(self) -> np.ndarray:
+        """The cells holding a block, in order (of the rows written so far: `UNUSED`)."""
+        rows = np.flatnonzero(self.row_page != UNUSED)
+        cells = (rows[:, None] << PAGE_BITS) + np.arange(1 << PAGE_BITS)
+        cells = cells.ravel()
+        return cells[self.table[cells] >= 0]

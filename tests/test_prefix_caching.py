@@ -9,6 +9,7 @@ from dataclasses import replace
 from unittest import mock
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -204,6 +205,30 @@ def test_eviction_takes_keyless_blocks_first_then_the_least_recently_freed_tail_
     sched.add(b, 1.0)
     sched.schedule(1.0)
     assert pool.evictions == 2 and pool.cached_keys() == [10]
+    pool.check()
+
+
+@pytest.mark.parametrize("compiled", [False, None])
+def test_dead_entries_past_the_ring_widen_it_and_keep_the_order(compiled):
+    """Hits leave dead entries in the free queue until eviction reaches them: here nothing
+    evicts, so they pile up past the ring (twice the blocks: 16 entries) and it widens,
+    its entries keeping their numbers and order; then a request that needs every block
+    evicts through them, tail first, skipping the dead ones. (compiled None: where built.)"""
+    pool = CachingBlockPool(8, 4, compiled=compiled)
+    sched = Scheduler(EngineConfig(block_size=4, num_gpu_blocks=8), pool, FCFS)
+    assert len(pool._lru) == 16
+    for i in range(6):  # 4 keyed blocks; each request after the first hits all 4
+        req = Request(i, float(i), 17, 1, block_hashes=np.array([1, 2, 3, 4]))
+        sched.add(req, float(i))
+        sched.complete(sched.schedule(float(i)), float(i) + 0.5)
+        assert req.cached == (16 if i else 0) and pool.keyed_free == 4
+        pool.check()
+    assert pool._lru_tail - pool._lru_head == 24 and len(pool._lru) == 32  # 20 dead
+    assert [pool.key_of(b) for b in pool.keyed_free_blocks()] == [4, 3, 2, 1]
+    big = Request(6, 6.0, 25, 1)  # 7 blocks: the 4 keyless ones, then evicts 4, 3, 2
+    sched.add(big, 6.0)
+    sched.schedule(6.0)
+    assert pool.evictions == 3 and pool.cached_keys() == [1]
     pool.check()
 
 

@@ -269,9 +269,9 @@ def test_the_compiled_steps_refuse_a_block_out_of_range_changing_nothing(bad):
     before = (pool._records.copy(), pool._lru.copy(), pool._plain.copy())
     blocks = np.array([0, 1, bad, 2], np.int64)  # the bad one neither first nor last
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
-        pool._c.release(blocks, 4, 0, pool._plain_n, pool._lru_tail, 0, 0, 4)
+        pool._c.release(blocks, 4, 0, pool._plain_n, pool._lru_tail, 0, 4)
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
-        pool._c.touch(blocks, 4, pool._lru_base)
+        pool._c.touch(blocks, 4, pool._lru_head)
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
         pool._c.idle(blocks, 4)
     for was, now in zip(before, (pool._records, pool._lru, pool._plain), strict=True):

@@ -180,7 +180,8 @@ Arrays_dealloc(Arrays *self)
 
 /* bind(records, plain, lru, base, table, row_page, spare, out, owned, filled): the pool's
    arrays, and the two `run` and `take` write their answers into (the pool's, as long-lived
-   as it). The steps trust what the arrays hold to keep the pool's invariants
+   as it); `lru` is the free queue's ring, a power of two long (an entry's slot is its
+   number's low bits). The steps trust what the arrays hold to keep the pool's invariants
    (CachingBlockPool.check): a block, row or cell they read from one is in range of the
    others. */
 static PyObject *
@@ -203,6 +204,7 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         || fresh[TABLE].len / 4 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
         || fresh[TABLE].len / 4 > INT32_MAX  /* cells fit a record's int32 */
         || nb > INT32_MAX  /* and blocks a cell's */
+        || !fresh[LRU].len || (fresh[LRU].len / 8 & (fresh[LRU].len / 8 - 1))  /* a ring */
         || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8
         || fresh[FILLED].len != fresh[ROW_PAGE].len
         || fresh[OUT].len / 8 < nb || fresh[OWNED].len / 8 < nb) {
@@ -406,28 +408,28 @@ Arrays_idle(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(idle);
 }
 
-/* touch(hits, n, base) -> (idle, smallest seq among them): a request takes its hit blocks,
+/* touch(hits, n, head) -> (idle, smallest seq among them): a request takes its hit blocks,
    hits[:n], distinct (CachingBlockPool.allocate): idle ones leave their queue entries dead
-   (the entry numbered seq, at seq - base in the queue, loses its cell; seq -1); every one
-   gets one more reference. */
+   (the entry numbered seq, at or after the queue's head, loses its cell; seq -1); every
+   one gets one more reference. */
 static PyObject *
 Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Views v = {.n = 0};
-    int64_t n, base;
+    int64_t n, head;
     const int64_t *hits = pool_blocks_arg(self, args, nargs, 3, &v, &n, "touch");
     if (!hits)
         return NULL;
-    if (!arg_long(args[2], &base)) {
+    if (!arg_long(args[2], &head)) {
         release_views(&v);
         return NULL;
     }
-    Py_ssize_t idle = 0, nlru = LEN(LRU);
+    Py_ssize_t idle = 0, nlru = LEN(LRU), mask = nlru - 1;  /* a ring (bind) */
     int64_t *rec = I64(REC), *lru = I64(LRU), first = INT64_MAX;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t b = hits[i];
         if (REFS(b) == 0) {
-            if (SEQ(b) < base || SEQ(b) - base >= nlru) {  /* the pool is corrupt, as in take */
+            if (SEQ(b) < head || SEQ(b) - head >= nlru) {  /* the pool is corrupt, as in take */
                 release_views(&v);
                 PyErr_SetString(PyExc_RuntimeError, "touch: a free block is not in the queue");
                 return NULL;
@@ -435,7 +437,7 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
             idle++;
             if (SEQ(b) < first)
                 first = SEQ(b);
-            lru[SEQ(b) - base] = b;  /* dead: no cell */
+            lru[SEQ(b) & mask] = b;  /* dead: no cell */
             SEQ(b) = -1;
         }
         REFS(b)++;
@@ -497,18 +499,19 @@ dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
             skipped++;                                                                \
     } while (0)
 
-/* take(n, top, head, out, at) -> (top, head, dead entries skipped, owned blocks), or, where
-   it skipped none and evicted no own key, top | head << 32 (one int: a tuple of four and
-   its ints cost ~300 instructions a call, ~45,000 calls on Mooncake's trace):
+/* take(n, top, head, out, at) -> (top, entries used, dead entries skipped, owned blocks),
+   or, where it skipped none and evicted no own key, top | used << 32 (one int: a tuple of
+   four and its ints cost ~300 instructions a call, ~45,000 calls on Mooncake's trace):
    n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
    from the top of their stack (at `top`), bottom first; then the least recently freed
-   keyed ones, from queue entry `head` on, skipping dead entries, their keys dropped: their
-   map cells empty (`_evict` with KeyTable.remove, where no key is held twice: the caller
-   makes sure of that). No block's record is read or written: an evicted one's stays as it
-   was, and nothing reads it until a key is set (prefix_cache.py: `_keyed`; writing cell
-   NONE and one reference, as take did, cost a cache line a keyed block). Evicted blocks
-   that had an own key (cell OWN) are listed in the bound `owned`, in order, for the caller
-   to drop those keys from its dicts. There must be n free blocks. */
+   keyed ones, from the queue entry numbered `head` on (in the ring), skipping dead
+   entries, their keys dropped: their map cells empty (`_evict` with KeyTable.remove, where
+   no key is held twice: the caller makes sure of that). No block's record is read or
+   written: an evicted one's stays as it was, and nothing reads it until a key is set
+   (prefix_cache.py: `_keyed`; writing cell NONE and one reference, as take did, cost a
+   cache line a keyed block). Evicted blocks that had an own key (cell OWN) are listed in
+   the bound `owned`, in order, for the caller to drop those keys from its dicts. There
+   must be n free blocks. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -539,42 +542,50 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     memcpy(out, plain + top, (size_t)got * sizeof *out);  /* keyless: no record to write */
     /* Entries come in rounds of as many as blocks are still wanted: each gives one or is
        skipped (a dead entry), so no round passes the end of what it needs, and the loop
-       over one needs no count or bound checks. An entry before `ahead` has one AHEAD
-       further on in the queue, whose map cell is fetched while this one is worked
-       on; a round that passes `ahead` (the queue is compacted long before, mostly)
-       checks. */
-    Py_ssize_t ahead = nlru - AHEAD;
+       over one needs no count or bound checks. A round's slots in the ring are one run,
+       or two where it wraps. A slot before `ahead` has one AHEAD further on, whose entry's
+       map cell is fetched while this one is worked on; a run that passes `ahead` (near the
+       ring's end) checks. */
+    Py_ssize_t ahead = nlru - AHEAD, mask = nlru - 1;  /* a power of two long (bind) */
+    int64_t used = 0;  /* entries taken or skipped */
     while (got < n) {
-        Py_ssize_t stop = head + (n - got);
-        if (stop > nlru) {  /* counts that lie: the pool is corrupt, not this call's input */
+        int64_t left = n - got;
+        if (used + left > nlru) {  /* counts that lie: the pool is corrupt, not the input */
             release_views(&v);
             PyErr_SetString(PyExc_RuntimeError, "take: the free queue ran out of entries");
             return NULL;
         }
-        if (stop <= ahead)
-            while (head < stop) {
-                if (lru[head] < 0) {  /* a run of DEAD keys' entries: copied, no records */
-                    Py_ssize_t k = dead_run(lru, head, stop, out + got);
-                    got += k - head;
-                    for (head = k; k < head + AHEAD; k++)  /* what the run did not fetch */
-                        fetch_cell(table, lru[k], ntable);
-                    continue;
+        Py_ssize_t slot = (head + used) & mask;
+        used += left;
+        while (left) {
+            Py_ssize_t stop = slot + left <= nlru ? slot + left : nlru;
+            left -= stop - slot;
+            if (stop <= ahead)
+                while (slot < stop) {
+                    if (lru[slot] < 0) {  /* a run of DEAD keys' entries: copied, no records */
+                        Py_ssize_t k = dead_run(lru, slot, stop, out + got);
+                        got += k - slot;
+                        for (slot = k; k < slot + AHEAD; k++)  /* what it did not fetch */
+                            fetch_cell(table, lru[k], ntable);
+                        continue;
+                    }
+                    fetch_cell(table, lru[slot + AHEAD], ntable);
+                    TAKE_ENTRY(lru[slot]);
+                    slot++;
                 }
-                fetch_cell(table, lru[head + AHEAD], ntable);
-                TAKE_ENTRY(lru[head]);
-                head++;
-            }
-        else
-            for (; head < stop; head++) {
-                if (head < ahead)
-                    fetch_cell(table, lru[head + AHEAD], ntable);
-                TAKE_ENTRY(lru[head]);
-            }
+            else
+                for (; slot < stop; slot++) {
+                    if (slot < ahead)
+                        fetch_cell(table, lru[slot + AHEAD], ntable);
+                    TAKE_ENTRY(lru[slot]);
+                }
+            slot = 0;  /* the ring wrapped */
+        }
     }
     release_views(&v);
-    if (!skipped && !nown && top <= INT32_MAX && head <= INT32_MAX)  /* the common answer */
-        return PyLong_FromLongLong(top | (long long)head << 32);
-    return ints_tuple(4, (long long[]){top, head, skipped, nown});
+    if (!skipped && !nown && top <= INT32_MAX && used <= INT32_MAX)  /* the common answer */
+        return PyLong_FromLongLong(top | (long long)used << 32);
+    return ints_tuple(4, (long long[]){top, used, skipped, nown});
 }
 
 /* KeyTable._reclaim for an insertion of keys[:nk] that maps `fresh` new pages with
@@ -755,25 +766,44 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLongLong(first);
 }
 
-/* release(blocks, n, partial, top, tail, number, dead_from, dead_to) -> keyed | top << 32
-   (one int, as take's answer: the blocks it queued, the keyless stack's new top; it freed
-   keyed + partial): a request lets go of its blocks, blocks[:n] (CachingBlockPool.free),
-   tail first: the last one, if `partial` (not full, keyless), onto the keyless stack at
-   `top`; the rest to the keyed queue from entry `tail`, numbered from `number`:
+/* The entries of a DEAD run, -1 - b for b in blocks[:count] from the last one back,
+   numbered from `number` on in the ring lru[mask + 1]: in one copy, or two where the ring
+   wraps (branch-free: vectorized) */
+static inline void
+dead_entries(int64_t *lru, Py_ssize_t mask, int64_t number, const int64_t *blocks,
+             Py_ssize_t count)
+{
+    while (count) {
+        Py_ssize_t slot = number & mask, k = mask + 1 - slot;
+        if (k > count)
+            k = count;
+        for (Py_ssize_t m = 0; m < k; m++)
+            lru[slot + m] = ~blocks[count - 1 - m];  /* -1 - b */
+        number += k;
+        count -= k;
+    }
+}
+
+/* release(blocks, n, partial, top, tail, dead_from, dead_to) -> keyed | top << 32 (one int,
+   as take's answer: the blocks it queued, the keyless stack's new top; it freed keyed +
+   partial): a request lets go of its blocks, blocks[:n] (CachingBlockPool.free), tail
+   first: the last one, if `partial` (not full, keyless), onto the keyless stack at `top`;
+   the rest to the keyed queue, numbered from `tail` on (in the ring):
    blocks[dead_from:dead_to] (a finished request's full blocks past its keys) with DEAD
    keys, as entries -1 - b, their records not touched; the others (keyed) with one
-   reference less, those no longer held. The queue must have room for all of them. */
+   reference less, those no longer held. The ring must have room for all of them
+   (`_widen`): it is written where they are numbered. */
 static PyObject *
 Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 8, "release"))
+    if (!check(self, nargs, 7, "release"))
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t nbuffer, nb = NBLOCKS;
-    int64_t n, partial, top, tail, number, dead_from, dead_to;
+    int64_t n, partial, top, tail, dead_from, dead_to;
     if (!arg_long(args[1], &n) || !arg_long(args[2], &partial) || !arg_long(args[3], &top)
-        || !arg_long(args[4], &tail) || !arg_long(args[5], &number)
-        || !arg_long(args[6], &dead_from) || !arg_long(args[7], &dead_to))
+        || !arg_long(args[4], &tail) || !arg_long(args[5], &dead_from)
+        || !arg_long(args[6], &dead_to))
         return NULL;
     int64_t *blocks = arg_array(&v, args[0], &nbuffer, "blocks", 0);
     if (!blocks)
@@ -783,7 +813,7 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "release: n out of range");
         return NULL;
     }
-    if (tail < 0 || tail + n > LEN(LRU) || top < 0
+    if (tail < 0 || n > LEN(LRU) || top < 0
         || (partial && (!n || top + 1 > LEN(PLAIN)))
         || (dead_from < dead_to && (dead_from < 0 || dead_to > n))) {
         release_views(&v);
@@ -795,7 +825,7 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     int64_t *lru = I64(LRU), *plain = I64(PLAIN), *rec = I64(REC);
-    int64_t keyed = 0;
+    int64_t keyed = 0, mask = LEN(LRU) - 1;  /* a power of two long (bind) */
     Py_ssize_t i = n;  /* one pass, tail first (a request's blocks are distinct) */
     if (partial)
         plain[top++] = blocks[--i];
@@ -805,18 +835,19 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t lo = dead_to; i > lo;) {
         int64_t b = blocks[--i];
         if (--REFS(b) == 0) {
-            lru[tail + keyed] = ENTRY(b, CELL(b));
-            SEQ(b) = number + keyed;
+            lru[(tail + keyed) & mask] = ENTRY(b, CELL(b));
+            SEQ(b) = tail + keyed;
             keyed++;
         }
     }
-    for (; i > dead_from; keyed++)
-        lru[tail + keyed] = -1 - blocks[--i];
+    dead_entries(lru, mask, tail + keyed, blocks + dead_from, i - dead_from);
+    keyed += i - dead_from;
+    i = dead_from;
     while (i) {
         int64_t b = blocks[--i];
         if (--REFS(b) == 0) {
-            lru[tail + keyed] = ENTRY(b, CELL(b));
-            SEQ(b) = number + keyed;
+            lru[(tail + keyed) & mask] = ENTRY(b, CELL(b));
+            SEQ(b) = tail + keyed;
             keyed++;
         }
     }

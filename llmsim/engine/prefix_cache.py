@@ -81,6 +81,12 @@ NAMED_FROM_START = False  # True: every pool names its blocks when it is made, n
 # them anonymously (tests compare the two: the same results)
 
 
+def ring_size(n: int) -> int:
+    """The free queue's ring for `n` entries: a power of two (an entry's slot is its number's
+    low bits), at least 8 (small: the tests' pools wrap and widen it)."""
+    return max(1 << (n - 1).bit_length(), 8)
+
+
 def table_rows(num_blocks: int) -> int:
     """Rows for a pool's cache map to start with: one per 128 blocks, a power of two, at
     least 16. On Mooncake's trace a replica's map settles at 256 rows for 27,864 blocks
@@ -107,12 +113,13 @@ def own_key(req_id: int, index: int) -> int:
 class CachingBlockPool(BlockPool):
     """State is NumPy arrays indexed by block. The free queue's keyless part is a stack
     (`_plain`, top at `_plain_n`); its keyed part is a queue of blocks in the order they
-    were freed (`_lru`), each entry's sequence number its place in the queue since the
-    start, kept in its block's `_seq`. A keyed block's entry carries its cell (`entry`), so
-    that evicting it reads no record; a block touched out of the queue by a hit takes its
-    entry's cell away, leaving a dead entry behind, skipped when the head reaches it
-    (`_dead_from` bounds where the first is, so that most evictions need no check). The
-    cache map (`KeyTable`) holds given keys; own keys are in `_own`.
+    were freed (`_lru`, a ring), each entry's number its place in the queue since the
+    start (at `_lru[number & _lru_mask]`), kept in its block's `_seq`. A keyed block's
+    entry carries its cell (`entry`), so that evicting it reads no record; a block touched
+    out of the queue by a hit takes its entry's cell away, leaving a dead entry behind,
+    skipped when the head reaches it (`_dead_from` bounds where the first is, so that most
+    evictions need no check). The cache map (`KeyTable`) holds given keys; own keys are in
+    `_own`.
 
     A block's record (cell, references, entry number) is read only while it has a key
     anybody can look up (cell >= 0 or OWN: `_keyed`): setting a key writes cell and
@@ -141,12 +148,13 @@ class CachingBlockPool(BlockPool):
         # touch finds the entry by)
         self._plain = np.arange(nb - 1, -1, -1, dtype=np.intp)  # keyless free blocks
         self._plain_n = nb
-        self._lru = np.empty(max(4 * nb, 1024), np.intp)  # keyed free blocks (`entry`),
-        # oldest first. Four times the blocks: a compaction (`_compact`) copies the live
-        # entries, up to a block each, once per three blocks' worth of entries freed (twice
-        # the blocks copied as many as were freed: ~3% of what caching adds, in instructions)
+        self._lru = np.empty(ring_size(2 * nb), np.intp)  # keyed free blocks (`entry`),
+        # oldest first: entries numbered [_lru_head, _lru_tail), in a ring (`_widen` doubles
+        # it where they would not fit). As an array compacted when its end was reached,
+        # four times the blocks long, its copies took ~1% of a caching-on run of Mooncake's
+        # trace and its first pass through fresh pages ~1.5%
+        self._lru_mask = len(self._lru) - 1
         self._lru_head = self._lru_tail = 0
-        self._lru_base = 0  # the number of the entry at `_lru[0]`
         self._dead = 0  # dead entries between head and tail
         self._dead_from = INF  # no dead entry has a smaller number
         self.keyed_free = 0  # keyed blocks in the free queue
@@ -313,7 +321,7 @@ class CachingBlockPool(BlockPool):
             req.keys_checked = True
         if found and self._c is not None:  # touch: shared now, out of the free queue
             idle, first = cast(tuple[int, int], self._c.touch(held.buffer, found,
-                                                              self._lru_base))
+                                                              self._lru_head))
             if idle:
                 self._dead_from = min(self._dead_from, first)
                 self._dead += idle
@@ -328,7 +336,7 @@ class CachingBlockPool(BlockPool):
             if len(touched):
                 numbers = self._seq[touched]
                 self._dead_from = min(self._dead_from, int(numbers.min()))
-                self._lru[numbers - self._lru_base] = touched  # their entries are dead
+                self._lru[numbers & self._lru_mask] = touched  # their entries are dead
                 self._seq[touched] = -1
                 self._dead += len(touched)
                 self.keyed_free -= len(touched)
@@ -434,20 +442,21 @@ class CachingBlockPool(BlockPool):
             return False
         head = self._lru_head
         got = c.take(n, self._plain_n, head, out, at)  # own keys: `_owned`
-        if isinstance(got, int):  # none skipped or owned: top | head << 32 (`_pool.c`)
-            self._plain_n, self._lru_head, skipped, owned = got & 0xFFFFFFFF, got >> 32, 0, 0
+        if isinstance(got, int):  # none skipped or owned: top | used << 32 (`_pool.c`)
+            self._plain_n, used, skipped, owned = got & 0xFFFFFFFF, got >> 32, 0, 0
         else:  # (typed: mypyc then unpacks the tuple and does the sums below natively)
-            self._plain_n, self._lru_head, skipped, owned = cast(tuple[int, int, int, int], got)
+            self._plain_n, used, skipped, owned = cast(tuple[int, int, int, int], got)
         if owned:  # own keys (preemptions) live in dicts
             for b in self._owned[:owned].tolist():
                 self._uncache_own(b)
-        if self._lru_head != head:  # it evicted
-            k = self._lru_head - head - skipped
+        if used:  # it evicted
+            self._lru_head = head + used
+            k = used - skipped
             self._dead -= skipped
             if not self._dead:
                 self._dead_from = INF
             else:  # a bound: no dead entry before the head
-                self._dead_from = max(self._dead_from, self._lru_base + self._lru_head)
+                self._dead_from = max(self._dead_from, self._lru_head)
             self.keyed_free -= k
             self._evictions += k
         return True
@@ -455,13 +464,13 @@ class CachingBlockPool(BlockPool):
     def _evict(self, k: int) -> np.ndarray:
         """The `k` least recently freed keyed blocks, out of the queue and the cache map."""
         head = self._lru_head
-        if self._lru_base + head + k <= self._dead_from:  # no dead entry among the first k
-            out = self._lru[head:head + k].copy()
+        if head + k <= self._dead_from:  # no dead entry among the first k
+            out = self._queue(head, head + k)
             head += k
         else:  # skip the dead entries
-            parts, need, lru = [], k, self._lru
+            parts, need = [], k
             while need:  # read ahead: dead entries come in runs (a hit touches a prefix)
-                chunk = lru[head:min(head + 2 * need + 64, self._lru_tail)]
+                chunk = self._queue(head, min(head + 2 * need + 64, self._lru_tail))
                 live = np.flatnonzero(~self._dead_entries(chunk))
                 used = int(live[need - 1]) + 1 if len(live) >= need else len(chunk)
                 live = chunk[live[:need]]
@@ -472,12 +481,11 @@ class CachingBlockPool(BlockPool):
             out = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if not self._dead:
                 self._dead_from = INF
-            elif self._dead_from < self._lru_base + head:  # look for the next dead entry
-                ahead = lru[head:min(head + 4096, self._lru_tail)]  # a bound is enough
-                number = self._lru_base + head
-                dead = self._dead_entries(ahead)
+            elif self._dead_from < head:  # look for the next dead entry
+                ahead = self._queue(head, min(head + 4096, self._lru_tail))  # a bound is
+                dead = self._dead_entries(ahead)  # enough
                 first = int(dead.argmax())
-                self._dead_from = number + (first if dead[first] else len(ahead))
+                self._dead_from = head + (first if dead[first] else len(ahead))
         self._lru_head = head
         live = out[out >= 0]  # keyed blocks (a DEAD key's entry is negative)
         named, cells = live & BLOCK_MASK, (live >> CELL_SHIFT) - 3  # records not read, nor
@@ -489,6 +497,10 @@ class CachingBlockPool(BlockPool):
         self.keyed_free -= k
         self._evictions += k
         return np.where(out < 0, -1 - out, out & BLOCK_MASK)
+
+    def _queue(self, start: int, stop: int) -> np.ndarray:
+        """The queue's entries numbered [start, stop), in order (a copy)."""
+        return self._lru[np.arange(start, stop) & self._lru_mask]
 
     @staticmethod
     def _dead_entries(entries: np.ndarray) -> np.ndarray:
@@ -586,13 +598,12 @@ class CachingBlockPool(BlockPool):
         if not n:
             return
         if self._c is not None:
+            self._widen(n)
             tail = self._lru_tail
-            if tail + n > len(self._lru):
-                tail = self._compact(n)
             partial = stop < n
             got: int = self._c.release(buffer, n, partial, self._plain_n, tail,
-                                       self._lru_base + tail, start if dead else 0,
-                                       stop if dead else 0)  # keyed | top << 32 (`_pool.c`)
+                                       start if dead else 0, stop if dead else 0)
+            # (keyed | top << 32: `_pool.c`)
             keyed_n, self._plain_n = got & 0xFFFFFFFF, got >> 32
             self._lru_tail = tail + keyed_n
             self.keyed_free += keyed_n
@@ -612,31 +623,31 @@ class CachingBlockPool(BlockPool):
         entries = np.concatenate([-1 - blocks[start:stop][::-1], queued]) if dead else queued
         k = len(entries)
         if k:
+            self._widen(k)
             tail = self._lru_tail
-            if tail + k > len(self._lru):
-                tail = self._compact(k)
-            self._lru[tail:tail + k] = entries
-            number = self._lru_base + tail + k - len(zero)
+            self._lru[np.arange(tail, tail + k) & self._lru_mask] = entries
+            number = tail + k - len(zero)
             self._seq[zero] = np.arange(number, number + len(zero))
             self._lru_tail = tail + k
             self.keyed_free += k
             self.free_blocks += k
         assert self.free_blocks <= self.num_blocks
 
-    def _compact(self, n: int) -> int:
-        """Drop the queue's consumed entries (growing it if `n` more would not fit in half
-        of it); returns the new tail."""
+    def _widen(self, n: int) -> None:
+        """Make room in the queue's ring for `n` more entries: doubled (entries keep their
+        numbers) until they fit. Dead entries can outnumber the blocks, which a ring of
+        twice the blocks mostly leaves room for."""
         head, tail = self._lru_head, self._lru_tail
         size = len(self._lru)
-        while tail - head + n > size // 2:
+        if tail - head + n <= size:
+            return
+        while tail - head + n > size:
             size *= 2
-        fresh = self._lru if size == len(self._lru) else np.empty(size, np.intp)
-        fresh[:tail - head] = self._lru[head:tail]
-        self._lru = fresh
+        numbers = np.arange(head, tail)
+        fresh = np.empty(size, np.intp)
+        fresh[numbers & (size - 1)] = self._lru[numbers & self._lru_mask]
+        self._lru, self._lru_mask = fresh, size - 1
         self._bind()
-        self._lru_base += head
-        self._lru_head, self._lru_tail = 0, tail - head
-        return tail - head
 
     # -- anonymous blocks: counts until the first key anybody can look up ----------------
 
@@ -681,7 +692,7 @@ class CachingBlockPool(BlockPool):
         requests have no given keys and are never preempted (Azure's traces, most of
         llmsim's) runs with caching on at about the cost of caching off (1.04x on Azure's,
         docs/prefix_caching.md)."""
-        assert self.anonymous and not self._owed and not self._reqs and not self._lru_base
+        assert self.anonymous and not self._owed and not self._reqs and not self._lru_tail
         top = self._plain_n  # `_plain[:top]` still holds the stack's first ids
         rest = np.arange(self.num_blocks - top, dtype=np.intp)
         at = 0
@@ -848,7 +859,7 @@ class CachingBlockPool(BlockPool):
         keyed = np.zeros(self.num_blocks, bool)
         for holding in self._reqs.values():
             keyed[holding.buffer[:holding.keyed]] = True
-        entries = self._lru[self._lru_head:self._lru_tail]
+        entries = self._queue(self._lru_head, self._lru_tail)
         live = entries[(entries >= 0) & ~self._dead_entries(entries)]
         keyed[live & BLOCK_MASK] = True
         return keyed
@@ -865,7 +876,7 @@ class CachingBlockPool(BlockPool):
 
     def _dead_keys(self) -> set[int]:
         """The free blocks holding DEAD keys."""
-        entries = self._lru[self._lru_head:self._lru_tail]
+        entries = self._queue(self._lru_head, self._lru_tail)
         return set((-1 - entries[entries < 0]).tolist())
 
     def blocks_of(self, req: Request) -> list[int]:
@@ -885,7 +896,7 @@ class CachingBlockPool(BlockPool):
         """The keyed free blocks, least recently freed first."""
         self._identify()
         head, tail = self._lru_head, self._lru_tail
-        entries = self._lru[head:tail]
+        entries = self._queue(head, tail)
         live = entries[~self._dead_entries(entries)]
         return np.where(live < 0, -1 - live, live & BLOCK_MASK).tolist()
 
@@ -918,8 +929,8 @@ class CachingBlockPool(BlockPool):
         keyed_free = self.keyed_free_blocks()
         assert len(keyed_free) == len(set(keyed_free)) == self.keyed_free
         assert self._lru_tail - self._lru_head - len(keyed_free) == self._dead
-        queue = self._lru[self._lru_head:self._lru_tail]
-        first_number = self._lru_base + self._lru_head
+        queue = self._queue(self._lru_head, self._lru_tail)
+        first_number = self._lru_head
         gone = self._dead_entries(queue)
         if self._dead:  # the first dead entry is not before `_dead_from`
             assert first_number + int(gone.argmax()) >= self._dead_from

@@ -47,8 +47,8 @@ class KeyTable:
         self.table = np.empty(rows << PAGE_BITS, np.int32)  # rows of holders, end to end
         # (int32: half the pages to fault in and half the cache lines a key reads: 8 MB
         # of maps, not 16, for Mooncake's 8 replicas). A row is written -1 when first handed
-        # out (`UNUSED`), so that a pool's pages are touched as its map fills, not all when
-        # it is made: writing them all took ~2 ms of each caching-on run of Mooncake's trace
+        # out (`UNUSED`), so that a simulation touches the rows it uses: writing all of
+        # Mooncake's eight maps when they were made took ~2 ms, and a short run used few
         self.table[:1 << PAGE_BITS] = -1  # row 0: where unmapped pages look
         self.table[-1 << PAGE_BITS:] = -1  # the last row: cells -1 and -2 (`remove`)
         self.row_page = np.full(rows, UNUSED, np.int64)  # row -> its page, or -1 when spare

@@ -150,9 +150,10 @@ class CachingBlockPool(BlockPool):
         self._plain_n = nb
         self._lru = np.empty(ring_size(2 * nb), np.intp)  # keyed free blocks (`entry`),
         # oldest first: entries numbered [_lru_head, _lru_tail), in a ring (`_widen` doubles
-        # it where they would not fit). As an array compacted when its end was reached,
-        # four times the blocks long, its copies took ~1% of a caching-on run of Mooncake's
-        # trace and its first pass through fresh pages ~1.5%
+        # it where they would not fit). It was an array four times the blocks, compacted
+        # when its end was reached: its copies took ~1% of a caching-on run of Mooncake's
+        # trace, and the ring is ~40% fewer pages to fault in (the run's seconds did not
+        # move: `take` now reads entries no compaction has just copied)
         self._lru_mask = len(self._lru) - 1
         self._lru_head = self._lru_tail = 0
         self._dead = 0  # dead entries between head and tail

@@ -79,5 +79,6 @@ def test_a_map_told_where_its_keys_end_indexes_their_pages_at_once():
     assert len(base) == 8192 and len(KeyTable(16, keys=8192 << PAGE_BITS).base) == 8192
     pool._name()
     keys = np.array([5000 << PAGE_BITS, (5000 << PAGE_BITS) + 1], np.int64)
-    pool._insert(keys, np.array([3, 7], np.intp), 0, 2)
-    assert pool._map.base is base and pool._map.run(keys).tolist() == [3, 7]
+    blocks = np.empty(2, np.intp)
+    pool._insert(keys, blocks, 0, 2)  # they get ids 0 and 1
+    assert pool._map.base is base and pool._map.run(keys).tolist() == blocks.tolist() == [0, 1]

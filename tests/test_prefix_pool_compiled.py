@@ -226,18 +226,6 @@ def test_the_compiled_key_gather_and_scan_are_numpys(lists, block_tokens, block_
             prefix_keys.scan_shared = scan
 
 
-def test_the_compiled_move_copies_a_range_and_refuses_one_out_of_range():
-    from llmsim.engine._pool import move
-
-    src, dst = np.arange(10, dtype=np.int64), np.full(6, -1, np.int64)
-    move(src, 7, dst, 2, 3)
-    assert dst.tolist() == [-1, -1, 7, 8, 9, -1]
-    for lo, at, n in ((8, 0, 3), (0, 4, 3), (-1, 0, 1)):
-        with pytest.raises(IndexError, match="move: out of range"):
-            move(src, lo, dst, at, n)
-    assert dst.tolist() == [-1, -1, 7, 8, 9, -1]
-
-
 def test_a_reclaim_keeps_the_empty_rows_of_the_pages_being_inserted_into():
     """The map's spare rows run out while an insertion maps a new page: the compiled insert
     reclaims the empty rows, but not the one of a page the same insertion writes into."""
@@ -266,15 +254,18 @@ def test_a_reclaim_keeps_the_empty_rows_of_the_pages_being_inserted_into():
 def test_the_compiled_steps_refuse_a_block_out_of_range_changing_nothing(bad):
     pool = CachingBlockPool(8, 1, compiled=True)
     pool._identify()
-    before = (pool._records.copy(), pool._lru.copy(), pool._plain.copy())
+    before = (pool._records.copy(), pool._lru.copy(), pool._ids.copy(), pool._map.table.copy())
     blocks = np.array([0, 1, bad, 2], np.int64)  # the bad one neither first nor last
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
-        pool._c.release(blocks, 4, 0, pool._plain_n, pool._lru_tail, 0, 4)
+        pool._c.release(blocks, 4, 2, pool._lru_tail)
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
         pool._c.touch(blocks, 4, pool._lru_head)
     with pytest.raises(IndexError, match=f"block {bad} out of range"):
         pool._c.idle(blocks, 4)
-    for was, now in zip(before, (pool._records, pool._lru, pool._plain), strict=True):
+    keys = np.arange(4, dtype=np.int64)  # named blocks: NumPy's to refuse (-1)
+    assert pool._c.insert(keys, blocks, 0, 4, pool._map.spare_n, -1) == -1
+    for was, now in zip(before, (pool._records, pool._lru, pool._ids, pool._map.table),
+                        strict=True):
         np.testing.assert_array_equal(was, now)
 
 

@@ -20,7 +20,7 @@
    Functions beside it serve the pool's callers the same way: `make_keys` makes a
    request's keys (PrefixKeys.keys), `watched` is the lockstep decoders' test before a
    lookup (DecoderAggregate.flush_keys), `watch_add` and `watch_above` keep and test their
-   counts per key slot (join, leave), `move` copies blocks between two buffers, and
+   counts per key slot (join, leave), and
    `sharers` and `shared_upto` tell which of a request's trace blocks a request left may
    still look up (BlockHashes._sharers, PrefixKeys.private_from); each falls back to NumPy
    where this was not built.
@@ -39,9 +39,9 @@
 #define NONE_CELL (-3) /* prefix_cache.NONE */
 #define OWN_CELL (-2) /* prefix_cache.OWN */
 
-enum { REC, PLAIN, LRU, BASE, TABLE, ROW_PAGE, SPARE, OUT, OWNED, FILLED, NARRAYS };
+enum { REC, IDS, LRU, BASE, TABLE, ROW_PAGE, SPARE, OUT, OWNED, FILLED, NARRAYS };
 static const char *array_names[NARRAYS] = {
-    "records", "plain", "lru", "base", "table", "row_page", "spare", "out", "owned", "filled"};
+    "records", "ids", "lru", "base", "table", "row_page", "spare", "out", "owned", "filled"};
 
 /* A block's record (prefix_cache.RECORD, read as two int64 per block): its cell in the map
    (int32), its references (int32), its queue entry's number (int64). One cache line for
@@ -60,7 +60,8 @@ static const char *array_names[NARRAYS] = {
 /* A keyed free block's entry in the queue (prefix_cache.entry): its block in the low 32
    bits, its cell + 3 (OWN: 1, a map cell: 3 on) in the high ones, so that `take` evicts it
    without reading its record. A touch (a hit taking the block out of the queue) clears the
-   high bits: the entry is dead. A DEAD key's entry is -1 - b. */
+   high bits: the entry is dead. A run of DEAD keys' blocks (which have no ids) is one
+   entry, minus their count. */
 #define ENTRY(b, c) ((int64_t)(((uint64_t)((c) + 3) << 32) | (uint64_t)(b)))
 #define ENTRY_BLOCK(e) ((e) & 0xFFFFFFFFLL)
 #define ENTRY_CELL(e) (((e) >> 32) - 3)
@@ -178,10 +179,10 @@ Arrays_dealloc(Arrays *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* bind(records, plain, lru, base, table, row_page, spare, out, owned, filled): the pool's
-   arrays, and the two `run` and `take` write their answers into (the pool's, as long-lived
-   as it); `lru` is the free queue's ring, a power of two long (an entry's slot is its
-   number's low bits). The steps trust what the arrays hold to keep the pool's invariants
+/* bind(records, ids, lru, base, table, row_page, spare, out, owned, filled): the pool's
+   arrays (`ids`: the stack of ids no keyed block has), and the two `run` and `take` write
+   their answers into (the pool's, as long-lived as it); `lru` is the free queue's ring, a
+   power of two long (an entry's slot is its number's low bits). The steps trust what the arrays hold to keep the pool's invariants
    (CachingBlockPool.check): a block, row or cell they read from one is in range of the
    others. */
 static PyObject *
@@ -200,7 +201,7 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_ssize_t nb = fresh[REC].len / 16;  /* the steps index these by block, row and cell */
-    if (fresh[REC].len % 16 || fresh[PLAIN].len / 8 != nb
+    if (fresh[REC].len % 16 || fresh[IDS].len / 8 != nb
         || fresh[TABLE].len / 4 != (fresh[ROW_PAGE].len / 8) << PAGE_BITS
         || fresh[TABLE].len / 4 > INT32_MAX  /* cells fit a record's int32 */
         || nb > INT32_MAX  /* and blocks a cell's */
@@ -456,136 +457,76 @@ fetch_cell(int32_t *table, int64_t e, Py_ssize_t ntable)
         PREFETCH(&table[c], 1);
 }
 
-/* The run of DEAD keys' entries (-1 - b) from queue entry `head` on, before `stop`: its
-   blocks to out[0:], eight at a time where they all are (branch-free, vectorized; an entry
-   at a time, they cost ~12 instructions each: half of take's on Mooncake's trace). Returns
-   the first entry past it. */
-static inline Py_ssize_t
-dead_run(const int64_t *lru, Py_ssize_t head, Py_ssize_t stop, int64_t *out)
-{
-    Py_ssize_t k = head;
-    for (; k + 8 <= stop; k += 8) {
-        int64_t all = -1;  /* negative iff all eight are */
-        for (int m = 0; m < 8; m++)
-            all &= lru[k + m];
-        if (all >= 0)
-            break;
-        for (int m = 0; m < 8; m++)
-            out[k - head + m] = ~lru[k + m];  /* -1 - e */
-    }
-    for (; k < stop && lru[k] < 0; k++)
-        out[k - head] = ~lru[k];
-    return k;
-}
-
-/* take's work on queue entry e: a block to out[got] if live (a DEAD key's entry -1 - b
-   always is; a keyed block's while it has its cell, its key then dropped: its record is
-   neither read nor written, stale until a key is set), else one more dead entry skipped */
-#define TAKE_ENTRY(entry)                                                             \
-    do {                                                                              \
-        int64_t e = (entry), b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);                   \
-        if (e < 0)  /* holding a DEAD key */                                          \
-            out[got++] = -1 - e;                                                      \
-        else if (c != NONE_CELL && b < nb) {                                          \
-            out[got++] = b;                                                           \
-            if (c >= 0 && c < ntable) {                                               \
-                table[c] = -1;                                                        \
-                filled[c >> PAGE_BITS]--;                                             \
-            }                                                                         \
-            else if (c == OWN_CELL)                                                   \
-                owned[nown++] = b;                                                    \
-        }                                                                             \
-        else                                                                          \
-            skipped++;                                                                \
-    } while (0)
-
-/* take(n, top, head, out, at) -> (top, entries used, dead entries skipped, owned blocks),
-   or, where it skipped none and evicted no own key, top | used << 32 (one int: a tuple of
+/* take(k, head, ids_n) -> (entries used, dead entries skipped, owned blocks, ids_n), or,
+   where it skipped none and evicted no own key, used | ids_n << 32 (one int: a tuple of
    four and its ints cost ~300 instructions a call, ~45,000 calls on Mooncake's trace):
-   n free blocks to out[at:at + n] (CachingBlockPool._take_out): the keyless ones first,
-   from the top of their stack (at `top`), bottom first; then the least recently freed
-   keyed ones, from the queue entry numbered `head` on (in the ring), skipping dead
-   entries, their keys dropped: their map cells empty (`_evict` with KeyTable.remove, where
-   no key is held twice: the caller makes sure of that). No block's record is read or
+   k blocks out of the free queue's keyed part (CachingBlockPool._evict), from the entry
+   numbered `head` on (in the ring), least recently freed first. A DEAD run gives its
+   blocks, no ids, or some of them (its entry, at the new head, then counts the rest); a
+   keyed block's entry gives its block, whose key is dropped (its map cell emptied:
+   KeyTable.remove, where no key is held twice: the caller makes sure of that) and whose id
+   goes back on the stack at `ids_n`; a dead entry gives none. No block's record is read or
    written: an evicted one's stays as it was, and nothing reads it until a key is set
-   (prefix_cache.py: `_keyed`; writing cell NONE and one reference, as take did, cost a
-   cache line a keyed block). Evicted blocks that had an own key (cell OWN) are listed in
+   (prefix_cache.py: `_keyed`). Evicted blocks that had an own key (cell OWN) are listed in
    the bound `owned`, in order, for the caller to drop those keys from its dicts. There
-   must be n free blocks. */
+   must be k blocks in the queue. */
 static PyObject *
 Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 5, "take"))
+    if (!check(self, nargs, 3, "take"))
         return NULL;
-    int64_t n, top, head, at, nown = 0, *owned = I64(OWNED);
-    Views v = {.n = 0};
-    Py_ssize_t nout, nowned = LEN(OWNED);
-    if (!arg_long(args[0], &n) || !arg_long(args[1], &top) || !arg_long(args[2], &head)
-        || !arg_long(args[4], &at))
+    int64_t k, head, ids_n, nown = 0, *owned = I64(OWNED);
+    if (!arg_long(args[0], &k) || !arg_long(args[1], &head) || !arg_long(args[2], &ids_n))
         return NULL;
-    int64_t *out = arg_array(&v, args[3], &nout, "out", 1);
-    if (!out)
-        return NULL;
-    if (n < 0 || at < 0 || at + n > nout || n > nowned || top < 0 || top > LEN(PLAIN)
-        || head < 0) {
-        release_views(&v);
+    Py_ssize_t nlru = LEN(LRU), mask = nlru - 1, nids = LEN(IDS);  /* a ring (bind) */
+    if (k < 0 || k > LEN(OWNED) || head < 0 || ids_n < 0 || ids_n > nids) {
         PyErr_SetString(PyExc_ValueError, "take: bad counts");
         return NULL;
     }
-    const int64_t *lru = I64(LRU), *plain = I64(PLAIN);
-    int64_t *filled = I64(FILLED);
+    int64_t *lru = I64(LRU), *ids = I64(IDS), *filled = I64(FILLED);
     int32_t *table = CELLS;
-    Py_ssize_t nlru = LEN(LRU), ntable = NCELLS, nb = NBLOCKS;
-    int64_t got = n < top ? n : top, skipped = 0;
-    out += at;
-    top -= got;
-    memcpy(out, plain + top, (size_t)got * sizeof *out);  /* keyless: no record to write */
-    /* Entries come in rounds of as many as blocks are still wanted: each gives one or is
-       skipped (a dead entry), so no round passes the end of what it needs, and the loop
-       over one needs no count or bound checks. A round's slots in the ring are one run,
-       or two where it wraps. A slot before `ahead` has one AHEAD further on, whose entry's
-       map cell is fetched while this one is worked on; a run that passes `ahead` (near the
-       ring's end) checks. */
-    Py_ssize_t ahead = nlru - AHEAD, mask = nlru - 1;  /* a power of two long (bind) */
-    int64_t used = 0;  /* entries taken or skipped */
-    while (got < n) {
-        int64_t left = n - got;
-        if (used + left > nlru) {  /* counts that lie: the pool is corrupt, not the input */
-            release_views(&v);
+    Py_ssize_t ntable = NCELLS, nb = NBLOCKS;
+    int64_t got = 0, used = 0, skipped = 0;
+    while (got < k) {
+        if (used >= nlru) {  /* counts that lie: the pool is corrupt, not the input */
             PyErr_SetString(PyExc_RuntimeError, "take: the free queue ran out of entries");
             return NULL;
         }
         Py_ssize_t slot = (head + used) & mask;
-        used += left;
-        while (left) {
-            Py_ssize_t stop = slot + left <= nlru ? slot + left : nlru;
-            left -= stop - slot;
-            if (stop <= ahead)
-                while (slot < stop) {
-                    if (lru[slot] < 0) {  /* a run of DEAD keys' entries: copied, no records */
-                        Py_ssize_t k = dead_run(lru, slot, stop, out + got);
-                        got += k - slot;
-                        for (slot = k; k < slot + AHEAD; k++)  /* what it did not fetch */
-                            fetch_cell(table, lru[k], ntable);
-                        continue;
-                    }
-                    fetch_cell(table, lru[slot + AHEAD], ntable);
-                    TAKE_ENTRY(lru[slot]);
-                    slot++;
-                }
-            else
-                for (; slot < stop; slot++) {
-                    if (slot < ahead)
-                        fetch_cell(table, lru[slot + AHEAD], ntable);
-                    TAKE_ENTRY(lru[slot]);
-                }
-            slot = 0;  /* the ring wrapped */
+        int64_t e = lru[slot];
+        if (e < 0) {  /* a DEAD run of -e blocks */
+            if (-e > k - got) {  /* more than wanted: the rest stay at the head */
+                lru[slot] = e + (k - got);
+                got = k;
+                break;
+            }
+            got -= e;
+            used++;
+            continue;
         }
+        fetch_cell(table, lru[(slot + AHEAD) & mask], ntable);
+        int64_t b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);
+        used++;
+        if (c == NONE_CELL || b >= nb) {  /* dead: touched out of the queue since */
+            skipped++;
+            continue;
+        }
+        if (ids_n >= nids) {
+            PyErr_SetString(PyExc_RuntimeError, "take: more ids than blocks");
+            return NULL;
+        }
+        ids[ids_n++] = b;
+        got++;
+        if (c >= 0 && c < ntable) {
+            table[c] = -1;
+            filled[c >> PAGE_BITS]--;
+        }
+        else if (c == OWN_CELL)
+            owned[nown++] = b;
     }
-    release_views(&v);
-    if (!skipped && !nown && top <= INT32_MAX && used <= INT32_MAX)  /* the common answer */
-        return PyLong_FromLongLong(top | (long long)used << 32);
-    return ints_tuple(4, (long long[]){top, used, skipped, nown});
+    if (!skipped && !nown && used <= UINT32_MAX)  /* the common answer */
+        return PyLong_FromLongLong(used | (long long)ids_n << 32);
+    return ints_tuple(4, (long long[]){used, skipped, nown, ids_n});
 }
 
 /* KeyTable._reclaim for an insertion of keys[:nk] that maps `fresh` new pages with
@@ -656,8 +597,10 @@ run_end(const int64_t *keys, Py_ssize_t i, Py_ssize_t nk)
     return j;
 }
 
-/* insert(keys, blocks, start, stop, spare_n) -> spare_n, or -1: cache blocks[start:stop]
-   under keys[start:stop] (distinct):
+/* insert(keys, blocks, start, stop, spare_n, ids_n) -> spare_n | ids_n << 32, or -1: cache
+   blocks[start:stop] under keys[start:stop] (distinct), the blocks first given ids popped
+   from the stack's top at `ids_n`, in order (CachingBlockPool._give_ids), unless ids_n is
+   -1 (they have theirs: the answer's ids_n is then -1's low bits, to be ignored):
    map the pages that have no row from the spare rows (the first such page seen takes the
    lowest of the rows handed out, as KeyTable._distinct orders them; a row never handed
    out has its cells written -1 first), write the blocks
@@ -668,21 +611,23 @@ run_end(const int64_t *keys, Py_ssize_t i, Py_ssize_t nk)
 static PyObject *
 Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 5, "insert"))
+    if (!check(self, nargs, 6, "insert"))
         return NULL;
     Views v = {.n = 0};
     Py_ssize_t nkeys, nblocks;
-    int64_t start, stop, spare_n;
-    if (!arg_long(args[2], &start) || !arg_long(args[3], &stop) || !arg_long(args[4], &spare_n))
+    int64_t start, stop, spare_n, ids_n;
+    if (!arg_long(args[2], &start) || !arg_long(args[3], &stop) || !arg_long(args[4], &spare_n)
+        || !arg_long(args[5], &ids_n))
         return NULL;
+    int named = ids_n == -1;
     int64_t *keys = arg_array(&v, args[0], &nkeys, "keys", 0);
-    int64_t *blocks = keys ? arg_array(&v, args[1], &nblocks, "blocks", 0) : NULL;
+    int64_t *blocks = keys ? arg_array(&v, args[1], &nblocks, "blocks", !named) : NULL;
     if (!blocks) {
         release_views(&v);
         return NULL;
     }
     if (start < 0 || stop < start || stop > nkeys || stop > nblocks || spare_n < 0
-        || spare_n > LEN(SPARE)) {
+        || spare_n > LEN(SPARE) || (!named && (ids_n < stop - start || ids_n > LEN(IDS)))) {
         release_views(&v);
         PyErr_SetString(PyExc_ValueError, "insert: bad arguments");
         return NULL;
@@ -690,17 +635,17 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     keys += start;
     blocks += start;
     Py_ssize_t nk = stop - start;
-    int64_t *base = I64(BASE), *rec = I64(REC);
+    int64_t *base = I64(BASE), *rec = I64(REC), *ids = I64(IDS);
     int32_t *table = CELLS;
     int64_t *row_page = I64(ROW_PAGE), *spare = I64(SPARE), *filled = I64(FILLED);
     Py_ssize_t nbase = LEN(BASE), nb = NBLOCKS;
     int64_t fresh = 0, fallback = 0, bad = 0;
     Py_ssize_t i, j;
-    /* check: blocks in range (one branch-free pass); then run by run, its keys in the
-       table's pages (its first one: the rest follow it in its page) and none held (all
-       its cells empty: negative, so their AND is too); number the new pages (-1, -2, ...
-       in base) */
-    for (i = 0; i < nk; i++)  /* negative iff out of range */
+    /* check: blocks in range (one branch-free pass; ids from the stack are); then run by
+       run, its keys in the table's pages (its first one: the rest follow it in its page)
+       and none held (all its cells empty: negative, so their AND is too); number the new
+       pages (-1, -2, ... in base) */
+    for (i = 0; named && i < nk; i++)  /* negative iff out of range */
         bad |= blocks[i] | (nb - 1 - blocks[i]);
     fallback = bad < 0;
     Py_ssize_t ends[RUNS_KEPT], nruns = 0;  /* where the first runs end, for the act pass */
@@ -742,7 +687,8 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     }
     spare_n += more;
     /* act, run by run: new page number m gets spare row spare[spare_n - fresh + m - 1]; a
-       run's blocks go to its cells in one copy, and each block's record gets its cell */
+       run's blocks (ids popped first, unless named) go to its cells, and each block's
+       record gets its cell */
     int64_t first = spare_n - fresh;
     Py_ssize_t run = 0;
     for (i = 0; i < nk; i = j, run++) {
@@ -757,102 +703,61 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
         int64_t c = row + (key & PAGE_MASK);
         filled[row >> PAGE_BITS] += j - i;
+        if (!named)
+            for (Py_ssize_t m = i; m < j; m++)
+                blocks[m] = ids[--ids_n];
         for (Py_ssize_t m = i; m < j; m++, c++) {
-            table[c] = (int32_t)blocks[m];  /* in range: checked */
+            table[c] = (int32_t)blocks[m];  /* in range: checked, or ids */
             CELL_REFS(blocks[m], c, 1);  /* a keyless block's record is not kept: held once */
         }
     }
-    release_views(&v);
-    return PyLong_FromLongLong(first);
+    release_views(&v);  /* first <= spare's length, ids_n <= the blocks: below 2**31 (bind) */
+    return PyLong_FromLongLong(first | (long long)(named ? 0 : ids_n) << 32);
 }
 
-/* The entries of a DEAD run, -1 - b for b in blocks[:count] from the last one back,
-   numbered from `number` on in the ring lru[mask + 1]: in one copy, or two where the ring
-   wraps (branch-free: vectorized) */
-static inline void
-dead_entries(int64_t *lru, Py_ssize_t mask, int64_t number, const int64_t *blocks,
-             Py_ssize_t count)
-{
-    while (count) {
-        Py_ssize_t slot = number & mask, k = mask + 1 - slot;
-        if (k > count)
-            k = count;
-        for (Py_ssize_t m = 0; m < k; m++)
-            lru[slot + m] = ~blocks[count - 1 - m];  /* -1 - b */
-        number += k;
-        count -= k;
-    }
-}
-
-/* release(blocks, n, partial, top, tail, dead_from, dead_to) -> keyed | top << 32 (one int,
-   as take's answer: the blocks it queued, the keyless stack's new top; it freed keyed +
-   partial): a request lets go of its blocks, blocks[:n] (CachingBlockPool.free), tail
-   first: the last one, if `partial` (not full, keyless), onto the keyless stack at `top`;
-   the rest to the keyed queue, numbered from `tail` on (in the ring):
-   blocks[dead_from:dead_to] (a finished request's full blocks past its keys) with DEAD
-   keys, as entries -1 - b, their records not touched; the others (keyed) with one
-   reference less, those no longer held. The ring must have room for all of them
+/* release(blocks, keyed, dead, tail) -> the keyed blocks it queued: a request lets go of
+   its blocks (CachingBlockPool.free), tail first, to the free queue's keyed part, numbered
+   from `tail` on (in the ring): `dead` blocks past its keyed ones (a finished request's full
+   blocks past its keys: DEAD keys, no ids) as one entry, -dead, if any; then its keyed
+   ones, blocks[:keyed], each with one reference less, those no longer held. (Its keyless
+   last block, if any, is a count: the caller's.) The ring must have room for all of them
    (`_widen`): it is written where they are numbered. */
 static PyObject *
 Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check(self, nargs, 7, "release"))
+    if (!check(self, nargs, 4, "release"))
         return NULL;
     Views v = {.n = 0};
-    Py_ssize_t nbuffer, nb = NBLOCKS;
-    int64_t n, partial, top, tail, dead_from, dead_to;
-    if (!arg_long(args[1], &n) || !arg_long(args[2], &partial) || !arg_long(args[3], &top)
-        || !arg_long(args[4], &tail) || !arg_long(args[5], &dead_from)
-        || !arg_long(args[6], &dead_to))
+    Py_ssize_t nbuffer;
+    int64_t keyed, dead, tail;
+    if (!arg_long(args[1], &keyed) || !arg_long(args[2], &dead) || !arg_long(args[3], &tail))
         return NULL;
     int64_t *blocks = arg_array(&v, args[0], &nbuffer, "blocks", 0);
     if (!blocks)
         return NULL;
-    if (n < 0 || n > nbuffer || n > UINT32_MAX) {  /* (keyed <= n: its answer's low half) */
+    if (keyed < 0 || keyed > nbuffer || dead < 0 || tail < 0 || keyed + 1 > LEN(LRU)) {
         release_views(&v);
-        PyErr_SetString(PyExc_ValueError, "release: n out of range");
+        PyErr_SetString(PyExc_ValueError, "release: bad counts");
         return NULL;
     }
-    if (tail < 0 || n > LEN(LRU) || top < 0
-        || (partial && (!n || top + 1 > LEN(PLAIN)))
-        || (dead_from < dead_to && (dead_from < 0 || dead_to > n))) {
-        release_views(&v);
-        PyErr_SetString(PyExc_ValueError, "release: no room in the free queue");
-        return NULL;
-    }
-    if (!all_in_range(blocks, n, nb)) {
+    if (!all_in_range(blocks, keyed, NBLOCKS)) {
         release_views(&v);
         return NULL;
     }
-    int64_t *lru = I64(LRU), *plain = I64(PLAIN), *rec = I64(REC);
-    int64_t keyed = 0, mask = LEN(LRU) - 1;  /* a power of two long (bind) */
-    Py_ssize_t i = n;  /* one pass, tail first (a request's blocks are distinct) */
-    if (partial)
-        plain[top++] = blocks[--i];
-    if (dead_from >= dead_to)
-        dead_from = dead_to = i;
-    /* keyed blocks past the DEAD ones, the DEAD ones, the keyed ones before them */
-    for (Py_ssize_t lo = dead_to; i > lo;) {
+    int64_t *lru = I64(LRU), *rec = I64(REC);
+    int64_t number = tail, mask = LEN(LRU) - 1;  /* a power of two long (bind) */
+    if (dead)
+        lru[number++ & mask] = -dead;
+    for (Py_ssize_t i = keyed; i;) {  /* one pass, tail first (a request's blocks are
+                                         distinct) */
         int64_t b = blocks[--i];
         if (--REFS(b) == 0) {
-            lru[(tail + keyed) & mask] = ENTRY(b, CELL(b));
-            SEQ(b) = tail + keyed;
-            keyed++;
+            lru[number & mask] = ENTRY(b, CELL(b));
+            SEQ(b) = number++;
         }
     }
-    dead_entries(lru, mask, tail + keyed, blocks + dead_from, i - dead_from);
-    keyed += i - dead_from;
-    i = dead_from;
-    while (i) {
-        int64_t b = blocks[--i];
-        if (--REFS(b) == 0) {
-            lru[(tail + keyed) & mask] = ENTRY(b, CELL(b));
-            SEQ(b) = tail + keyed;
-            keyed++;
-        }
-    }
-    release_views(&v);  /* top <= the stack's length, below 2**31 (bind) */
-    return PyLong_FromLongLong(keyed | (long long)top << 32);
+    release_views(&v);
+    return PyLong_FromLongLong(number - tail - (dead > 0));
 }
 
 static PyMethodDef Arrays_methods[] = {
@@ -1124,41 +1029,11 @@ pool_sharers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* move(src, lo, dst, at, n): dst[at:at + n] = src[lo:lo + n] (blocks handed from the fast
-   simulator's aggregate to a request leaving it, CachingBlockPool._attribute: NumPy's two
-   slices and assignment took ~1 us a call). */
-static PyObject *
-pool_move(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!nargs_is(nargs, 5, "move"))
-        return NULL;
-    int64_t lo, at, n;
-    if (!arg_long(args[1], &lo) || !arg_long(args[3], &at) || !arg_long(args[4], &n))
-        return NULL;
-    Views v = {.n = 0};
-    Py_ssize_t nsrc, ndst;
-    const int64_t *src = arg_array(&v, args[0], &nsrc, "src", 0);
-    int64_t *dst = src ? arg_array(&v, args[2], &ndst, "dst", 1) : NULL;
-    if (!dst) {
-        release_views(&v);
-        return NULL;
-    }
-    if (n < 0 || lo < 0 || at < 0 || lo + n > nsrc || at + n > ndst) {
-        release_views(&v);
-        PyErr_SetString(PyExc_IndexError, "move: out of range");
-        return NULL;
-    }
-    memmove(dst + at, src + lo, (size_t)n * sizeof *dst);
-    release_views(&v);
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef module_methods[] = {
     {"watched", (PyCFunction)(void (*)(void))pool_watched, METH_FASTCALL, NULL},
     {"watch_add", (PyCFunction)(void (*)(void))pool_watch_add, METH_FASTCALL, NULL},
     {"watch_above", (PyCFunction)(void (*)(void))pool_watch_above, METH_FASTCALL, NULL},
     {"make_keys", (PyCFunction)(void (*)(void))pool_make_keys, METH_FASTCALL, NULL},
-    {"move", (PyCFunction)(void (*)(void))pool_move, METH_FASTCALL, NULL},
     {"shared_upto", (PyCFunction)(void (*)(void))pool_shared_upto, METH_FASTCALL, NULL},
     {"sharers", (PyCFunction)(void (*)(void))pool_sharers, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},

@@ -62,9 +62,8 @@ from .request import Holding, Request
 
 try:  # the per-block steps compiled (_pool.c); optional (setup.py)
     from ._pool import Arrays as CompiledArrays
-    from ._pool import move
 except ImportError:
-    CompiledArrays = move = None
+    CompiledArrays = None
 
 OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, never a given key
 OWN, NONE = -2, -3  # a block's cell when it holds an own key (in `_own_key`), or no key
@@ -77,6 +76,7 @@ CELL_SHIFT = 32  # a keyed free block's queue entry: b | (cell + 3) << CELL_SHIF
 BLOCK_MASK = (1 << CELL_SHIFT) - 1
 RECORD = np.dtype([("cell", np.int32), ("refs", np.int32), ("seq", np.int64)])  # a block's
 # state in one record (16 bytes): the compiled steps read and write one cache line a block
+DEAD_BLOCK = -1  # `keyed_free_blocks`' stand-in for a block of a DEAD run (it has no id)
 NAMED_FROM_START = False  # True: every pool names its blocks when it is made, never counts
 # them anonymously (tests compare the two: the same results)
 
@@ -146,8 +146,11 @@ class CachingBlockPool(BlockPool):
         self._refs = self._records["refs"]
         self._seq = self._records["seq"]  # block -> its entry's number in `_lru` (what a
         # touch finds the entry by)
-        self._plain = np.arange(nb - 1, -1, -1, dtype=np.intp)  # keyless free blocks
-        self._plain_n = nb
+        self._plain_n = nb  # keyless free blocks (a count: no block without a key has an id)
+        self._ids = np.arange(nb - 1, -1, -1, dtype=np.intp)  # ids no keyed block has, a
+        # stack (top at `_ids_n`): a block gets one when its key is set (`_give_ids`) and
+        # gives it back when it is evicted
+        self._ids_n = nb
         self._lru = np.empty(ring_size(2 * nb), np.intp)  # keyed free blocks (`entry`),
         # oldest first: entries numbered [_lru_head, _lru_tail), in a ring (`_widen` doubles
         # it where they would not fit). It was an array four times the blocks, compacted
@@ -171,8 +174,7 @@ class CachingBlockPool(BlockPool):
         self._touches = 0  # idle cached blocks hits took out of the free queue (`blocked`)
         # (a request's `failed`: _keyings, _touches, free_blocks when its admission last
         # failed)
-        self._loose = np.empty(nb, np.intp)  # blocks taken for the fast simulator's aggregate
-        self._loose_n = 0
+        self._loose_n = 0  # blocks taken for the fast simulator's aggregate (keyless)
         self._owed = 0  # blocks it took that are still in the free queue (see `take`)
         # the fast simulator's decoders: flush(keys, seat), before `keys` are looked up or
         # set by a request admitted now (seat None), or set by the running request seated `seat`
@@ -185,7 +187,7 @@ class CachingBlockPool(BlockPool):
         # the fast simulator's aggregate has them (unsettled)
         use_c = CompiledArrays is not None if compiled is None else compiled
         self._c = CompiledArrays() if use_c else None  # bound to the arrays above (`_bind`)
-        self._out = np.empty(nb, np.intp)  # what its steps hand back, read at once
+        self._out = np.empty(nb, np.intp)  # what `run` hands back to `peek`, read at once
         self._owned = np.empty(nb, np.intp)  # blocks `take` evicted that had own keys
         self._bind()
         if NAMED_FROM_START:
@@ -195,7 +197,7 @@ class CachingBlockPool(BlockPool):
         """Point the compiled steps at the arrays (again, after one was replaced)."""
         if self._c is not None:
             m = self._map
-            self._c.bind(self._records.view(np.int64), self._plain, self._lru, m.base,
+            self._c.bind(self._records.view(np.int64), self._ids, self._lru, m.base,
                          m.table, m.row_page, m.spare, self._out, self._owned, m.filled)
 
     # -- lookup ---------------------------------------------------------------------
@@ -393,14 +395,11 @@ class CachingBlockPool(BlockPool):
     def _grow(self, req: Request, n: int) -> None:
         assert n <= self.free_blocks
         if n:
-            held = self._holding(req)
-            at = held.n
-            buffer = self._room(held, at + n)
             self.free_blocks -= n
-            if self._c is None or not self._take_into(n, buffer, at):
-                buffer[at:at + n] = self._take_out(n)
-            held.n = at + n
-            self._held[req.id] = at + n  # (settled: what it holds)
+            self._take(n)
+            held = self._holding(req)
+            held.n += n
+            self._held[req.id] = held.n  # (settled: what it holds)
 
     def _buffer(self, n: int) -> np.ndarray:
         """A buffer for `n` blocks or more: a freed one where one is spare (an np.empty per
@@ -418,86 +417,85 @@ class CachingBlockPool(BlockPool):
                 [buffer, np.empty(max(n, 2 * len(buffer)) - len(buffer), np.intp)])
         return buffer
 
-    def _take_out(self, n: int) -> np.ndarray:
-        """`n` blocks from the head of the free queue (vLLM's `get_new_blocks`): keyless
-        ones first, then the least recently freed keyed ones, whose keys are dropped. The
-        caller lowered the free count (a view of `_out` when compiled)."""
-        if self._c is not None and self._take_into(n, self._out, 0):
-            return self._out[:n]
+    def _take(self, n: int) -> None:
+        """`n` blocks out of the free queue (vLLM's `get_new_blocks`), for a request or the
+        aggregate, which count them: keyless ones first, then the least recently freed
+        keyed ones, whose keys are dropped (their ids back on the stack). The caller
+        lowered the free count."""
         top = self._plain_n
         if n <= top:
-            out = self._plain[top - n:top].copy()
             self._plain_n = top - n
-        elif top:
-            out = np.concatenate([self._plain[:top], self._evict(n - top)])
-            self._plain_n = 0
-        else:
-            out = self._evict(n)
-        return out
-
-    def _take_into(self, n: int, out: np.ndarray, at: int) -> bool:
-        """`_take_out` compiled, into out[at:at + n], in one step; False (nothing done)
-        where it must be NumPy's: a key held twice."""
+            return
+        self._plain_n = 0
+        k = n - top
         c = self._c
-        if self._map.dups or c is None:
-            return False
+        if c is None or self._map.dups:  # a key held twice: NumPy's
+            self._evict(k)
+            return
         head = self._lru_head
-        got = c.take(n, self._plain_n, head, out, at)  # own keys: `_owned`
-        if isinstance(got, int):  # none skipped or owned: top | used << 32 (`_pool.c`)
-            self._plain_n, used, skipped, owned = got & 0xFFFFFFFF, got >> 32, 0, 0
+        got = c.take(k, head, self._ids_n)  # own keys: `_owned`
+        if isinstance(got, int):  # none skipped or owned: used | ids_n << 32 (`_pool.c`)
+            used, skipped, owned, self._ids_n = got & 0xFFFFFFFF, 0, 0, got >> 32
         else:  # (typed: mypyc then unpacks the tuple and does the sums below natively)
-            self._plain_n, used, skipped, owned = cast(tuple[int, int, int, int], got)
+            used, skipped, owned, self._ids_n = cast(tuple[int, int, int, int], got)
         if owned:  # own keys (preemptions) live in dicts
             for b in self._owned[:owned].tolist():
                 self._uncache_own(b)
-        if used:  # it evicted
-            self._lru_head = head + used
-            k = used - skipped
-            self._dead -= skipped
-            if not self._dead:
-                self._dead_from = INF
-            else:  # a bound: no dead entry before the head
-                self._dead_from = max(self._dead_from, self._lru_head)
-            self.keyed_free -= k
-            self._evictions += k
-        return True
-
-    def _evict(self, k: int) -> np.ndarray:
-        """The `k` least recently freed keyed blocks, out of the queue and the cache map."""
-        head = self._lru_head
-        if head + k <= self._dead_from:  # no dead entry among the first k
-            out = self._queue(head, head + k)
-            head += k
-        else:  # skip the dead entries
-            parts, need = [], k
-            while need:  # read ahead: dead entries come in runs (a hit touches a prefix)
-                chunk = self._queue(head, min(head + 2 * need + 64, self._lru_tail))
-                live = np.flatnonzero(~self._dead_entries(chunk))
-                used = int(live[need - 1]) + 1 if len(live) >= need else len(chunk)
-                live = chunk[live[:need]]
-                self._dead -= used - len(live)
-                head += used
-                parts.append(live)
-                need -= len(live)
-            out = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            if not self._dead:
-                self._dead_from = INF
-            elif self._dead_from < head:  # look for the next dead entry
-                ahead = self._queue(head, min(head + 4096, self._lru_tail))  # a bound is
-                dead = self._dead_entries(ahead)  # enough
-                first = int(dead.argmax())
-                self._dead_from = head + (first if dead[first] else len(ahead))
-        self._lru_head = head
-        live = out[out >= 0]  # keyed blocks (a DEAD key's entry is negative)
-        named, cells = live & BLOCK_MASK, (live >> CELL_SHIFT) - 3  # records not read, nor
-        # reset: nothing reads a block's record until a key is set again (`_keyed`)
-        if self._own_key:
-            for b in named[cells == OWN].tolist():
-                self._uncache_own(b)
-        self._map.remove(cells, named)
+        self._lru_head = head + used
+        self._dead -= skipped
+        if not self._dead:
+            self._dead_from = INF
+        else:  # a bound: no dead entry before the head
+            self._dead_from = max(self._dead_from, self._lru_head)
         self.keyed_free -= k
         self._evictions += k
-        return np.where(out < 0, -1 - out, out & BLOCK_MASK)
+
+    def _evict(self, k: int) -> None:
+        """`_take`'s `k` blocks from the keyed part of the queue, least recently freed first:
+        a DEAD run gives its blocks (or some: the rest stay at the head), a keyed block's
+        entry its block, whose key is dropped, and a dead entry none."""
+        head, need = self._lru_head, k
+        while need:  # read ahead: dead entries come in runs (a hit touches a prefix)
+            chunk = self._queue(head, min(head + 2 * need + 64, self._lru_tail))
+            gives = np.where(chunk < 0, -chunk, ~self._dead_entries(chunk))  # blocks each
+            total = np.cumsum(gives)
+            used = int(np.searchsorted(total, need)) + 1 if total[-1] >= need else len(chunk)
+            left = int(total[used - 1]) - need  # a DEAD run's blocks not taken: it stays
+            if left > 0:
+                self._lru[(head + used - 1) & self._lru_mask] = -left
+                used -= 1
+            part = chunk[:used]
+            dead = self._dead_entries(part)
+            live = part[(part >= 0) & ~dead]  # keyed blocks, their keys dropped
+            self._dead -= int(np.count_nonzero(dead))
+            named, cells = live & BLOCK_MASK, (live >> CELL_SHIFT) - 3  # records not read,
+            # nor reset: nothing reads a block's record until a key is set again (`_keyed`)
+            if self._own_key:
+                for b in named[cells == OWN].tolist():
+                    self._uncache_own(b)
+            self._map.remove(cells, named)
+            self._ids[self._ids_n:self._ids_n + len(named)] = named
+            self._ids_n += len(named)
+            head += used
+            need -= min(int(total[-1]), need)
+        self._lru_head = head
+        if not self._dead:
+            self._dead_from = INF
+        elif self._dead_from < head:  # look for the next dead entry
+            ahead = self._queue(head, min(head + 4096, self._lru_tail))  # a bound is enough
+            dead = self._dead_entries(ahead)
+            first = int(dead.argmax())
+            self._dead_from = head + (first if dead[first] else len(ahead))
+        self.keyed_free -= k
+        self._evictions += k
+
+    def _give_ids(self, blocks: np.ndarray, start: int, stop: int) -> None:
+        """Ids for blocks[start:stop], about to be keyed: popped from the stack in order."""
+        top = self._ids_n
+        k = stop - start
+        assert k <= top, "an id for every block"
+        blocks[start:stop] = self._ids[top - k:top][::-1]
+        self._ids_n = top - k
 
     def _queue(self, start: int, stop: int) -> np.ndarray:
         """The queue's entries numbered [start, stop), in order (a copy)."""
@@ -544,18 +542,24 @@ class CachingBlockPool(BlockPool):
         if stop <= start:
             return
         assert stop <= held.n
-        self._insert(given, held.buffer, start, stop)
+        self._insert(given, self._room(held, stop), start, stop)
         held.keyed = stop
         self._keyings += 1
 
-    def _insert(self, keys: np.ndarray, blocks: np.ndarray, start: int, stop: int) -> None:
+    def _insert(self, keys: np.ndarray, blocks: np.ndarray, start: int, stop: int,
+                named: bool = False) -> None:
         """Cache blocks[start:stop] under keys[start:stop] in the map, and remember their
-        cells."""
+        cells; the blocks get their ids here (`_give_ids`), unless `named`."""
         if self._c is not None:
-            spare: int = self._c.insert(keys, blocks, start, stop, self._map.spare_n)
-            if spare >= 0:
-                self._map.spare_n = spare
+            got: int = self._c.insert(keys, blocks, start, stop, self._map.spare_n,
+                                      -1 if named else self._ids_n)
+            if got >= 0:  # spare_n | ids_n << 32 (`_pool.c`)
+                self._map.spare_n = got & 0xFFFFFFFF
+                if not named:
+                    self._ids_n = got >> 32
                 return
+        if not named:
+            self._give_ids(blocks, start, stop)
         keys, blocks = keys[start:stop], blocks[start:stop]
         self._cell[blocks] = self._map.insert(keys, blocks)
         self._refs[blocks] = 1  # a block without a key had no record to read
@@ -564,7 +568,7 @@ class CachingBlockPool(BlockPool):
     def free(self, req: Request) -> None:
         """Its full blocks get their keys (own keys now: DEAD ones if it is done, as no
         lookup can reach them), then it lets go of all of them, tail first: keyless ones to
-        the head of the free queue, keyed ones to its tail."""
+        the head of the free queue, keyed ones to its tail, a DEAD run as one entry."""
         if self.anonymous:
             if req.done:
                 return self._free_anonymous(req)
@@ -574,64 +578,54 @@ class CachingBlockPool(BlockPool):
         held = self._holding(req)
         del self._reqs[rid]
         req.holding = None
-        n, buffer = held.n, held.buffer  # its blocks are buffer[:n]
-        # spare for the next request at once: nothing below asks for a buffer
-        self._spare.setdefault(len(buffer).bit_length() - 1, []).append(buffer)
         del self._held[rid]
-        start = held.keyed
+        n, start = held.n, held.keyed  # it holds n blocks, the first `start` with ids
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
         # the same iteration then takes back
         stop = min(req.scheduled_kv // self.block_size, n)
+        assert n - stop <= 1  # its last block, if not full
         given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
         assert own == start or start >= self._shared(req), "shared keys are set on time"
-        dead = start < stop and req.done  # blocks[start:stop] get DEAD keys, as they queue
-        if own > start and not dead:  # private given keys, looked up when it comes back
-            assert given is not None
-            self._insert(given, buffer, start, own)
-            self._keyings += 1
-        if own < stop and not dead:
-            owned = buffer[own:stop]
-            self._cell[owned] = OWN
-            self._refs[owned] = 1
-            for j, b in enumerate(owned.tolist(), own):
-                self._cache_own(own_key(rid, j), b)
-        if not n:
-            return
+        dead = stop - start if req.done else 0  # blocks[start:stop] get DEAD keys: a run
+        keyed = start
+        if stop > start and not dead:  # keys it looks up when it comes back
+            buffer = self._room(held, stop)
+            if own > start:  # private given keys
+                assert given is not None
+                self._insert(given, buffer, start, own)
+                self._keyings += 1
+            if own < stop:
+                self._give_ids(buffer, own, stop)
+                owned = buffer[own:stop]
+                self._cell[owned] = OWN
+                self._refs[owned] = 1
+                for j, b in enumerate(owned.tolist(), own):
+                    self._cache_own(own_key(rid, j), b)
+            keyed = stop
+        buffer = held.buffer  # spare for the next request: nothing below asks for one
+        self._spare.setdefault(len(buffer).bit_length() - 1, []).append(buffer)
+        self._plain_n += n - stop  # its last block, not full: keyless, to the queue's head
+        self.free_blocks += n - stop
+        self._widen(keyed + 1)
+        tail = self._lru_tail
         if self._c is not None:
-            self._widen(n)
-            tail = self._lru_tail
-            partial = stop < n
-            got: int = self._c.release(buffer, n, partial, self._plain_n, tail,
-                                       start if dead else 0, stop if dead else 0)
-            # (keyed | top << 32: `_pool.c`)
-            keyed_n, self._plain_n = got & 0xFFFFFFFF, got >> 32
-            self._lru_tail = tail + keyed_n
-            self.keyed_free += keyed_n
-            self.free_blocks += keyed_n + partial
-            return
-        blocks = buffer[:n]
-        if stop < n:  # its last block, not full: keyless, to the head of the queue
-            assert n - stop == 1
-            self._plain[self._plain_n] = blocks[-1]
-            self._plain_n += 1
-            self.free_blocks += 1
-        named = blocks[:start] if dead else blocks[:stop]  # DEAD keys past its keys
-        counts = self._refs[named] - 1
-        self._refs[named] = counts
-        zero = named[counts == 0][::-1]  # tail first
-        queued = entry(zero, self._cell[zero])
-        entries = np.concatenate([-1 - blocks[start:stop][::-1], queued]) if dead else queued
-        k = len(entries)
-        if k:
-            self._widen(k)
-            tail = self._lru_tail
-            self._lru[np.arange(tail, tail + k) & self._lru_mask] = entries
-            number = tail + k - len(zero)
-            self._seq[zero] = np.arange(number, number + len(zero))
-            self._lru_tail = tail + k
-            self.keyed_free += k
-            self.free_blocks += k
+            zero: int = self._c.release(buffer, keyed, dead, tail)  # (blocks queued)
+        else:
+            blocks = buffer[:keyed]
+            counts = self._refs[blocks] - 1
+            self._refs[blocks] = counts
+            freed = blocks[counts == 0][::-1]  # tail first
+            zero = len(freed)
+            number = tail + (dead > 0)  # past the DEAD run's entry, -dead
+            if dead:
+                self._lru[tail & self._lru_mask] = -dead
+            self._lru[np.arange(number, number + zero) & self._lru_mask] = entry(
+                freed, self._cell[freed])
+            self._seq[freed] = np.arange(number, number + zero)
+        self._lru_tail = tail + zero + (dead > 0)
+        self.keyed_free += zero + dead
+        self.free_blocks += zero + dead
         assert self.free_blocks <= self.num_blocks
 
     def _widen(self, n: int) -> None:
@@ -694,20 +688,13 @@ class CachingBlockPool(BlockPool):
         llmsim's) runs with caching on at about the cost of caching off (1.04x on Azure's,
         docs/prefix_caching.md)."""
         assert self.anonymous and not self._owed and not self._reqs and not self._lru_tail
-        top = self._plain_n  # `_plain[:top]` still holds the stack's first ids
-        rest = np.arange(self.num_blocks - top, dtype=np.intp)
-        at = 0
+        assert self._ids_n == self.num_blocks  # no key set yet: every id on the stack
         for rid, n in (*self._held.items(), *self._parked.items()):
-            self._reqs[rid] = Holding(rest[at:at + n].copy(), n, 0)
-            at += n
-        loose = self._loose_n
-        self._loose[:loose] = rest[at:at + loose]
-        at += loose
-        self._refs[rest[:at]] = 1
-        keyed = rest[at:]
-        assert len(keyed) == self.keyed_free == self.free_blocks - top
-        self._lru[:len(keyed)] = -1 - keyed  # DEAD keys' entries
-        self._lru_tail = len(keyed)
+            self._reqs[rid] = Holding(np.empty(n, np.intp), n, 0)
+        assert self.keyed_free == self.free_blocks - self._plain_n
+        if self.keyed_free:  # DEAD keys: one run
+            self._lru[0] = -self.keyed_free
+            self._lru_tail = 1
         self._parked.clear()
         self.anonymous = False
 
@@ -734,10 +721,8 @@ class CachingBlockPool(BlockPool):
         n = self._owed
         if n:
             self._owed = 0
-            top = self._loose_n
-            if self._c is None or not self._take_into(n, self._loose, top):
-                self._loose[top:top + n] = self._take_out(n)
-            self._loose_n = top + n
+            self._take(n)
+            self._loose_n += n
 
     @property
     def evictions(self) -> int:
@@ -767,25 +752,15 @@ class CachingBlockPool(BlockPool):
 
     def _attribute(self, req: Request, tokens: int) -> int:
         """Give `req` blocks taken for the aggregate until it holds those of `tokens` (the
-        taken blocks are alike: fresh, keyless, held once); returns how many it holds.
-        (Called for every lockstep decoder leaving the aggregate, mostly with nothing to
-        give: no view of its blocks is made.)"""
+        taken blocks are alike: keyless, held once, counted); returns how many it holds."""
         self._pay()
         held = self._holding(req)
-        at = held.n
-        n = self.blocks_for(tokens) - at
-        if n <= 0:
-            return at
-        top = self._loose_n - n
-        assert top >= 0
-        buffer = self._room(held, at + n)
-        if self._c is not None:
-            move(self._loose, top, buffer, at, n)
-        else:
-            buffer[at:at + n] = self._loose[top:top + n]
-        self._loose_n = top
-        held.n = at + n
-        return at + n
+        n = self.blocks_for(tokens) - held.n
+        if n > 0:
+            assert n <= self._loose_n
+            self._loose_n -= n
+            held.n += n
+        return held.n
 
     def key_due(self, req: Request) -> int | None:
         """Scheduled tokens at which `req`'s next given key falls due (its next block is
@@ -820,13 +795,13 @@ class CachingBlockPool(BlockPool):
             return
         bs, runs = self.block_size, []
         for req, scheduled, base in due:
-            held = self._attribute(req, scheduled)  # first: it may replace the buffer (and
-            # mypyc 2.4 evaluates a NumPy slice's bounds twice)
-            blocks = self._holding(req).buffer[:held]
+            self._attribute(req, scheduled)
             given = req.block_hashes
             assert given is not None  # only members with given keys fall due
             start, stop = self._holding(req).keyed, min(scheduled // bs, self._shared(req))
-            if stop > start:
+            if stop > start:  # its blocks get their ids in the order they come here
+                blocks = self._room(self._holding(req), stop)
+                self._give_ids(blocks, start, stop)
                 runs.append((req, start, stop, base, blocks))
         if not runs:
             return
@@ -839,9 +814,9 @@ class CachingBlockPool(BlockPool):
                                    for _, a, b, base, _ in runs])
             seat = np.concatenate([np.full(b - a, req.seat) for req, a, b, _, _ in runs])
             for i in np.lexsort((seat, tick)).tolist():
-                self._insert(keys, blocks, i, i + 1)
+                self._insert(keys, blocks, i, i + 1, named=True)
         else:
-            self._insert(keys, blocks, 0, len(keys))
+            self._insert(keys, blocks, 0, len(keys), named=True)
         for req, _, stop, _, _ in runs:
             self._holding(req).keyed = stop
 
@@ -854,98 +829,107 @@ class CachingBlockPool(BlockPool):
         self._pay()
 
     def _keyed(self) -> np.ndarray:
-        """Which blocks have a key anybody can look up (given or own): those whose records
-        are kept. Held ones before their holders' `keyed`, and keyed free ones. Any other
-        block's record is stale: neither handing it out (`take`) nor a DEAD key resets it."""
+        """Which blocks have a key anybody can look up (given or own): those with ids, whose
+        records are kept. Held ones before their holders' `keyed`, and keyed free ones.
+        Any other id is on the stack, its record stale: neither evicting a block nor
+        handing it out resets it."""
         keyed = np.zeros(self.num_blocks, bool)
         for holding in self._reqs.values():
             keyed[holding.buffer[:holding.keyed]] = True
-        entries = self._queue(self._lru_head, self._lru_tail)
-        live = entries[(entries >= 0) & ~self._dead_entries(entries)]
-        keyed[live & BLOCK_MASK] = True
+        keyed[self._live()] = True
         return keyed
 
-    def key_of(self, b: int):
-        """Block `b`'s key: a given key, an own key, "dead", or None."""
-        self._identify()
-        cell = int(self._cell[b]) if self._keyed()[b] else NONE
-        if cell >= 0:
-            return self._map.key(cell)
-        if cell == OWN:
-            return self._own_key.get(b)
-        return "dead" if b in self._dead_keys() else None
-
-    def _dead_keys(self) -> set[int]:
-        """The free blocks holding DEAD keys."""
+    def _live(self) -> np.ndarray:
+        """The keyed free blocks, least recently freed first (the queue's live keyed
+        entries' blocks)."""
         entries = self._queue(self._lru_head, self._lru_tail)
-        return set((-1 - entries[entries < 0]).tolist())
+        live = entries[(entries >= 0) & ~self._dead_entries(entries)]
+        return live & BLOCK_MASK
 
-    def blocks_of(self, req: Request) -> list[int]:
+    def key_of(self, b: int | None):
+        """Block `b`'s key: a given key, an own key, "dead" for DEAD (a block in a DEAD
+        run, `keyed_free_blocks`' -1), or None (no id: `blocks_of`' None)."""
+        self._identify()
+        if b is None:
+            return None
+        if b == DEAD_BLOCK:
+            return "dead"
+        assert self._keyed()[b], f"block {b} has no key"
+        cell = int(self._cell[b])
+        return self._map.key(cell) if cell >= 0 else self._own_key.get(b)
+
+    def blocks_of(self, req: Request) -> list[int | None]:
+        """`req`'s blocks in order: ids where they have keys, None past those."""
         self._identify()
         held = self._reqs[req.id]
-        return held.buffer[:held.n].tolist()
+        return [*held.buffer[:held.keyed].tolist(), *[None] * (held.n - held.keyed)]
 
     def refs(self, b: int) -> int:
-        """Requests (and the fast simulator's aggregate) holding block `b`."""
+        """Requests holding block `b`, which has a key."""
         self._identify()
-        if self._keyed()[b]:
-            return int(self._refs[b])
-        held = [h.buffer[:h.n] for h in self._reqs.values()]
-        return sum(int(b in blocks) for blocks in [*held, self._loose[:self._loose_n]])
+        assert self._keyed()[b], f"block {b} has no key"
+        return int(self._refs[b])
 
     def keyed_free_blocks(self) -> list[int]:
-        """The keyed free blocks, least recently freed first."""
+        """The keyed free blocks, least recently freed first: an id, or DEAD_BLOCK (-1) for
+        each block of a DEAD run."""
         self._identify()
-        head, tail = self._lru_head, self._lru_tail
-        entries = self._queue(head, tail)
-        live = entries[~self._dead_entries(entries)]
-        return np.where(live < 0, -1 - live, live & BLOCK_MASK).tolist()
+        entries = self._queue(self._lru_head, self._lru_tail)
+        out: list[int] = []
+        for e in entries[~self._dead_entries(entries)].tolist():
+            out.extend([DEAD_BLOCK] * -e if e < 0 else [e & BLOCK_MASK])
+        return out
 
     def cached_keys(self) -> list:
         self._pay()
         return sorted(self._map.holders()) + list(self._own)
 
     def check(self) -> None:
-        """Invariants: counts agree, keyed free blocks are cached, refs add up where they
-        are kept (blocks with a cell), and the cache map holds exactly the blocks keyed with
-        a given or own key."""
+        """Invariants: counts agree, ids are the keyed blocks' and the stack's, keyed free
+        blocks are cached, refs add up where they are kept (keyed blocks), and the cache map
+        holds exactly the blocks keyed with a given or own key."""
         nb = self.num_blocks
         if self.anonymous:  # counts add up
             held = sum(self._held.values()) + sum(self._parked.values())
             assert held + self._loose_n + self.free_blocks == nb and not self._owed
             assert self._plain_n + self.keyed_free == self.free_blocks
+            assert self._ids_n == nb and not self._lru_tail
             assert not self._reqs and not self._own and not self._map.holders()
             return
         self._pay()
         refs = np.zeros(nb, np.int64)
+        held = 0
         for rid, holding in self._reqs.items():
-            blocks = holding.buffer[:holding.n]
+            blocks = holding.buffer[:holding.keyed]
+            assert holding.keyed <= min(holding.n, len(holding.buffer))
             assert self._held.get(rid, holding.n) == holding.n  # (unsettled: not in _held)
             assert len(set(blocks.tolist())) == len(blocks)
             refs[blocks] += 1
-            assert (self._cell[blocks[:holding.keyed]] != NONE).all()  # its keyed ones lead
-        refs[self._loose[:self._loose_n]] += 1
+            held += holding.n - holding.keyed  # blocks without ids
+        in_use = int(np.count_nonzero(refs)) + held + self._loose_n  # (keyed ones shared)
+        assert in_use + self.free_blocks == nb
         named = self._keyed()  # records kept: refs add up
-        assert (refs[named] == self._refs[named]).all() and (refs[~named] <= 1).all()
-        keyed_free = self.keyed_free_blocks()
-        assert len(keyed_free) == len(set(keyed_free)) == self.keyed_free
-        assert self._lru_tail - self._lru_head - len(keyed_free) == self._dead
+        assert (refs[named] == self._refs[named]).all() and not refs[~named].any()
+        assert (self._cell[named] != NONE).all()
+        ids = self._ids[:self._ids_n]
+        assert not named[ids].any() and len(set(ids.tolist())) == len(ids) == nb - named.sum()
         queue = self._queue(self._lru_head, self._lru_tail)
-        first_number = self._lru_head
+        runs = -queue[queue < 0]
+        live = self._live()
+        assert len(live) == len(set(live.tolist())) and (runs > 0).all()
+        assert self.keyed_free == len(live) + runs.sum()
+        assert self.free_blocks == self._plain_n + self.keyed_free
+        assert len(ids) == held + self._loose_n + self._plain_n + runs.sum()  # no id
         gone = self._dead_entries(queue)
+        assert int(np.count_nonzero(gone)) == self._dead
         if self._dead:  # the first dead entry is not before `_dead_from`
-            assert first_number + int(gone.argmax()) >= self._dead_from
+            assert self._lru_head + int(gone.argmax()) >= self._dead_from
         at = np.flatnonzero(queue >= 0)  # keyed blocks' entries, live or dead
-        queued, numbers, live = queue[at], first_number + at, ~gone[at]
-        in_queue = queued[live] & BLOCK_MASK  # a live entry: its block's number and cell
-        assert (self._seq[in_queue] == numbers[live]).all()
-        assert (queued[live] >> CELL_SHIFT == self._cell[in_queue] + 3).all()
-        assert (self._seq[queued[~live]] != numbers[~live]).all()  # a dead one: neither
-        plain = self._plain[:self._plain_n].tolist()
-        free = set(plain) | set(keyed_free)
-        assert len(free) == self.free_blocks == len(plain) + len(keyed_free)
-        assert free == set(np.flatnonzero(refs == 0).tolist())
-        assert not named[plain].any() and not named[list(self._dead_keys())].any()
+        queued, numbers, alive = queue[at], self._lru_head + at, ~gone[at]
+        assert (self._seq[live] == numbers[alive]).all()
+        assert (queued[alive] >> CELL_SHIFT == self._cell[live] + 3).all()
+        assert not refs[live].any()  # free
+        assert (self._seq[queued[~alive]] != numbers[~alive]).all()  # a dead one: neither
         assert self._map.check(self._cell) == int(np.count_nonzero(self._cell[named] >= 0))
         own = 0
         for key, holders in self._own.items():

@@ -22,7 +22,7 @@ fast simulator's lockstep decoders need no per-block work while they decode. The
 for given keys from a request's `private_from` on (no other request of the workload has
 them): they are set when it frees its blocks, in the map if it was preempted; if it is
 done, its blocks past its shared keys get DEAD keys, which only hold their place in the
-free queue (no record is kept for them: see `CachingBlockPool`).
+free queue (one entry for them all, no ids: see `CachingBlockPool`).
 
 Given keys that cover output tokens (sessions, whose next turn resends this one's answer)
 fall due while a request decodes. The fast simulator's decoders key them lazily: the
@@ -41,7 +41,8 @@ once or more, so every per-block step is a NumPy operation over a request's bloc
 Python loop (a dict operation per block cost more than the whole simulation without
 caching). Given keys are therefore dense slot numbers, and the cache map is a page table
 over them (`key_table.py`). A block remembers its cell in the map, so eviction needs no
-lookup. Own keys, set only by preemptions, stay in a dict. Where `_pool.c` was built, its
+lookup. Only a block with a key has an id: the others are counted. Own keys, set only by
+preemptions, stay in a dict. Where `_pool.c` was built, its
 `Arrays` does the common per-block steps on these same arrays, one C call each (a
 caching-on run of Mooncake's trace takes half the time it took without), taking a
 request's whole arrays and a range (a NumPy slice and its buffer cost more than a short
@@ -69,8 +70,8 @@ OWN_SHIFT = 24  # own keys: -1 - (id << OWN_SHIFT | block index): negative, neve
 OWN, NONE = -2, -3  # a block's cell when it holds an own key (in `_own_key`), or no key
 # anybody can look up: the map ignores these cells, eviction passes them. A finished
 # request's full blocks past its keys hold DEAD keys (vLLM hashes them; nobody can look them
-# up): they queue with the keyed blocks, as entries -1 - b (`free`), and keep the
-# records they had when held (see `CachingBlockPool`)
+# up): they queue with the keyed blocks as one entry, minus their count (`free`); they have
+# no ids (see `CachingBlockPool`)
 INF = 1 << 62
 CELL_SHIFT = 32  # a keyed free block's queue entry: b | (cell + 3) << CELL_SHIFT (`entry`)
 BLOCK_MASK = (1 << CELL_SHIFT) - 1
@@ -101,7 +102,8 @@ def table_rows(num_blocks: int) -> int:
 def entry(blocks: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Keyed free blocks' entries in the queue: each block with its cell (>= 0, or OWN),
     which `take` clears in the map without reading the block's record. A touch rewrites an
-    entry as the bare block, with no cell: a dead entry. A DEAD key's entry is -1 - b."""
+    entry as the bare block, with no cell: a dead entry. A run of DEAD keys' blocks is one
+    entry, -count."""
     return blocks | (cells.astype(np.int64) + 3) << CELL_SHIFT
 
 
@@ -111,23 +113,32 @@ def own_key(req_id: int, index: int) -> int:
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled (setup.py); tests subclass it
 class CachingBlockPool(BlockPool):
-    """State is NumPy arrays indexed by block. The free queue's keyless part is a stack
-    (`_plain`, top at `_plain_n`); its keyed part is a queue of blocks in the order they
-    were freed (`_lru`, a ring), each entry's number its place in the queue since the
+    """Only a block with a key anybody can look up (given, or own: `_keyed`) has an id; the
+    others are counts. A keyless block, or one holding a DEAD key, is held by one request
+    at most and shared by none, and nothing can tell two of them apart, so the free queue
+    keeps how many there are, requests and the fast simulator's aggregate how many they
+    hold, and none of them has an id or a record. A block gets an id when its key is set,
+    from a stack of the ids no keyed block has (`_ids`, top at `_ids_n`: `_give_ids`), and
+    gives it back when it is evicted (`take`). On Mooncake's trace that leaves 5.8M of the
+    9.3M blocks freed in a run without one: each used to be written into the queue, read
+    back and copied into the buffer of the request it was handed to.
+
+    State is NumPy arrays indexed by id. The free queue's keyless part is a count
+    (`_plain_n`); its keyed part is a queue in the order blocks were freed (`_lru`, a
+    ring): an entry a keyed block, or a run of DEAD blocks (minus their count: a finished
+    request's, freed together). Each entry's number is its place in the queue since the
     start (at `_lru[number & _lru_mask]`), kept in its block's `_seq`. A keyed block's
     entry carries its cell (`entry`), so that evicting it reads no record; a block touched
     out of the queue by a hit takes its entry's cell away, leaving a dead entry behind,
     skipped when the head reaches it (`_dead_from` bounds where the first is, so that most
     evictions need no check). The cache map (`KeyTable`) holds given keys; own keys are in
-    `_own`.
+    `_own`. A request's `Holding` lists the ids of its keyed blocks, which lead it, and
+    counts the rest.
 
-    A block's record (cell, references, entry number) is read only while it has a key
-    anybody can look up (cell >= 0 or OWN: `_keyed`): setting a key writes cell and
-    references. A keyless block, or one holding a DEAD key, is held by one request at most
-    and shared by none, so nothing asks its references: handing it out, freeing it with a
-    DEAD key and evicting that touch no record (half of the blocks on Mooncake's trace),
-    and evicting a keyed block leaves its record as it was, stale until a key is set: a
-    keyed block's entry carries what eviction needs (`entry`)."""
+    An id's record (cell, references, entry number) is read only while its block has a key:
+    setting a key writes cell and references, and evicting a block leaves its record as it
+    was, stale until its id is given out again (a keyed block's entry carries what
+    eviction needs)."""
 
     def __init__(self, num_blocks: int, block_size: int = 16,
                  compiled: bool | None = None, keys: int = 0) -> None:
@@ -674,19 +685,17 @@ class CachingBlockPool(BlockPool):
         super().free(req)
 
     def _name(self) -> None:
-        """Give the blocks identities, before the first key anybody can look up is set: a
-        request with given keys is allocated, or one is preempted (own keys).
+        """Keep the pool's full state from here on, before the first key anybody can look
+        up is set: a request with given keys is allocated, or one is preempted (own keys).
 
-        Until then the pool keeps counts, as `BlockPool` does, and nothing asks which block
-        is which: every free block in the queue's keyed part holds a finished request's
-        DEAD key (nobody can look it up, only its place in the queue counts), every other
-        block no key, and none is shared (nothing can hit). So blocks of a kind are alike,
-        and any naming of them gives the same hits, evictions and counts from here on:
-        the keyless free blocks keep the ids the stack started with, the rest are numbered
-        in order (requests' blocks, the aggregate's, the keyed free ones). A workload whose
-        requests have no given keys and are never preempted (Azure's traces, most of
-        llmsim's) runs with caching on at about the cost of caching off (1.04x on Azure's,
-        docs/prefix_caching.md)."""
+        Until then the pool keeps `BlockPool`'s counts only (no `Holding`s, no queue): every
+        free block in the queue's keyed part holds a finished request's DEAD key (nobody
+        can look it up, only its place in the queue counts), every other block no key, and
+        none is shared (nothing can hit). In the full state, too, such blocks have no ids:
+        the DEAD ones become one run at the queue's head, and each request holding blocks
+        gets a `Holding` that counts them. A workload whose requests have no given keys and
+        are never preempted (Azure's traces, most of llmsim's) runs with caching on at
+        about the cost of caching off (1.04x on Azure's, docs/prefix_caching.md)."""
         assert self.anonymous and not self._owed and not self._reqs and not self._lru_tail
         assert self._ids_n == self.num_blocks  # no key set yet: every id on the stack
         for rid, n in (*self._held.items(), *self._parked.items()):

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 
 class Holding:
-    """A request's blocks in a caching pool (prefix_cache.py): buffer[:n] in order (the
-    buffer is sized for all it can hold: a chunk or a settle writes its new ones in place),
-    the first `keyed` of them with keys set."""
+    """A request's blocks in a caching pool (prefix_cache.py): n of them, the first `keyed`
+    with keys set, their ids buffer[:keyed] (the others have no ids; the buffer is sized
+    for all it can hold, and a block's id is written in place when its key is set)."""
 
     def __init__(self, buffer: np.ndarray, n: int, keyed: int) -> None:
         self.buffer = buffer

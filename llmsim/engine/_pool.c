@@ -487,42 +487,57 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     int32_t *table = CELLS;
     Py_ssize_t ntable = NCELLS, nb = NBLOCKS;
     int64_t got = 0, used = 0, skipped = 0;
+    /* Entries come in rounds of at most as many as blocks are still wanted, in one run of
+       the ring (to its end, where they wrap): a keyed entry gives one block and a dead one
+       none, so a round of them never gives too many, and its loop needs no count but its
+       length. A DEAD run ends a round. While an entry is worked on, the map cell of the
+       one AHEAD further on is fetched. */
     while (got < k) {
-        if (used >= nlru) {  /* counts that lie: the pool is corrupt, not the input */
+        Py_ssize_t slot = (head + used) & mask, round = k - got, m;
+        if (round > nlru - slot)
+            round = nlru - slot;
+        if (used + round > nlru) {  /* counts that lie: the pool is corrupt, not the input */
             PyErr_SetString(PyExc_RuntimeError, "take: the free queue ran out of entries");
             return NULL;
         }
-        Py_ssize_t slot = (head + used) & mask;
-        int64_t e = lru[slot];
-        if (e < 0) {  /* a DEAD run of -e blocks */
-            if (-e > k - got) {  /* more than wanted: the rest stay at the head */
-                lru[slot] = e + (k - got);
-                got = k;
+        int64_t *entries = lru + slot, was = skipped;
+        Py_ssize_t ahead = nlru - slot - AHEAD;  /* entries[m + AHEAD] is in the ring */
+        for (m = 0; m < round; m++) {
+            int64_t e = entries[m];
+            if (e < 0)
                 break;
+            if (m < ahead)
+                fetch_cell(table, entries[m + AHEAD], ntable);
+            int64_t b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);
+            if (c == NONE_CELL || b >= nb) {  /* dead: touched out of the queue since */
+                skipped++;
+                continue;
             }
-            got -= e;
-            used++;
-            continue;
+            if (ids_n >= nids) {
+                PyErr_SetString(PyExc_RuntimeError, "take: more ids than blocks");
+                return NULL;
+            }
+            ids[ids_n++] = b;
+            if (c >= 0 && c < ntable) {
+                table[c] = -1;
+                filled[c >> PAGE_BITS]--;
+            }
+            else if (c == OWN_CELL)
+                owned[nown++] = b;
         }
-        fetch_cell(table, lru[(slot + AHEAD) & mask], ntable);
-        int64_t b = ENTRY_BLOCK(e), c = ENTRY_CELL(e);
-        used++;
-        if (c == NONE_CELL || b >= nb) {  /* dead: touched out of the queue since */
-            skipped++;
-            continue;
+        got += m - (skipped - was);
+        used += m;
+        if (m < round) {  /* a DEAD run of -e blocks */
+            int64_t dead = -entries[m];
+            if (dead > k - got) {  /* more than wanted: the rest stay at the head */
+                entries[m] = -(dead - (k - got));
+                got = k;
+            }
+            else {
+                got += dead;
+                used++;
+            }
         }
-        if (ids_n >= nids) {
-            PyErr_SetString(PyExc_RuntimeError, "take: more ids than blocks");
-            return NULL;
-        }
-        ids[ids_n++] = b;
-        got++;
-        if (c >= 0 && c < ntable) {
-            table[c] = -1;
-            filled[c >> PAGE_BITS]--;
-        }
-        else if (c == OWN_CELL)
-            owned[nown++] = b;
     }
     if (!skipped && !nown && used <= UINT32_MAX)  /* the common answer */
         return PyLong_FromLongLong(used | (long long)ids_n << 32);

@@ -718,12 +718,12 @@ Arrays_insert(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
         int64_t c = row + (key & PAGE_MASK);
         filled[row >> PAGE_BITS] += j - i;
-        if (!named)
-            for (Py_ssize_t m = i; m < j; m++)
-                blocks[m] = ids[--ids_n];
         for (Py_ssize_t m = i; m < j; m++, c++) {
-            table[c] = (int32_t)blocks[m];  /* in range: checked, or ids */
-            CELL_REFS(blocks[m], c, 1);  /* a keyless block's record is not kept: held once */
+            if (!named)  /* an id from the stack's top */
+                blocks[m] = ids[--ids_n];
+            int64_t b = blocks[m];  /* in range: checked, or an id */
+            table[c] = (int32_t)b;
+            CELL_REFS(b, c, 1);  /* a keyless block's record is not kept: held once */
         }
     }
     release_views(&v);  /* first <= spare's length, ids_n <= the blocks: below 2**31 (bind) */

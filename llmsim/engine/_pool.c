@@ -483,7 +483,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "take: bad counts");
         return NULL;
     }
-    int64_t *lru = I64(LRU), *ids = I64(IDS), *filled = I64(FILLED);
+    int64_t *lru = I64(LRU), *ids = I64(IDS), *filled = I64(FILLED), *rec = I64(REC);
     int32_t *table = CELLS;
     Py_ssize_t ntable = NCELLS, nb = NBLOCKS;
     int64_t got = 0, used = 0, skipped = 0;
@@ -518,6 +518,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
                 return NULL;
             }
             ids[ids_n++] = b;
+            PREFETCH(&rec[2 * b], 1);  /* its record, which `insert` writes next */
             if (c >= 0 && c < ntable) {
                 table[c] = -1;
                 filled[c >> PAGE_BITS]--;

@@ -766,6 +766,8 @@ Arrays_release(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         lru[number++ & mask] = -dead;
     for (Py_ssize_t i = keyed; i;) {  /* one pass, tail first (a request's blocks are
                                          distinct) */
+        if (i > AHEAD)  /* the record of the block AHEAD further on */
+            PREFETCH(&rec[2 * blocks[i - 1 - AHEAD]], 1);
         int64_t b = blocks[--i];
         if (--REFS(b) == 0) {
             lru[number & mask] = ENTRY(b, CELL(b));

@@ -457,12 +457,13 @@ fetch_cell(int32_t *table, int64_t e, Py_ssize_t ntable)
         PREFETCH(&table[c], 1);
 }
 
-/* take(k, head, ids_n) -> (entries used, dead entries skipped, owned blocks, ids_n), or,
-   where it skipped none and evicted no own key, used | ids_n << 32 (one int: a tuple of
-   four and its ints cost ~300 instructions a call, ~45,000 calls on Mooncake's trace):
-   k blocks out of the free queue's keyed part (CachingBlockPool._evict), from the entry
-   numbered `head` on (in the ring), least recently freed first. A DEAD run gives its
-   blocks, no ids, or some of them (its entry, at the new head, then counts the rest); a
+/* take(k, head, ids_n) -> (entries used, dead entries skipped, owned blocks, ids_n, rest),
+   or, where it skipped none, evicted no own key and left no rest, used | ids_n << 32 (one
+   int: a tuple and its ints cost ~300 instructions a call, ~40,000 calls on Mooncake's
+   trace): k blocks out of the free queue's keyed part (CachingBlockPool._evict), from the
+   entry numbered `head` on (in the ring), least recently freed first. A DEAD run gives its
+   blocks, no ids, or some of them (its entry is used either way: the blocks it did not
+   give are `rest`, which the caller hands out before the queue, `_head_dead`); a
    keyed block's entry gives its block, whose key is dropped (its map cell emptied:
    KeyTable.remove, where no key is held twice: the caller makes sure of that) and whose id
    goes back on the stack at `ids_n`; a dead entry gives none. No block's record is read or
@@ -486,7 +487,7 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     int64_t *lru = I64(LRU), *ids = I64(IDS), *filled = I64(FILLED), *rec = I64(REC);
     int32_t *table = CELLS;
     Py_ssize_t ntable = NCELLS, nb = NBLOCKS;
-    int64_t got = 0, used = 0, skipped = 0;
+    int64_t got = 0, used = 0, skipped = 0, rest = 0;
     /* Entries come in rounds of at most as many as blocks are still wanted, in one run of
        the ring (to its end, where they wrap): a keyed entry gives one block and a dead one
        none, so a round of them never gives too many, and its loop needs no count but its
@@ -528,21 +529,20 @@ Arrays_take(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         }
         got += m - (skipped - was);
         used += m;
-        if (m < round) {  /* a DEAD run of -e blocks */
+        if (m < round) {  /* a DEAD run of -e blocks, its entry used */
             int64_t dead = -entries[m];
-            if (dead > k - got) {  /* more than wanted: the rest stay at the head */
-                entries[m] = -(dead - (k - got));
+            used++;
+            if (dead > k - got) {  /* more than wanted: the rest to the caller */
+                rest = dead - (k - got);
                 got = k;
             }
-            else {
+            else
                 got += dead;
-                used++;
-            }
         }
     }
-    if (!skipped && !nown && used <= UINT32_MAX)  /* the common answer */
+    if (!skipped && !nown && !rest && used <= UINT32_MAX)  /* the common answer */
         return PyLong_FromLongLong(used | (long long)ids_n << 32);
-    return ints_tuple(4, (long long[]){used, skipped, nown, ids_n});
+    return ints_tuple(5, (long long[]){used, skipped, nown, ids_n, rest});
 }
 
 /* KeyTable._reclaim for an insertion of keys[:nk] that maps `fresh` new pages with

@@ -173,6 +173,9 @@ class CachingBlockPool(BlockPool):
         self._dead = 0  # dead entries between head and tail
         self._dead_from = INF  # no dead entry has a smaller number
         self.keyed_free = 0  # keyed blocks in the free queue
+        self._head_dead = 0  # the rest of a DEAD run partly taken, at the queue's head: its
+        # entry is gone (`_take` hands these out first, without a C call: on Mooncake's
+        # trace half of the takes that reach the queue need no more)
         self._map = KeyTable(table_rows(nb), keys)  # given key -> block
         self._own: dict[int, int | list[int]] = {}  # own key -> block, or blocks in order
         self._own_key: dict[int, int] = {}  # block -> its own key
@@ -439,6 +442,14 @@ class CachingBlockPool(BlockPool):
             return
         self._plain_n = 0
         k = n - top
+        self.keyed_free -= k
+        self._evictions += k
+        dead = self._head_dead
+        if k <= dead:
+            self._head_dead = dead - k
+            return
+        k -= dead
+        self._head_dead = 0
         c = self._c
         if c is None or self._map.dups:  # a key held twice: NumPy's
             self._evict(k)
@@ -446,9 +457,10 @@ class CachingBlockPool(BlockPool):
         head = self._lru_head
         got = c.take(k, head, self._ids_n)  # own keys: `_owned`
         if isinstance(got, int):  # none skipped or owned: used | ids_n << 32 (`_pool.c`)
-            used, skipped, owned, self._ids_n = got & 0xFFFFFFFF, 0, 0, got >> 32
+            used, skipped, owned, self._ids_n, rest = got & 0xFFFFFFFF, 0, 0, got >> 32, 0
         else:  # (typed: mypyc then unpacks the tuple and does the sums below natively)
-            used, skipped, owned, self._ids_n = cast(tuple[int, int, int, int], got)
+            used, skipped, owned, self._ids_n, rest = cast(tuple[int, int, int, int, int], got)
+        self._head_dead = rest
         if owned:  # own keys (preemptions) live in dicts
             for b in self._owned[:owned].tolist():
                 self._uncache_own(b)
@@ -458,24 +470,24 @@ class CachingBlockPool(BlockPool):
             self._dead_from = INF
         else:  # a bound: no dead entry before the head
             self._dead_from = max(self._dead_from, self._lru_head)
-        self.keyed_free -= k
-        self._evictions += k
 
     def _evict(self, k: int) -> None:
-        """`_take`'s `k` blocks from the keyed part of the queue, least recently freed first:
-        a DEAD run gives its blocks (or some: the rest stay at the head), a keyed block's
-        entry its block, whose key is dropped, and a dead entry none."""
+        """`_take`'s `k` blocks from the keyed part of the queue past `_head_dead`, least
+        recently freed first: a DEAD run gives its blocks (or some: the rest become
+        `_head_dead`), a keyed block's entry its block, whose key is dropped, and a dead
+        entry none."""
         head, need = self._lru_head, k
         while need:  # read ahead: dead entries come in runs (a hit touches a prefix)
             chunk = self._queue(head, min(head + 2 * need + 64, self._lru_tail))
             gives = np.where(chunk < 0, -chunk, ~self._dead_entries(chunk))  # blocks each
             total = np.cumsum(gives)
             used = int(np.searchsorted(total, need)) + 1 if total[-1] >= need else len(chunk)
-            left = int(total[used - 1]) - need  # a DEAD run's blocks not taken: it stays
+            left = int(total[used - 1]) - need  # a DEAD run's blocks not taken
             if left > 0:
-                self._lru[(head + used - 1) & self._lru_mask] = -left
-                used -= 1
-            part = chunk[:used]
+                self._head_dead = left
+                part = chunk[:used - 1]
+            else:
+                part = chunk[:used]
             dead = self._dead_entries(part)
             live = part[(part >= 0) & ~dead]  # keyed blocks, their keys dropped
             self._dead -= int(np.count_nonzero(dead))
@@ -497,8 +509,6 @@ class CachingBlockPool(BlockPool):
             dead = self._dead_entries(ahead)
             first = int(dead.argmax())
             self._dead_from = head + (first if dead[first] else len(ahead))
-        self.keyed_free -= k
-        self._evictions += k
 
     def _give_ids(self, blocks: np.ndarray, start: int, stop: int) -> None:
         """Ids for blocks[start:stop], about to be keyed: popped from the stack in order."""
@@ -700,7 +710,7 @@ class CachingBlockPool(BlockPool):
         assert self._ids_n == self.num_blocks  # no key set yet: every id on the stack
         for rid, n in (*self._held.items(), *self._parked.items()):
             self._reqs[rid] = Holding(np.empty(n, np.intp), n, 0)
-        assert self.keyed_free == self.free_blocks - self._plain_n
+        assert self.keyed_free == self.free_blocks - self._plain_n and not self._head_dead
         if self.keyed_free:  # DEAD keys: one run
             self._lru[0] = -self.keyed_free
             self._lru_tail = 1
@@ -884,7 +894,7 @@ class CachingBlockPool(BlockPool):
         each block of a DEAD run."""
         self._identify()
         entries = self._queue(self._lru_head, self._lru_tail)
-        out: list[int] = []
+        out = [DEAD_BLOCK] * self._head_dead
         for e in entries[~self._dead_entries(entries)].tolist():
             out.extend([DEAD_BLOCK] * -e if e < 0 else [e & BLOCK_MASK])
         return out
@@ -926,9 +936,10 @@ class CachingBlockPool(BlockPool):
         runs = -queue[queue < 0]
         live = self._live()
         assert len(live) == len(set(live.tolist())) and (runs > 0).all()
-        assert self.keyed_free == len(live) + runs.sum()
+        dead = runs.sum() + self._head_dead
+        assert self.keyed_free == len(live) + dead and self._head_dead >= 0
         assert self.free_blocks == self._plain_n + self.keyed_free
-        assert len(ids) == held + self._loose_n + self._plain_n + runs.sum()  # no id
+        assert len(ids) == held + self._loose_n + self._plain_n + dead  # no id
         gone = self._dead_entries(queue)
         assert int(np.count_nonzero(gone)) == self._dead
         if self._dead:  # the first dead entry is not before `_dead_from`

@@ -182,9 +182,9 @@ Arrays_dealloc(Arrays *self)
 /* bind(records, ids, lru, base, table, row_page, spare, out, owned, filled): the pool's
    arrays (`ids`: the stack of ids no keyed block has), and the two `run` and `take` write
    their answers into (the pool's, as long-lived as it); `lru` is the free queue's ring, a
-   power of two long (an entry's slot is its number's low bits). The steps trust what the arrays hold to keep the pool's invariants
-   (CachingBlockPool.check): a block, row or cell they read from one is in range of the
-   others. */
+   power of two long (an entry's slot is its number's low bits). The steps trust what the
+   arrays hold to keep the pool's invariants (CachingBlockPool.check): a block, row or cell
+   they read from one is in range of the others. */
 static PyObject *
 Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {

@@ -604,7 +604,7 @@ class CachingBlockPool(BlockPool):
         # as vLLM keys blocks when it schedules their tokens, even tokens a preemption in
         # the same iteration then takes back
         stop = min(req.scheduled_kv // self.block_size, n)
-        assert n - stop <= 1  # its last block, if not full
+        assert start <= stop and n - stop <= 1  # its last block, if not full
         given = req.block_hashes
         own = start if given is None else max(start, min(len(given), stop))
         assert own == start or start >= self._shared(req), "shared keys are set on time"

@@ -269,6 +269,23 @@ def test_the_compiled_steps_refuse_a_block_out_of_range_changing_nothing(bad):
         np.testing.assert_array_equal(was, now)
 
 
+def test_touch_refuses_a_corrupt_pool_before_it_changes_a_block():
+    """A free block whose queue entry number lies outside the queue: `touch` says so and
+    leaves every block as it was, the ones before it in the hits included."""
+    pool = CachingBlockPool(8, 4, compiled=True)
+    req = Request(0, 0.0, 13, 1, block_hashes=np.arange(3, dtype=np.int64))
+    pool.allocate(req, 13)
+    req.emitted = 1
+    pool.free(req)  # done: its 3 keyed blocks idle in the queue
+    hits = np.array(pool._live()[::-1])  # key order
+    pool._seq[hits[1]] = pool._lru_tail + 100  # the second one's entry: past the queue
+    before = (pool._records.copy(), pool._lru.copy())
+    with pytest.raises(RuntimeError, match="touch: a free block is not in the queue"):
+        pool._c.touch(hits, 3, pool._lru_head)
+    for was, now in zip(before, (pool._records, pool._lru), strict=True):
+        np.testing.assert_array_equal(was, now)
+
+
 def test_arrays_not_read_directly_are_exported_or_refused():
     """The steps read a NumPy array's data directly only where exporting it would give the
     same integers: any other argument goes through the buffer protocol, which takes it

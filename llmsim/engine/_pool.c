@@ -427,14 +427,19 @@ Arrays_touch(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t idle = 0, nlru = LEN(LRU), mask = nlru - 1;  /* a ring (bind) */
     int64_t *rec = I64(REC), *lru = I64(LRU), first = INT64_MAX;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* check, then act: a free block whose entry is
+                                             not in the queue (a corrupt pool, as in take)
+                                             is refused before any block changes */
+        int64_t b = hits[i];
+        if (REFS(b) == 0 && (SEQ(b) < head || SEQ(b) - head >= nlru)) {
+            release_views(&v);
+            PyErr_SetString(PyExc_RuntimeError, "touch: a free block is not in the queue");
+            return NULL;
+        }
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t b = hits[i];
         if (REFS(b) == 0) {
-            if (SEQ(b) < head || SEQ(b) - head >= nlru) {  /* the pool is corrupt, as in take */
-                release_views(&v);
-                PyErr_SetString(PyExc_RuntimeError, "touch: a free block is not in the queue");
-                return NULL;
-            }
             idle++;
             if (SEQ(b) < first)
                 first = SEQ(b);

@@ -39,9 +39,9 @@
 #define NONE_CELL (-3) /* prefix_cache.NONE */
 #define OWN_CELL (-2) /* prefix_cache.OWN */
 
-enum { REC, IDS, LRU, BASE, TABLE, ROW_PAGE, SPARE, OUT, OWNED, FILLED, NARRAYS };
+enum { REC, IDS, LRU, BASE, TABLE, ROW_PAGE, SPARE, OWNED, FILLED, NARRAYS };
 static const char *array_names[NARRAYS] = {
-    "records", "ids", "lru", "base", "table", "row_page", "spare", "out", "owned", "filled"};
+    "records", "ids", "lru", "base", "table", "row_page", "spare", "owned", "filled"};
 
 /* A block's record (prefix_cache.RECORD, read as two int64 per block): its cell in the map
    (int32), its references (int32), its queue entry's number (int64). One cache line for
@@ -179,17 +179,17 @@ Arrays_dealloc(Arrays *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* bind(records, ids, lru, base, table, row_page, spare, out, owned, filled): the pool's
-   arrays (`ids`: the stack of ids no keyed block has), and the two `run` and `take` write
-   their answers into (the pool's, as long-lived as it); `lru` is the free queue's ring, a
-   power of two long (an entry's slot is its number's low bits). The steps trust what the
-   arrays hold to keep the pool's invariants (CachingBlockPool.check): a block, row or cell
-   they read from one is in range of the others. */
+/* bind(records, ids, lru, base, table, row_page, spare, owned, filled): the pool's arrays
+   (`ids`: the stack of ids no keyed block has; `owned`: where `take` lists the blocks with
+   own keys it evicted); `lru` is the free queue's ring, a power of two long (an entry's
+   slot is its number's low bits). The steps trust what the arrays hold to keep the pool's
+   invariants (CachingBlockPool.check): a block, row or cell they read from one is in range
+   of the others. */
 static PyObject *
 Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != NARRAYS) {
-        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 10 arrays");
+        PyErr_SetString(PyExc_TypeError, "bind takes the pool's 9 arrays");
         return NULL;
     }
     Py_buffer fresh[NARRAYS];
@@ -208,7 +208,7 @@ Arrays_bind(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         || !fresh[LRU].len || (fresh[LRU].len / 8 & (fresh[LRU].len / 8 - 1))  /* a ring */
         || fresh[SPARE].len / 8 > fresh[ROW_PAGE].len / 8
         || fresh[FILLED].len != fresh[ROW_PAGE].len
-        || fresh[OUT].len / 8 < nb || fresh[OWNED].len / 8 < nb) {
+        || fresh[OWNED].len / 8 < nb) {
         for (int i = 0; i < NARRAYS; i++)
             PyBuffer_Release(&fresh[i]);
         PyErr_SetString(PyExc_ValueError, "bind: the arrays' lengths do not agree");

@@ -212,7 +212,7 @@ class CachingBlockPool(BlockPool):
         if self._c is not None:
             m = self._map
             self._c.bind(self._records.view(np.int64), self._ids, self._lru, m.base,
-                         m.table, m.row_page, m.spare, self._out, self._owned, m.filled)
+                         m.table, m.row_page, m.spare, self._owned, m.filled)
 
     # -- lookup ---------------------------------------------------------------------
 

@@ -333,6 +333,11 @@ Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         int64_t key = keys[i], page = key >> PAGE_BITS;
         if (key < 0 || page >= nbase)
             break;
+        if (i + AHEAD < n) {  /* the cell of the key AHEAD further on */
+            int64_t later = keys[i + AHEAD];
+            if (later >= 0 && later >> PAGE_BITS < nbase)
+                PREFETCH(&table[base[later >> PAGE_BITS] + (later & PAGE_MASK)], 0);
+        }
         int64_t b = table[base[page] + (key & PAGE_MASK)];
         if (b < 0)
             break;

@@ -326,6 +326,7 @@ Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
     }
     const int64_t *base = I64(BASE);
     const int32_t *table = CELLS;
+    const int64_t *rec = I64(REC);
     Py_ssize_t nbase = LEN(BASE), i = 0;
     if (n > nout)
         n = nout;
@@ -341,6 +342,7 @@ Arrays_run(Arrays *self, PyObject *const *args, Py_ssize_t nargs)
         int64_t b = table[base[page] + (key & PAGE_MASK)];
         if (b < 0)
             break;
+        PREFETCH(&rec[2 * b], 1);  /* its record, which idle and touch read next */
         out[i] = b;
     }
     release_views(&v);

@@ -525,7 +525,7 @@ class CachingBlockPool(BlockPool):
     @staticmethod
     def _dead_entries(entries: np.ndarray) -> np.ndarray:
         """Which of the queue's `entries` are dead (their block was touched out of the queue
-        since: no cell); a DEAD key's entry (-1 - b) never is."""
+        since: no cell); a DEAD run's entry (-count) never is."""
         return (entries >= 0) & (entries >> CELL_SHIFT == 0)
 
     # -- own keys ----------------------------------------------------------------------
